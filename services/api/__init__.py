@@ -1,0 +1,1 @@
+"""The HTTP API: validates, records and enqueues; never runs task bodies."""

@@ -1,0 +1,68 @@
+"""The FastAPI application: `uvicorn --factory services.api.main:create_app`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.api.deps import Runtime
+from services.api.routes import canary, health
+from services.core import logs
+from services.core.celery_app import make_celery_app
+from services.core.config import Settings, get_settings
+from services.core.db import get_engine, session_factory
+from services.core.enqueue import Enqueuer
+from services.core.health import redis_client
+from services.core.tasklog.repository import TaskLogRepository
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Everything the routes share, built from `settings`."""
+    repo = TaskLogRepository(session_factory(settings.database_url))
+    celery = make_celery_app(settings)
+    return Runtime(
+        settings=settings,
+        engine=get_engine(settings.database_url),
+        repo=repo,
+        celery=celery,
+        redis=redis_client(settings),
+        enqueuer=Enqueuer(repo=repo, celery=celery, settings=settings),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The API app for `settings` (default: from the environment)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.runtime.redis.close()
+
+    app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
+    app.state.runtime = build_runtime(settings)
+    app.include_router(health.router)
+    app.include_router(canary.router)
+    return app
+
+
+def main() -> None:
+    """Run the API with uvicorn on the configured address."""
+    import uvicorn
+
+    settings = get_settings()
+    logs.configure("api", level=settings.log_level, json_lines=settings.log_json)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        # Let in-flight requests finish on SIGTERM.
+        timeout_graceful_shutdown=20,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""POST /api/v1/canary: send a no-op task through a worker queue and track it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, status
+from pydantic import BaseModel, ConfigDict
+
+from services.api.deps import RuntimeDep
+from services.core.taskdefs import CANARY, Queue
+
+router = APIRouter(prefix="/api/v1", tags=["diagnostics"])
+
+
+class CanaryRequest(BaseModel):
+    """Which worker queue to probe."""
+
+    model_config = ConfigDict(extra="forbid")
+    queue: Literal["es", "http"]
+
+
+class QueuedResponse(BaseModel):
+    """The answer of every write: the task is accepted and tracked."""
+
+    status: Literal["queued"] = "queued"
+    task_id: str
+    message: str
+
+
+@router.post("/canary", status_code=status.HTTP_202_ACCEPTED, response_model=QueuedResponse)
+def send_canary(body: CanaryRequest, runtime: RuntimeDep) -> QueuedResponse:
+    """Queue a canary task on a worker queue."""
+    accepted = runtime.enqueuer.enqueue(CANARY[Queue(body.queue)].name, {})
+    message = (
+        "task queued"
+        if accepted.published
+        else "task accepted; the broker is unreachable, it will be published when it is back"
+    )
+    return QueuedResponse(task_id=accepted.task_id, message=message)

@@ -1,0 +1,111 @@
+"""The one settings module: every process reads its configuration from here."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.taskdefs import Queue
+
+# A Fernet key that is public by construction: fine on a laptop, refused in production.
+DEV_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktZG8tbm90LXVzZSE="
+
+
+class Settings(BaseSettings):
+    """Configuration from environment variables (names are the field names, upper-case)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Storage of the task log. SQLite serves a laptop; PostgreSQL serves a cluster.
+    database_url: str = "sqlite:///var/tasklog.db"
+
+    # Broker. All keys Celery/kombu write are prefixed with redis_key_prefix, so several
+    # deployments (or test runs) can share one Redis without seeing each other's queues.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_key_prefix: str = ""
+    broker_connect_timeout_s: float = Field(2.0, gt=0)
+    broker_socket_timeout_s: float = Field(10.0, gt=0)
+    # Redis has no real acks: a delivered message sits in an "unacked" hash until this many
+    # seconds pass, then any worker puts it back on the queue. It must exceed the longest
+    # countdown plus the longest run time, or delayed retries get delivered twice.
+    broker_visibility_timeout_s: int = Field(3600, gt=0)
+    # How often a worker sweeps the unacked hash for messages of dead workers.
+    broker_restore_interval_s: int = Field(10, gt=0)
+    # Publishing from the API: bounded, so an unreachable broker costs at most a few seconds.
+    publish_max_retries: int = Field(2, ge=0)
+
+    # Retry policy: capped exponential backoff with full jitter, bounded by a deadline.
+    retry_backoff_base_s: float = Field(1.0, gt=0)
+    retry_backoff_max_s: float = Field(600.0, gt=0)
+    es_retry_budget_s: int = Field(24 * 3600, gt=0)
+    http_retry_budget_s: int = Field(6 * 3600, gt=0)
+    maintenance_retry_budget_s: int = Field(3600, gt=0)
+    # Optional count limits on top of the deadline (unset = the deadline alone decides).
+    es_max_retries: int | None = Field(None, ge=0)
+    http_max_retries: int | None = Field(None, ge=0)
+
+    # Default run-time limits of a task; a TaskSpec may set its own.
+    task_soft_time_limit_s: int = Field(240, gt=0)
+    task_time_limit_s: int = Field(300, gt=0)
+
+    # Retention of finished rows in the task log (the plan's 7 days of results).
+    tasklog_success_retention_days: int = Field(7, ge=1)
+    tasklog_failed_retention_days: int = Field(30, ge=1)
+
+    # Key that seals per-task secrets (api keys) in the task log; Fernet, urlsafe base64.
+    secrets_key: SecretStr = SecretStr(DEV_SECRETS_KEY)
+
+    # Worker shutdown: on SIGTERM, running tasks get this long to finish (Celery soft
+    # shutdown); the pod's terminationGracePeriodSeconds must be longer.
+    worker_soft_shutdown_timeout_s: float = Field(60.0, ge=0)
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    flower_host: str = "127.0.0.1"
+    flower_port: int = 5555
+    # "user:password" for Flower's basic auth; unset means no auth (development only).
+    flower_basic_auth: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.task_soft_time_limit_s >= self.task_time_limit_s:
+            raise ValueError("TASK_SOFT_TIME_LIMIT_S must be below TASK_TIME_LIMIT_S")
+        longest = self.retry_backoff_max_s + self.task_time_limit_s
+        if self.broker_visibility_timeout_s <= longest:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT_S must exceed RETRY_BACKOFF_MAX_S + TASK_TIME_LIMIT_S "
+                f"({longest:g} s); otherwise Redis redelivers delayed retries while a worker "
+                "still holds them"
+            )
+        if self.environment == "production":
+            if self.secrets_key.get_secret_value() == DEV_SECRETS_KEY:
+                raise ValueError("SECRETS_KEY must be set to a private Fernet key in production")
+            if self.flower_basic_auth is None:
+                raise ValueError("FLOWER_BASIC_AUTH must be set in production")
+        return self
+
+    def retry_budget_s(self, queue: Queue) -> int:
+        """Seconds a task of this queue may keep retrying after it was accepted."""
+        return {
+            Queue.ES: self.es_retry_budget_s,
+            Queue.HTTP: self.http_retry_budget_s,
+            Queue.MAINTENANCE: self.maintenance_retry_budget_s,
+        }[queue]
+
+    def max_retries(self, queue: Queue) -> int | None:
+        """Optional count limit of retries for a task of this queue."""
+        return {Queue.ES: self.es_max_retries, Queue.HTTP: self.http_max_retries}.get(queue)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings of this process, read once from the environment."""
+    return Settings()

@@ -1,0 +1,103 @@
+"""The API side of a task: write the log row first, then publish."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+from redis.exceptions import RedisError
+
+from services.core import metrics
+from services.core.config import Settings
+from services.core.retry import deadline_from
+from services.core.secrecy import Sealer, find_secret_fields
+from services.core.taskdefs import spec_for
+from services.core.tasklog.models import utcnow
+from services.core.tasklog.repository import TaskLogRepository
+
+log = logging.getLogger("services.enqueue")
+
+
+@dataclass(frozen=True)
+class Enqueued:
+    """An accepted task: its id, and whether the broker took the message yet."""
+
+    task_id: str
+    task_name: str
+    published: bool
+
+
+class Enqueuer:
+    """Accepts tasks: durable row first, message second."""
+
+    def __init__(
+        self,
+        *,
+        repo: TaskLogRepository,
+        celery: Celery,
+        settings: Settings,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._repo = repo
+        self._celery = celery
+        self._settings = settings
+        self._sealer = Sealer(settings.secrets_key.get_secret_value())
+        self._clock = clock
+
+    def enqueue(
+        self,
+        task_name: str,
+        payload: Mapping[str, Any],
+        *,
+        user_id: str | None = None,
+        customer_id: str | None = None,
+        secrets: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+        task_id: str | None = None,
+    ) -> Enqueued:
+        """Record the task as pending, then publish it.
+
+        A failed publish leaves the row pending (the reconciler republishes it) and still
+        returns the task id: once the row is committed the write is accepted and not lost.
+        """
+        spec = spec_for(task_name)
+        body = dict(payload)
+        leaked = find_secret_fields(body)
+        if leaked:
+            raise ValueError(f"secret fields belong in `secrets`, not the payload: {leaked}")
+        json.dumps(body)  # refuse what the JSON serializer could not carry, before storing
+        task_id = task_id or str(uuid.uuid4())
+        now = self._clock()
+        self._repo.create(
+            task_id=task_id,
+            task_name=spec.name,
+            queue=spec.queue,
+            payload=body,
+            deadline_at=deadline_from(now, self._settings.retry_budget_s(spec.queue)),
+            user_id=user_id,
+            customer_id=customer_id,
+            idempotency_key=idempotency_key,
+            sealed_secrets=self._sealer.seal(secrets or {}),
+            now=now,
+        )
+        metrics.ENQUEUED.labels(spec.name, spec.queue).inc()
+        try:
+            self._celery.send_task(
+                spec.name, kwargs={"payload": body}, task_id=task_id, queue=spec.queue.value
+            )
+        except (OperationalError, KombuError, RedisError, OSError) as exc:
+            metrics.ENQUEUE_PUBLISH_FAILURES.labels(spec.name, spec.queue).inc()
+            log.warning(
+                "publish failed; task stays pending for the reconciler",
+                extra={"task_id": task_id, "task_name": spec.name, "error": type(exc).__name__},
+            )
+            return Enqueued(task_id, spec.name, published=False)
+        self._repo.mark_published(task_id)
+        return Enqueued(task_id, spec.name, published=True)

@@ -1,0 +1,69 @@
+"""Error kinds: which failures are worth a retry and which are final."""
+
+from __future__ import annotations
+
+import socket
+from enum import StrEnum
+
+import httpx
+from celery.exceptions import SoftTimeLimitExceeded
+
+# 408 timeout, 425 too early, 429 throttled; 5xx are all transient.
+RETRYABLE_STATUS = frozenset({408, 425, 429})
+
+
+class ErrorKind(StrEnum):
+    """Transient errors are retried until the deadline; permanent ones fail at once."""
+
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+class TaskError(Exception):
+    """Base of the errors a task body raises on purpose."""
+
+    kind: ErrorKind = ErrorKind.PERMANENT
+
+
+class TransientError(TaskError):
+    """Worth retrying: the downstream may accept the same request later."""
+
+    kind = ErrorKind.TRANSIENT
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PermanentError(TaskError):
+    """Retrying cannot help: the request itself is wrong (bad mapping, validation)."""
+
+    kind = ErrorKind.PERMANENT
+
+
+def is_retryable_status(status_code: int) -> bool:
+    """Whether an HTTP status from a downstream is transient."""
+    return status_code in RETRYABLE_STATUS or 500 <= status_code <= 599
+
+
+def classify(exc: BaseException) -> ErrorKind:
+    """The kind of an exception raised by a task body.
+
+    Anything not known to be transient is permanent: retrying a bug or a rejected request
+    only delays the failure and hides it.
+    """
+    if isinstance(exc, TaskError):
+        return exc.kind
+    if isinstance(exc, httpx.HTTPStatusError):
+        code = exc.response.status_code
+        return ErrorKind.TRANSIENT if is_retryable_status(code) else ErrorKind.PERMANENT
+    transient = (
+        ConnectionError,
+        TimeoutError,
+        socket.timeout,
+        httpx.TransportError,
+        SoftTimeLimitExceeded,
+    )
+    if isinstance(exc, transient):
+        return ErrorKind.TRANSIENT
+    return ErrorKind.PERMANENT

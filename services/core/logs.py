@@ -1,0 +1,63 @@
+"""Structured JSON logs: one object per line, with the task id and name when in a task."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from services.core.secrecy import Redactor
+
+# Attributes every LogRecord has; anything else was passed through `extra=` and is a field.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_redactor = Redactor()
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats records as JSON with extras as fields and secrets masked."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self._process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "process": self._process,
+            "msg": _redactor.text(record.getMessage()),
+        }
+        entry.update(_task_context())
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = _redactor.value(value)
+        if record.exc_info:
+            entry["exc"] = _redactor.text(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str)
+
+
+def _task_context() -> dict[str, Any]:
+    # Imported lazily: the API process logs too and has no current task.
+    from celery import current_task
+
+    if not current_task:  # the proxy is falsy outside a task
+        return {}
+    request = current_task.request
+    if request is None or request.id is None:
+        return {}
+    return {"task_id": request.id, "task_name": current_task.name}
+
+
+def configure(process: str, *, level: str = "INFO", json_lines: bool = True) -> None:
+    """Send this process's logs to stderr, as JSON lines unless `json_lines` is False."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JsonFormatter(process))
+    else:
+        handler.setFormatter(logging.Formatter(f"%(asctime)s {process} %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

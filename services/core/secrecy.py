@@ -1,0 +1,105 @@
+"""Secrets of a task: sealed at rest, never in a broker message, redacted in what we show.
+
+A task's secrets (for example the per-call embeddings `api_key`) are encrypted with the
+settings' key and stored in the task-log row; the broker message carries none of them, and the
+worker unseals them when it runs the task. Everything we log or store as text goes through
+`Redactor`, which masks secret-looking fields and the task's own secret values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken
+
+MASK = "***"
+_SECRET_KEY_RE = re.compile(
+    r"(api[_-]?key|token|secret|password|passwd|authorization|credential)", re.IGNORECASE
+)
+# key=value / key: value pairs and bearer tokens inside free text (error messages, URLs).
+_SECRET_TEXT_RE = re.compile(
+    r"(?i)\b(api[_-]?key|access[_-]?token|token|secret|password|authorization)"
+    r"(\"?\s*[=:]\s*\"?)([^\s\"&,;]+)"
+)
+_BEARER_RE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a field name looks like it holds a secret."""
+    return bool(_SECRET_KEY_RE.search(key))
+
+
+def find_secret_fields(value: Any, path: str = "") -> list[str]:
+    """Paths of non-empty secret-looking fields inside a JSON-like value."""
+    found: list[str] = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if is_secret_key(str(key)) and item not in (None, ""):
+                found.append(where)
+            else:
+                found.extend(find_secret_fields(item, where))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found.extend(find_secret_fields(item, f"{path}[{index}]"))
+    return found
+
+
+class Redactor:
+    """Masks secrets in values and text; knows the literal secrets of one task."""
+
+    def __init__(self, known_values: Iterable[str] = ()) -> None:
+        # Very short values would mask random substrings; real keys are long.
+        self._known = sorted({v for v in known_values if len(v) >= 6}, key=len, reverse=True)
+
+    def text(self, text: str) -> str:
+        """Text with secret values and secret-looking pairs masked."""
+        for value in self._known:
+            text = text.replace(value, MASK)
+        text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {MASK}", text)
+        return _SECRET_TEXT_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
+
+    def value(self, value: Any) -> Any:
+        """A JSON-like value with secret-looking fields and known secrets masked."""
+        if isinstance(value, Mapping):
+            return {
+                k: (MASK if is_secret_key(str(k)) and v not in (None, "") else self.value(v))
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, str):
+            return self.text(value)
+        return value
+
+
+class SealError(ValueError):
+    """Sealed secrets that this key cannot open (wrong or rotated key, tampering)."""
+
+
+class Sealer:
+    """Encrypts a task's secrets for storage in its task-log row."""
+
+    def __init__(self, key: str) -> None:
+        self._fernet = Fernet(key.encode())
+
+    def seal(self, secrets: Mapping[str, str]) -> str | None:
+        """Ciphertext of the secrets, or None when there are none."""
+        if not secrets:
+            return None
+        return self._fernet.encrypt(json.dumps(dict(secrets)).encode()).decode()
+
+    def unseal(self, sealed: str | None) -> dict[str, str]:
+        """The secrets back from their ciphertext."""
+        if not sealed:
+            return {}
+        try:
+            opened = json.loads(self._fernet.decrypt(sealed.encode()))
+        except InvalidToken as exc:
+            raise SealError("sealed task secrets cannot be opened with SECRETS_KEY") from exc
+        if not isinstance(opened, dict):
+            raise SealError("sealed task secrets are not a mapping")
+        return {str(k): str(v) for k, v in opened.items()}

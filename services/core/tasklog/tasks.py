@@ -1,0 +1,38 @@
+"""Periodic upkeep of the task log, run by the scheduler."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from services.core.config import get_settings
+from services.core.db import session_factory
+from services.core.taskdefs import TASKLOG_CLEANUP
+from services.core.tasklog.models import TaskStatus, utcnow
+from services.core.tasklog.repository import TaskLogRepository
+from services.core.tracking import TaskContext
+from services.core.tracking.task import tracked_task
+
+
+def cleanup(repo: TaskLogRepository, *, success_days: int, failed_days: int) -> dict[str, int]:
+    """Delete finished rows past their retention; how many of each status went."""
+    now = utcnow()
+    return {
+        "success": repo.delete_finished_before(
+            status=TaskStatus.SUCCESS, before=now - timedelta(days=success_days)
+        ),
+        "failed": repo.delete_finished_before(
+            status=TaskStatus.FAILED, before=now - timedelta(days=failed_days)
+        ),
+    }
+
+
+@tracked_task(TASKLOG_CLEANUP)
+def tasklog_cleanup(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, int]:
+    """Apply the retention settings to the task log."""
+    settings = get_settings()
+    return cleanup(
+        TaskLogRepository(session_factory(settings.database_url)),
+        success_days=settings.tasklog_success_retention_days,
+        failed_days=settings.tasklog_failed_retention_days,
+    )

@@ -1,0 +1,23 @@
+"""Scheduler: beat plus one consumer of the maintenance queue, in one single-replica process.
+
+    celery -A services.scheduler worker --beat -Q maintenance -c 1
+
+Beat alone can only publish; the upkeep it schedules must also run somewhere that does not
+scale with the write load, so the scheduler consumes its own queue.
+"""
+
+from services.core.celery_app import app
+from services.core.tasklog import tasks as tasklog_tasks
+from services.core.taskdefs import TASKLOG_CLEANUP
+
+app.conf.beat_schedule = {
+    "tasklog-cleanup-hourly": {
+        "task": TASKLOG_CLEANUP.name,
+        "schedule": 3600.0,
+        # Beat fires again the next hour; an unconsumed upkeep message is not worth keeping.
+        "options": {"expires": 3000},
+        "kwargs": {"payload": {}},
+    },
+}
+
+__all__ = ["app", "tasklog_tasks"]

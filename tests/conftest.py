@@ -1,0 +1,120 @@
+"""Test run isolation: one PostgreSQL database and one Redis key prefix per run.
+
+The environment is set here, before any `services` module reads its settings, so every
+process the tests start (workers included) inherits the run's database and prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+RUN_ID = f"{os.getpid()}{uuid.uuid4().hex[:6]}"
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+PG_DB = f"durable_test_{RUN_ID}"
+PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+os.environ.update(
+    ENVIRONMENT="test",
+    DATABASE_URL=PG_URL,
+    REDIS_URL=REDIS_URL,
+    REDIS_KEY_PREFIX=f"test{RUN_ID}:",
+    LOG_JSON="true",
+    LOG_LEVEL="INFO",
+    # Fast retries so retry paths finish in seconds.
+    RETRY_BACKOFF_BASE_S="0.05",
+    RETRY_BACKOFF_MAX_S="0.5",
+)
+
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from services.core.config import Settings, get_settings  # noqa: E402
+from services.core.db import session_factory  # noqa: E402
+from services.core.tasklog import migrate  # noqa: E402
+from services.core.tasklog.repository import TaskLogRepository  # noqa: E402
+
+
+def _admin_execute(sql: str) -> None:
+    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
+
+
+def create_pg_database(name: str) -> str:
+    """Create an empty PostgreSQL database; its URL."""
+    _admin_execute(f'CREATE DATABASE "{name}"')
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(name: str) -> None:
+    """Drop a database made by `create_pg_database`."""
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pg_database() -> Iterator[str]:
+    """The run's PostgreSQL database, migrated to head."""
+    create_pg_database(PG_DB)
+    migrate.upgrade(PG_URL)
+    yield PG_URL
+    from services.core import db
+
+    for (_, url), engine in list(db._engines.items()):
+        if url == PG_URL:
+            engine.dispose()
+    drop_pg_database(PG_DB)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_namespace() -> Iterator[str]:
+    """The run's Redis key prefix; its keys are removed at the end."""
+    from redis import Redis
+
+    prefix = get_settings().redis_key_prefix
+    yield prefix
+    client = Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    """Settings of this run."""
+    return get_settings()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite task log in a temporary file."""
+    url = f"sqlite:///{tmp_path / 'tasklog.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def repo(request: pytest.FixtureRequest, pg_database: str, tmp_path: Path) -> TaskLogRepository:
+    """A task-log repository on each supported database."""
+    if request.param == "postgresql":
+        return TaskLogRepository(session_factory(pg_database))
+    url = f"sqlite:///{tmp_path / 'tasklog.db'}"
+    migrate.upgrade(url)
+    return TaskLogRepository(session_factory(url))
+
+
+@pytest.fixture
+def pg_repo(pg_database: str) -> TaskLogRepository:
+    """The task-log repository of the run's PostgreSQL database."""
+    return TaskLogRepository(session_factory(pg_database))

@@ -1,0 +1,130 @@
+"""The task log on real PostgreSQL and SQLite: transitions, guards and races."""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from services.core.tasklog.models import TaskStatus, utcnow
+from services.core.tasklog.repository import TaskLogRepository
+
+
+def _new(repo: TaskLogRepository, **extra: object) -> str:
+    task_id = str(uuid.uuid4())
+    repo.create(
+        task_id=task_id,
+        task_name="es_upsert_product",
+        queue="es",
+        payload={"customer_id": "c1", "product_data": {"id": "p1"}},
+        deadline_at=utcnow() + timedelta(hours=1),
+        **extra,  # type: ignore[arg-type]
+    )
+    return task_id
+
+
+def test_success_path_records_result(repo: TaskLogRepository) -> None:
+    task_id = _new(repo, user_id="u1", customer_id="c1")
+    claim = repo.claim(task_id)
+    assert claim is not None and claim.attempt == 1
+    assert repo.get_by_task_id(task_id).status == TaskStatus.PROCESSING  # type: ignore[union-attr]
+    assert repo.update_status(task_id, TaskStatus.SUCCESS, result={"result": "created"})
+    row = repo.get_by_task_id(task_id)
+    assert row is not None
+    assert (row.status, row.result, row.attempts) == ("success", {"result": "created"}, 1)
+    assert row.finished_at is not None and row.finished_at.tzinfo is not None
+
+
+def test_a_finished_task_never_goes_back_to_processing(repo: TaskLogRepository) -> None:
+    task_id = _new(repo)
+    repo.claim(task_id)
+    assert repo.update_status(task_id, TaskStatus.SUCCESS, result={"ok": True})
+    assert repo.claim(task_id) is None
+    assert not repo.update_status(task_id, TaskStatus.PROCESSING)
+    assert not repo.update_status(task_id, TaskStatus.FAILED, error="late", error_kind="permanent")
+    assert not repo.increment_retry(task_id)
+    row = repo.get_by_task_id(task_id)
+    assert row is not None and row.status == "success" and row.error_message is None
+
+
+def test_concurrent_claims_get_distinct_attempts_and_lose_no_update(
+    repo: TaskLogRepository,
+) -> None:
+    task_id = _new(repo)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        claims = list(pool.map(lambda _: repo.claim(task_id), range(20)))
+    attempts = sorted(c.attempt for c in claims if c is not None)
+    assert attempts == list(range(1, 21))
+    assert repo.get_by_task_id(task_id).attempts == 20  # type: ignore[union-attr]
+
+
+def test_concurrent_retry_increments_are_all_counted(repo: TaskLogRepository) -> None:
+    task_id = _new(repo)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert all(pool.map(lambda _: repo.increment_retry(task_id), range(50)))
+    assert repo.get_by_task_id(task_id).retry_count == 50  # type: ignore[union-attr]
+
+
+def test_a_stale_attempt_cannot_overwrite_a_newer_one(repo: TaskLogRepository) -> None:
+    task_id = _new(repo)
+    old = repo.claim(task_id)
+    new = repo.claim(task_id)
+    assert old is not None and new is not None
+    later = utcnow() + timedelta(seconds=5)
+    assert not repo.mark_retrying(
+        task_id, attempt=old.attempt, error="old", error_kind="transient", next_attempt_at=later
+    )
+    assert not repo.update_status(
+        task_id, TaskStatus.FAILED, error="old", error_kind="permanent", attempt=old.attempt
+    )
+    assert repo.mark_retrying(
+        task_id, attempt=new.attempt, error="503", error_kind="transient", next_attempt_at=later
+    )
+    row = repo.get_by_task_id(task_id)
+    assert row is not None
+    assert (row.status, row.retry_count, row.error_message) == ("retrying", 1, "503")
+
+
+def test_racing_finishers_first_one_wins(repo: TaskLogRepository) -> None:
+    task_id = _new(repo)
+    claim = repo.claim(task_id)
+    assert claim is not None
+
+    def finish(i: int) -> bool:
+        if i % 2:
+            return repo.update_status(task_id, TaskStatus.SUCCESS, result={"by": i})
+        return repo.update_status(
+            task_id, TaskStatus.FAILED, error=f"e{i}", error_kind="permanent", attempt=claim.attempt
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        wins = [i for i, won in zip(range(16), pool.map(finish, range(16)), strict=True) if won]
+    assert len(wins) == 1
+    row = repo.get_by_task_id(task_id)
+    assert row is not None and row.finished_at is not None
+    assert row.status == ("success" if wins[0] % 2 else "failed")
+
+
+def test_failed_and_user_queries(repo: TaskLogRepository) -> None:
+    user = f"u-{uuid.uuid4().hex[:6]}"
+    ids = [_new(repo, user_id=user) for _ in range(3)]
+    for task_id in ids[:2]:
+        claim = repo.claim(task_id)
+        assert claim is not None
+        repo.update_status(
+            task_id, TaskStatus.FAILED, error="bad", error_kind="permanent", attempt=claim.attempt
+        )
+    assert [r.task_id for r in repo.get_user_tasks(user)] == list(reversed(ids))
+    assert len(repo.get_user_tasks(user, limit=2)) == 2
+    failed = {r.task_id for r in repo.get_failed_tasks(limit=1000)}
+    assert set(ids[:2]) <= failed and ids[2] not in failed
+
+
+def test_cleanup_deletes_only_finished_rows_past_retention(repo: TaskLogRepository) -> None:
+    done, pending = _new(repo), _new(repo)
+    repo.claim(done)
+    old = utcnow() - timedelta(days=10)
+    repo.update_status(done, TaskStatus.SUCCESS, result={}, now=old)
+    assert repo.delete_finished_before(status=TaskStatus.SUCCESS, before=utcnow()) >= 1
+    assert repo.get_by_task_id(done) is None
+    assert repo.get_by_task_id(pending) is not None

@@ -1,0 +1,44 @@
+"""A test-only tracked task, loaded into real workers with `-I tests.support.tasks`.
+
+Its behaviour comes from the payload; it leaves its traces in Redis under the run's prefix:
+`started:<key>` gets the pool pid of every attempt, `effects:<key>` the task id of every
+completed effect, so a test can count what really happened.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from redis import Redis
+
+from services.core.config import get_settings
+from services.core.errors import PermanentError, TransientError
+from services.core.taskdefs import Queue, TaskSpec, register
+from services.core.tracking import TaskContext
+from services.core.tracking.task import tracked_task
+
+TEST_EFFECT = TaskSpec("test_effect", Queue.ES)
+register(TEST_EFFECT)
+
+
+def trace_key(kind: str, key: str) -> str:
+    """Redis key of a trace list of this run."""
+    return f"{get_settings().redis_key_prefix}{kind}:{key}"
+
+
+@tracked_task(TEST_EFFECT)
+def test_effect(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Fail as told, then apply one effect."""
+    redis = Redis.from_url(get_settings().redis_url)
+    key = payload["key"]
+    redis.rpush(trace_key("started", key), os.getpid())
+    calls = redis.incr(trace_key("calls", key))
+    if calls <= payload.get("transient_failures", 0) or payload.get("always_transient"):
+        raise TransientError(f"downstream unavailable (call {calls})")
+    if payload.get("permanent"):
+        raise PermanentError("mapper_parsing_exception: field [price] of type [float]")
+    time.sleep(payload.get("sleep_s", 0))
+    redis.rpush(trace_key("effects", key), ctx.task_id)
+    return {"key": key, "calls": calls, "secret_seen": "api_key" in ctx.secrets}

@@ -1,0 +1,42 @@
+import pytest
+from cryptography.fernet import Fernet
+
+from services.core.secrecy import MASK, Redactor, SealError, Sealer, find_secret_fields
+
+
+def test_sealed_secrets_round_trip_and_hide_the_value() -> None:
+    sealer = Sealer(Fernet.generate_key().decode())
+    sealed = sealer.seal({"api_key": "sk-live-1234567890"})
+    assert sealed is not None and "sk-live" not in sealed
+    assert sealer.unseal(sealed) == {"api_key": "sk-live-1234567890"}
+    assert sealer.seal({}) is None and sealer.unseal(None) == {}
+
+
+def test_a_different_key_cannot_open_sealed_secrets() -> None:
+    sealed = Sealer(Fernet.generate_key().decode()).seal({"api_key": "sk-123456"})
+    with pytest.raises(SealError):
+        Sealer(Fernet.generate_key().decode()).unseal(sealed)
+
+
+def test_redactor_masks_known_values_pairs_and_bearer_tokens() -> None:
+    redactor = Redactor(["sk-live-1234567890"])
+    text = redactor.text(
+        "401 from https://api/x?api_key=abcdef123 with sk-live-1234567890 "
+        "Authorization: Bearer eyJhbGciOi.payload.sig password=hunter22"
+    )
+    for secret in ("abcdef123", "sk-live-1234567890", "eyJhbGciOi", "hunter22"):
+        assert secret not in text
+    assert MASK in text
+
+
+def test_redactor_masks_secret_fields_in_nested_values() -> None:
+    value = {"data": {"name": "x", "api_key": "k-123456"}, "items": [{"token": "t-1234567"}]}
+    assert Redactor().value(value) == {
+        "data": {"name": "x", "api_key": MASK},
+        "items": [{"token": MASK}],
+    }
+
+
+def test_secret_fields_are_found_by_path() -> None:
+    found = find_secret_fields({"a": {"apiKey": "x"}, "b": [{"password": "y"}], "c": ""})
+    assert found == ["a.apiKey", "b[0].password"]
