@@ -33,6 +33,7 @@ os.environ.update(
     RETRY_BACKOFF_MAX_S="0.5",
 )
 
+from redis import Redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
@@ -79,14 +80,20 @@ def pg_database() -> Iterator[str]:
 @pytest.fixture(scope="session", autouse=True)
 def redis_namespace() -> Iterator[str]:
     """The run's Redis key prefix; its keys are removed at the end."""
-    from redis import Redis
-
     prefix = get_settings().redis_key_prefix
     yield prefix
     client = Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def redis(settings: Settings) -> Iterator[Redis]:
+    """A client of the run's Redis."""
+    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    yield client
     client.close()
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging
-from kombu import Exchange
-from kombu import Queue as KombuQueue
+from kombu.entity import Exchange
+from kombu.entity import Queue as KombuQueue
 
 from services.core import logs
 from services.core.config import Settings, get_settings
@@ -64,9 +64,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_serializer": "json",
         "event_serializer": "json",
         "accept_content": ["json"],
-        "task_queues": [
-            KombuQueue(q.value, exchange, routing_key=q.value) for q in Queue
-        ],
+        "task_queues": [KombuQueue(q.value, exchange, routing_key=q.value) for q in Queue],
         "task_default_queue": Queue.MAINTENANCE.value,
         "task_default_exchange": exchange.name,
         "task_default_routing_key": Queue.MAINTENANCE.value,
@@ -104,7 +102,7 @@ def make_celery_app(settings: Settings, *, current: bool = False) -> Celery:
     return app
 
 
-@setup_logging.connect
+@setup_logging.connect  # type: ignore[untyped-decorator]
 def _setup_logging(**_: Any) -> None:
     # Connecting this signal stops Celery from installing its own handlers.
     settings = get_settings()

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-TASK_ATTEMPTS = Counter(
-    "durable_task_attempts_total", "Task attempts started", ["task", "queue"]
-)
+TASK_ATTEMPTS = Counter("durable_task_attempts_total", "Task attempts started", ["task", "queue"])
 TASK_OUTCOMES = Counter(
     "durable_task_outcomes_total",
     "Task attempts by outcome (success, retry, failed, duplicate, deferred)",

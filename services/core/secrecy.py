@@ -32,13 +32,18 @@ def is_secret_key(key: str) -> bool:
     return bool(_SECRET_KEY_RE.search(key))
 
 
+def _holds_secret(value: Any) -> bool:
+    # Flags and counts under a secret-looking name ("secret_seen": true) are not secrets.
+    return isinstance(value, str | Mapping | list) and bool(value)
+
+
 def find_secret_fields(value: Any, path: str = "") -> list[str]:
     """Paths of non-empty secret-looking fields inside a JSON-like value."""
     found: list[str] = []
     if isinstance(value, Mapping):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if is_secret_key(str(key)) and item not in (None, ""):
+            if is_secret_key(str(key)) and _holds_secret(item):
                 found.append(where)
             else:
                 found.extend(find_secret_fields(item, where))
@@ -66,7 +71,7 @@ class Redactor:
         """A JSON-like value with secret-looking fields and known secrets masked."""
         if isinstance(value, Mapping):
             return {
-                k: (MASK if is_secret_key(str(k)) and v not in (None, "") else self.value(v))
+                k: (MASK if is_secret_key(str(k)) and _holds_secret(v) else self.value(v))
                 for k, v in value.items()
             }
         if isinstance(value, list):

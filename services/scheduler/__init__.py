@@ -7,8 +7,8 @@ scale with the write load, so the scheduler consumes its own queue.
 """
 
 from services.core.celery_app import app
-from services.core.tasklog import tasks as tasklog_tasks
 from services.core.taskdefs import TASKLOG_CLEANUP
+from services.core.tasklog import tasks as tasklog_tasks
 
 app.conf.beat_schedule = {
     "tasklog-cleanup-hourly": {

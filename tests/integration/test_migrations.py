@@ -11,10 +11,28 @@ from services.core.tasklog import migrate
 from tests.conftest import create_pg_database, drop_pg_database
 
 COLUMNS = {
-    "id", "task_id", "task_name", "queue", "user_id", "customer_id", "idempotency_key",
-    "payload", "sealed_secrets", "status", "result", "error_message", "error_kind",
-    "failure_reason", "retry_count", "attempts", "next_attempt_at", "deadline_at",
-    "published_at", "created_at", "updated_at", "finished_at",
+    "id",
+    "task_id",
+    "task_name",
+    "queue",
+    "user_id",
+    "customer_id",
+    "idempotency_key",
+    "payload",
+    "sealed_secrets",
+    "status",
+    "result",
+    "error_message",
+    "error_kind",
+    "failure_reason",
+    "retry_count",
+    "attempts",
+    "next_attempt_at",
+    "deadline_at",
+    "published_at",
+    "created_at",
+    "updated_at",
+    "finished_at",
 }
 
 
@@ -24,7 +42,9 @@ def _check_up_down(url: str) -> None:
     try:
         insp = inspect(engine)
         assert {c["name"] for c in insp.get_columns("task_log")} == COLUMNS
-        assert any(u["column_names"] == ["task_id"] for u in insp.get_unique_constraints("task_log"))
+        assert any(
+            u["column_names"] == ["task_id"] for u in insp.get_unique_constraints("task_log")
+        )
         migrate.downgrade(url, "base")
         assert "task_log" not in inspect(engine).get_table_names()
         migrate.upgrade(url)

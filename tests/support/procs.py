@@ -50,9 +50,22 @@ class Worker:
         self.log_path = log_dir / f"worker-{self.name}.log"
         self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
         self.args = [
-            sys.executable, "-m", "celery", "-A", app, "worker",
-            "-Q", queues, "-c", str(concurrency), "-n", f"{self.name}@%h",
-            "--without-mingle", "--without-gossip", "-l", "INFO",
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            app,
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{self.name}@%h",
+            "--without-mingle",
+            "--without-gossip",
+            "-l",
+            "INFO",
         ]
         if include:
             self.args += ["-I", include]
@@ -60,11 +73,15 @@ class Worker:
 
     def start(self, timeout_s: float = 30) -> Worker:
         """Start and wait until the worker says it is ready."""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_until(lambda: self._ready(), timeout_s, what=f"worker {self.name} ready")
         return self
 
@@ -113,9 +130,21 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed; run `make test` to install it")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_until(self._answers, 10, what="redis-server to answer")
         return self

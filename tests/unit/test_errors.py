@@ -7,7 +7,9 @@ from services.core.errors import ErrorKind, PermanentError, TransientError, clas
 
 def _status_error(code: int) -> httpx.HTTPStatusError:
     request = httpx.Request("PUT", "http://127.0.0.1:9200/products/_doc/1")
-    return httpx.HTTPStatusError("x", request=request, response=httpx.Response(code, request=request))
+    return httpx.HTTPStatusError(
+        "x", request=request, response=httpx.Response(code, request=request)
+    )
 
 
 @pytest.mark.parametrize("code", [408, 425, 429, 500, 502, 503, 504])

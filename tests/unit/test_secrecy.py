@@ -1,7 +1,7 @@
 import pytest
 from cryptography.fernet import Fernet
 
-from services.core.secrecy import MASK, Redactor, SealError, Sealer, find_secret_fields
+from services.core.secrecy import MASK, Redactor, Sealer, SealError, find_secret_fields
 
 
 def test_sealed_secrets_round_trip_and_hide_the_value() -> None:

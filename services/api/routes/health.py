@@ -23,9 +23,7 @@ def live() -> dict[str, str]:
 def ready(runtime: RuntimeDep) -> Any:
     """The task log and the broker are reachable, so writes can be accepted."""
     reasons = [
-        r
-        for r in (check_database(runtime.engine), check_broker(runtime.redis))
-        if r is not None
+        r for r in (check_database(runtime.engine), check_broker(runtime.redis)) if r is not None
     ]
     if reasons:
         return JSONResponse({"status": "unavailable", "reasons": reasons}, status_code=503)

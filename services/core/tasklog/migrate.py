@@ -1,7 +1,7 @@
 """Schema migrations of the task log, runnable without an alembic.ini.
 
-    python -m services.core.tasklog.migrate upgrade [REVISION]
-    python -m services.core.tasklog.migrate downgrade REVISION
+python -m services.core.tasklog.migrate upgrade [REVISION]
+python -m services.core.tasklog.migrate downgrade REVISION
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ def alembic_config(url: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # configparser interpolates "%", which URL-encoded passwords contain.
-    config.set_main_option("sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%"))
+    config.set_main_option(
+        "sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%")
+    )
     return config
 
 

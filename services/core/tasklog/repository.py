@@ -15,13 +15,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, Result, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.db import transaction
 from services.core.tasklog.models import TERMINAL, TaskLog, TaskStatus, utcnow
+
+
+def _rowcount(result: Result[Any]) -> int:
+    # UPDATE and DELETE give a CursorResult, which knows how many rows matched.
+    return cast(CursorResult[Any], result).rowcount
+
 
 _UNFINISHED = TaskLog.status.not_in([s.value for s in TERMINAL])
 
@@ -156,7 +162,7 @@ class TaskLogRepository:
         if attempt is not None and status != TaskStatus.SUCCESS:
             stmt = stmt.where(TaskLog.attempts == attempt)
         with transaction(self._sessions) as session:
-            return session.execute(stmt.values(**values)).rowcount == 1  # type: ignore[attr-defined]
+            return _rowcount(session.execute(stmt.values(**values))) == 1
 
     def mark_retrying(
         self,
@@ -182,7 +188,7 @@ class TaskLogRepository:
             )
         )
         with transaction(self._sessions) as session:
-            return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+            return _rowcount(session.execute(stmt)) == 1
 
     def increment_retry(self, task_id: str) -> bool:
         """Count one more retry of an unfinished task."""
@@ -192,7 +198,7 @@ class TaskLogRepository:
             .values(retry_count=TaskLog.retry_count + 1, updated_at=utcnow())
         )
         with transaction(self._sessions) as session:
-            return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+            return _rowcount(session.execute(stmt)) == 1
 
     def get_by_task_id(self, task_id: str) -> TaskLog | None:
         """The row of a task, if any."""
@@ -227,4 +233,4 @@ class TaskLogRepository:
             raise ValueError("only finished tasks may be deleted")
         stmt = delete(TaskLog).where(TaskLog.status == status, TaskLog.finished_at < before)
         with transaction(self._sessions) as session:
-            return session.execute(stmt).rowcount  # type: ignore[attr-defined,no-any-return]
+            return _rowcount(session.execute(stmt))

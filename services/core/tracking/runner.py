@@ -20,7 +20,7 @@ from services.core import metrics
 from services.core.config import Settings
 from services.core.errors import ErrorKind, TransientError, classify
 from services.core.retry import GiveUpReason, RetryPolicy, backoff_delay, deadline_from, decide
-from services.core.secrecy import Redactor, SealError, Sealer
+from services.core.secrecy import Redactor, Sealer, SealError
 from services.core.taskdefs import TaskSpec
 from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.repository import Claim, TaskLogRepository
@@ -92,7 +92,9 @@ class TaskRunner:
             max_retries=self._settings.max_retries(spec.queue),
         )
 
-    def run(self, spec: TaskSpec, task_id: str, message_payload: dict[str, Any], body: Body) -> Outcome:
+    def run(
+        self, spec: TaskSpec, task_id: str, message_payload: dict[str, Any], body: Body
+    ) -> Outcome:
         """Claim the task, run its body once, record what happened."""
         try:
             claim = self._claim(spec, task_id, message_payload)
@@ -100,7 +102,9 @@ class TaskRunner:
             return self._defer(spec, task_id, "claim", exc)
         if claim is None:
             metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.DUPLICATE).inc()
-            log.info("duplicate delivery of a finished task; skipped", extra={"outcome": "duplicate"})
+            log.info(
+                "duplicate delivery of a finished task; skipped", extra={"outcome": "duplicate"}
+            )
             return Outcome(OutcomeKind.DUPLICATE)
 
         metrics.TASK_ATTEMPTS.labels(spec.name, spec.queue).inc()

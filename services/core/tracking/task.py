@@ -44,6 +44,9 @@ class TrackedTask(Task):  # type: ignore[misc]
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
+    # Unlimited for Celery: the runner's deadline and count policy decide. (Passing
+    # max_retries=None to retry() does not do this; it falls back to the default of 3.)
+    max_retries = None
 
 
 def tracked_task(spec: TaskSpec, app: Celery = default_app) -> Callable[[Body], TrackedTask]:
@@ -59,8 +62,7 @@ def tracked_task(spec: TaskSpec, app: Celery = default_app) -> Callable[[Body], 
         def run(self: TrackedTask, payload: dict[str, Any] | None = None) -> None:
             outcome = runner().run(spec, self.request.id, payload or {}, body)
             if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.DEFERRED):
-                # Celery's own count is not ours to obey: the runner already decided.
-                raise self.retry(countdown=outcome.delay_s, max_retries=None)
+                raise self.retry(countdown=outcome.delay_s)
 
         run.__name__ = run.__qualname__ = spec.name
         run.__doc__ = body.__doc__
@@ -71,7 +73,7 @@ def tracked_task(spec: TaskSpec, app: Celery = default_app) -> Callable[[Body], 
     return decorate
 
 
-@task_failure.connect
+@task_failure.connect  # type: ignore[untyped-decorator]
 def _on_task_failure(
     sender: Any = None,
     task_id: str | None = None,

@@ -1,0 +1,49 @@
+"""A whole worker killed with SIGKILL: its unacked message comes back after the visibility timeout.
+
+Kept in its own module so that no other worker consumes the queue meanwhile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from services.core.config import Settings
+from services.core.tasklog.repository import TaskLogRepository
+from tests.support.flow import effects, send, wait_finished
+from tests.support.procs import Worker, wait_until
+from tests.support.tasks import trace_key
+
+pytestmark = pytest.mark.slow
+
+
+def test_killed_worker_is_redelivered_after_visibility_timeout(
+    settings: Settings,
+    pg_repo: TaskLogRepository,
+    redis: Redis,
+    tmp_path: Path,
+) -> None:
+    short = {
+        "BROKER_VISIBILITY_TIMEOUT_S": "5",
+        "BROKER_RESTORE_INTERVAL_S": "1",
+        "TASK_SOFT_TIME_LIMIT_S": "3",
+        "TASK_TIME_LIMIT_S": "4",
+    }
+    first = Worker("services.es_worker", "es", tmp_path, env=short, concurrency=1).start()
+    try:
+        task_id, key = send(settings, sleep_s=2)
+        started = trace_key("started", key)
+        wait_until(lambda: redis.llen(started) == 1, 30, what="the task to start")
+        first.kill()
+    finally:
+        first.stop()
+    assert effects(redis, key) == []
+    second = Worker("services.es_worker", "es", tmp_path, env=short, concurrency=1).start()
+    try:
+        row = wait_finished(pg_repo, task_id, timeout_s=60)
+    finally:
+        second.stop()
+    assert (row.status, row.attempts) == ("success", 2)
+    assert effects(redis, key) == [task_id]

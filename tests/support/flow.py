@@ -1,0 +1,49 @@
+"""Helpers to drive the test task through the real API-side enqueue path and watch it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from redis import Redis
+
+from services.core.celery_app import make_celery_app
+from services.core.config import Settings
+from services.core.db import session_factory
+from services.core.enqueue import Enqueuer
+from services.core.tasklog.models import TaskLog
+from services.core.tasklog.repository import TaskLogRepository
+from tests.support.procs import wait_until
+from tests.support.tasks import TEST_EFFECT, trace_key
+
+
+def enqueuer(settings: Settings) -> Enqueuer:
+    """The API's enqueue path for `settings`."""
+    return Enqueuer(
+        repo=TaskLogRepository(session_factory(settings.database_url)),
+        celery=make_celery_app(settings),
+        settings=settings,
+    )
+
+
+def send(settings: Settings, **payload: Any) -> tuple[str, str]:
+    """Enqueue the test task with a fresh trace key; (task id, key)."""
+    key = uuid.uuid4().hex
+    accepted = enqueuer(settings).enqueue(TEST_EFFECT.name, {"key": key, **payload})
+    assert accepted.published
+    return accepted.task_id, key
+
+
+def wait_finished(repo: TaskLogRepository, task_id: str, timeout_s: float = 30) -> TaskLog:
+    """The task's row once it is finished."""
+
+    def finished() -> TaskLog | None:
+        row = repo.get_by_task_id(task_id)
+        return row if row is not None and row.is_finished else None
+
+    return wait_until(finished, timeout_s, what=f"task {task_id} to finish")  # type: ignore[no-any-return]
+
+
+def effects(redis: Redis, key: str) -> list[str]:
+    """Task ids whose effect was applied for `key`."""
+    return redis.lrange(trace_key("effects", key), 0, -1)  # type: ignore[return-value]
