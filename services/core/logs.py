@@ -11,7 +11,13 @@ from typing import Any
 from services.core.secrecy import Redactor
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is a field.
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# (uvicorn adds color_message, a copy of the message with terminal colours.)
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 _redactor = Redactor()
 
 

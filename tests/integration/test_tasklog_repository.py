@@ -80,6 +80,10 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_one(repo: TaskLogRepository) -
     assert repo.mark_retrying(
         task_id, attempt=new.attempt, error="503", error_kind="transient", next_attempt_at=later
     )
+    # The same attempt's outcome is recorded once (a failure signal may fire twice).
+    assert not repo.mark_retrying(
+        task_id, attempt=new.attempt, error="again", error_kind="transient", next_attempt_at=later
+    )
     row = repo.get_by_task_id(task_id)
     assert row is not None
     assert (row.status, row.retry_count, row.error_message) == ("retrying", 1, "503")

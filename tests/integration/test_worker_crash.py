@@ -47,3 +47,18 @@ def test_killed_worker_is_redelivered_after_visibility_timeout(
         second.stop()
     assert (row.status, row.attempts) == ("success", 2)
     assert effects(redis, key) == [task_id]
+
+
+def test_hard_time_limit_is_recorded_and_retried(
+    settings: Settings, pg_repo: TaskLogRepository, redis: Redis, tmp_path: Path
+) -> None:
+    limits = {"TASK_SOFT_TIME_LIMIT_S": "1", "TASK_TIME_LIMIT_S": "2"}
+    worker = Worker("services.es_worker", "es", tmp_path, env=limits, concurrency=1).start()
+    try:
+        task_id, key = send(settings, hang_first_s=6)
+        row = wait_finished(pg_repo, task_id, timeout_s=40)
+    finally:
+        worker.stop()
+    assert (row.status, row.attempts, row.retry_count) == ("success", 2, 1)
+    assert row.error_message is not None and "TimeLimitExceeded" in row.error_message
+    assert effects(redis, key) == [task_id]

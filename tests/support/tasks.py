@@ -7,10 +7,12 @@ completed effect, so a test can count what really happened.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 
 from services.core.config import get_settings
@@ -39,6 +41,12 @@ def test_effect(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
         raise TransientError(f"downstream unavailable (call {calls})")
     if payload.get("permanent"):
         raise PermanentError("mapper_parsing_exception: field [price] of type [float]")
+    if calls == 1 and payload.get("hang_first_s"):
+        # Ignore the soft limit, so that only the hard limit can stop this attempt.
+        until = time.monotonic() + payload["hang_first_s"]
+        while time.monotonic() < until:
+            with contextlib.suppress(SoftTimeLimitExceeded):
+                time.sleep(0.05)
     time.sleep(payload.get("sleep_s", 0))
     redis.rpush(trace_key("effects", key), ctx.task_id)
     return {"key": key, "calls": calls, "secret_seen": "api_key" in ctx.secrets}

@@ -4,8 +4,8 @@ Every change is one conditional UPDATE with its arithmetic done in SQL, so two w
 on one task can neither lose an update nor move a finished task back:
 - nothing leaves a terminal status (success, failed);
 - `attempts` is a fencing token: a delivery that claimed attempt N may mark the task
-  retrying or failed only while `attempts` is still N, so a stale delivery cannot overwrite
-  the state of a newer one;
+  retrying or failed only while attempt N is still the one processing, so a stale delivery
+  cannot overwrite the state of a newer one, and one attempt's outcome is recorded once;
 - success is accepted from any attempt while the task is unfinished (the write happened; the
   first finisher wins and later finishers are told they lost).
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, delete, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.db import transaction
@@ -30,6 +30,11 @@ def _rowcount(result: Result[Any]) -> int:
 
 
 _UNFINISHED = TaskLog.status.not_in([s.value for s in TERMINAL])
+
+
+def _running(attempt: int) -> ColumnElement[bool]:
+    # The outcome of an attempt belongs to that attempt while it runs, and is recorded once.
+    return and_(TaskLog.status == TaskStatus.PROCESSING, TaskLog.attempts == attempt)
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,7 @@ class TaskLogRepository:
             values["failure_reason"] = failure_reason
         stmt = update(TaskLog).where(TaskLog.task_id == task_id, _UNFINISHED)
         if attempt is not None and status != TaskStatus.SUCCESS:
-            stmt = stmt.where(TaskLog.attempts == attempt)
+            stmt = stmt.where(_running(attempt))
         with transaction(self._sessions) as session:
             return _rowcount(session.execute(stmt.values(**values))) == 1
 
@@ -177,7 +182,7 @@ class TaskLogRepository:
         """Record a failed attempt that will be retried; counts the retry in the same step."""
         stmt = (
             update(TaskLog)
-            .where(TaskLog.task_id == task_id, _UNFINISHED, TaskLog.attempts == attempt)
+            .where(TaskLog.task_id == task_id, _running(attempt))
             .values(
                 status=TaskStatus.RETRYING,
                 retry_count=TaskLog.retry_count + 1,

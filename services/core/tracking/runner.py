@@ -258,7 +258,7 @@ class TaskRunner:
     def _stale(self, spec: TaskSpec, claim: Claim) -> Outcome:
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.STALE).inc()
         log.warning(
-            "attempt superseded by a newer delivery; its outcome is dropped",
+            "attempt outcome already recorded or superseded by a newer delivery; dropped",
             extra={"attempt": claim.attempt, "outcome": "stale"},
         )
         return Outcome(OutcomeKind.STALE)

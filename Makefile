@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make up` runs the stack, `make test` runs the checks.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: up test lint unit migrate install clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	@touch $@
+
+install: $(STAMP)
+
+## Run the whole stack in the foreground (Ctrl-C stops it).
+up: $(STAMP)
+	@tools/ensure-services.sh redis
+	$(PY) -m services.core.tasklog.migrate upgrade
+	$(PY) tools/devstack.py
+
+migrate: $(STAMP)
+	$(PY) -m services.core.tasklog.migrate upgrade
+
+lint: $(STAMP)
+	$(PY) -m ruff check services tests tools
+	$(PY) -m ruff format --check services tests tools
+	$(PY) -m mypy services tests tools
+
+## Lint, then every test against real Redis and PostgreSQL.
+test: lint
+	@tools/ensure-services.sh redis postgres
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

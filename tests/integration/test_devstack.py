@@ -1,0 +1,73 @@
+"""`make up`'s runner brings up all five processes and stops them cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.procs import ROOT, free_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def _get(url: str) -> httpx.Response | None:
+    try:
+        return httpx.get(url, timeout=3)
+    except httpx.TransportError:
+        return None
+
+
+def test_devstack_runs_five_processes_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+    api_port, flower_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "API_PORT": str(api_port),
+        "FLOWER_PORT": str(flower_port),
+        "DEVSTACK_GRACE_S": "20",
+        "ES_WORKER_CONCURRENCY": "1",
+        "HTTP_WORKER_CONCURRENCY": "1",
+    }
+    log_path = tmp_path / "devstack.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "tools/devstack.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        def celery_ok() -> httpx.Response | None:
+            answer = _get(f"http://127.0.0.1:{api_port}/health/celery")
+            return answer if answer is not None and answer.status_code == 200 else None
+
+        health = wait_until(celery_ok, 60, interval_s=0.5, what="/health/celery to say ok")
+        workers = health.json()["workers"]
+        assert any(n.startswith("es@") for n in workers["es"]["nodes"])
+        assert any(n.startswith("http@") for n in workers["http"]["nodes"])
+        assert any(n.startswith("scheduler@") for n in workers["maintenance"]["nodes"])
+        flower = wait_until(
+            lambda: _get(f"http://127.0.0.1:{flower_port}/healthcheck"), 30, what="Flower"
+        )
+        assert flower.status_code == 200
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = log_path.read_text()
+    for name in ("api", "es-worker", "http-worker", "scheduler", "flower"):
+        assert f"started {name}" in output
+        assert f"stopping {name}" in output
+    assert "killing it" not in output
+    assert re.search(r"^devstack\s+\| stopped$", output, re.MULTILINE)

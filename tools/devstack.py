@@ -1,0 +1,200 @@
+"""Run the whole stack as local processes in the foreground, with prefixed logs.
+
+    python tools/devstack.py            (what `make up` runs after migrating)
+
+Ctrl-C (or SIGTERM) stops every process: SIGTERM first, so workers finish their running
+tasks, then SIGKILL for what is still alive after the grace period. If one process dies on
+its own, the others are stopped too and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.core.config import get_settings  # noqa: E402
+
+COLORS = ["36", "32", "33", "35", "34", "31", "96", "92"]
+GRACE_S = float(os.environ.get("DEVSTACK_GRACE_S", "30"))
+
+
+@dataclass
+class Spec:
+    """One process of the stack."""
+
+    name: str
+    args: list[str]
+
+
+def stack() -> list[Spec]:
+    """The processes of DESIGN.md section 4, with this machine's settings."""
+    settings = get_settings()
+    celery = [sys.executable, "-m", "celery"]
+    worker_flags = ["--without-mingle", "--without-gossip", "-l", settings.log_level]
+    (ROOT / "var").mkdir(exist_ok=True)
+    return [
+        Spec("api", [sys.executable, "-m", "services.api.main"]),
+        Spec(
+            "es-worker",
+            [
+                *celery,
+                "-A",
+                "services.es_worker",
+                "worker",
+                "-Q",
+                "es",
+                "-n",
+                "es@%h",
+                "-c",
+                os.environ.get("ES_WORKER_CONCURRENCY", "2"),
+                *worker_flags,
+            ],
+        ),
+        Spec(
+            "http-worker",
+            [
+                *celery,
+                "-A",
+                "services.http_worker",
+                "worker",
+                "-Q",
+                "http",
+                "-n",
+                "http@%h",
+                "-c",
+                os.environ.get("HTTP_WORKER_CONCURRENCY", "2"),
+                *worker_flags,
+            ],
+        ),
+        Spec(
+            "scheduler",
+            [
+                *celery,
+                "-A",
+                "services.scheduler",
+                "worker",
+                "--beat",
+                "-Q",
+                "maintenance",
+                "-c",
+                "1",
+                "-n",
+                "scheduler@%h",
+                "--schedule",
+                str(ROOT / "var" / "celerybeat-schedule"),
+                *worker_flags,
+            ],
+        ),
+        Spec(
+            "flower",
+            [
+                *celery,
+                "-A",
+                "services.core.celery_app",
+                "flower",
+                f"--address={settings.flower_host}",
+                f"--port={settings.flower_port}",
+            ],
+        ),
+    ]
+
+
+class Stack:
+    """Starts, watches and stops the processes."""
+
+    def __init__(self, specs: list[Spec]) -> None:
+        self.specs = specs
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.width = max(len(s.name) for s in specs)
+        self.stopping = threading.Event()
+        self.print_lock = threading.Lock()
+
+    def start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        for index, spec in enumerate(self.specs):
+            proc = subprocess.Popen(
+                spec.args,
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            self.procs[spec.name] = proc
+            color = COLORS[index % len(COLORS)]
+            threading.Thread(target=self._pump, args=(spec.name, proc, color), daemon=True).start()
+            self._say(f"started {spec.name} (pid {proc.pid})")
+
+    def _pump(self, name: str, proc: subprocess.Popen[bytes], color: str) -> None:
+        assert proc.stdout is not None
+        prefix = (
+            f"\033[{color}m{name.ljust(self.width)} |\033[0m "
+            if sys.stdout.isatty()
+            else (f"{name.ljust(self.width)} | ")
+        )
+        for raw in proc.stdout:
+            line = raw.decode(errors="replace").rstrip("\n")
+            with self.print_lock:
+                print(prefix + line, flush=True)
+
+    def _say(self, text: str) -> None:
+        with self.print_lock:
+            print(f"{'devstack'.ljust(self.width)} | {text}", flush=True)
+
+    def watch(self) -> int:
+        """Wait until asked to stop or until a process dies; the exit status."""
+        while not self.stopping.is_set():
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    self._say(f"{name} exited with status {proc.returncode}; stopping the stack")
+                    self.stop()
+                    return 1
+            self.stopping.wait(0.5)
+        self.stop()
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                self._say(f"stopping {name}")
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_S
+        for name, proc in self.procs.items():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._say(f"{name} still running after {GRACE_S:g} s; killing it")
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def main() -> int:
+    """Run the stack until Ctrl-C."""
+    settings = get_settings()
+    runner = Stack(stack())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: runner.stopping.set())
+    runner.start()
+    runner._say(
+        f"API on http://{settings.api_host}:{settings.api_port} "
+        f"(try /health/celery), Flower on http://{settings.flower_host}:{settings.flower_port}; "
+        "Ctrl-C stops everything"
+    )
+    status = runner.watch()
+    runner._say("stopped")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
