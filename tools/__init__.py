@@ -1,0 +1,1 @@
+"""Developer tooling: the dev stack runner and the test stand-ins."""

@@ -1,0 +1,1 @@
+"""The Elasticsearch stand-in's parts: store and versioning, mappings, queries, bulk, HTTP."""

@@ -1,0 +1,256 @@
+"""Parsing documents against mappings, as ES 8 does it on every write.
+
+Values are checked against the declared field type (with ES's coercion of numeric and boolean
+strings), unknown fields are refused under `"dynamic": "strict"`, ignored under `false`, and
+mapped from their JSON type otherwise, so a later document that disagrees with the inferred
+type fails just as it would on a real cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from tools.standins.es.errors import EsError
+from tools.standins.es.mapping import (
+    DEFAULT_DATE_FORMAT,
+    FLOAT_LIMITS,
+    INTEGER_RANGES,
+    NUMERIC,
+    OBJECTS,
+    TEXTUAL,
+    UNCHECKED,
+    field_type,
+    to_decimal,
+)
+
+METADATA_FIELDS = frozenset(
+    {"_id", "_index", "_routing", "_source", "_version", "_seq_no", "_primary_term"}
+    | {"_ignored", "_field_names", "_doc_count", "_tier", "_data_stream_timestamp"}
+)
+_ISO_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+_PARTIAL_DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2]))?$")
+_FALSY = (False, "false", "")
+
+
+def apply_document(mappings: dict[str, Any], source: dict[str, Any], doc_id: str) -> dict[str, Any]:
+    """Check `source` against `mappings`; the mappings with any dynamically added fields."""
+    for key in source:
+        if key in METADATA_FIELDS:
+            raise EsError(
+                400,
+                "document_parsing_exception",
+                f"Field [{key}] is a metadata field and cannot be added inside a document. "
+                "Use the index API request parameters.",
+            )
+    updated = copy.deepcopy(mappings)
+    parser = _Parser(doc_id, updated.get("date_detection", True) is not False)
+    parser.parse_object(updated, source, "", updated.get("dynamic", True))
+    return updated
+
+
+def parses_as_date(text: str) -> bool:
+    """Whether ES's `strict_date_optional_time` would read `text`."""
+    if _PARTIAL_DATE.match(text):
+        return True
+    if not _ISO_DATE.match(text):
+        return False
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _flatten(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        return [value]
+    flat: list[Any] = []
+    for item in value:
+        flat.extend(_flatten(item))
+    return flat
+
+
+def _preview(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _cause(type_: str, reason: str) -> dict[str, str]:
+    return {"type": type_, "reason": reason}
+
+
+def _token(value: Any) -> str:
+    if isinstance(value, dict):
+        return "START_OBJECT"
+    if isinstance(value, list):
+        return "START_ARRAY"
+    if isinstance(value, bool):
+        return "VALUE_TRUE" if value else "VALUE_FALSE"
+    if isinstance(value, int | float):
+        return "VALUE_NUMBER"
+    return "VALUE_STRING"
+
+
+class _Parser:
+    def __init__(self, doc_id: str, date_detection: bool) -> None:
+        self.doc_id = doc_id
+        self.date_detection = date_detection
+
+    def parse_object(
+        self, container: dict[str, Any], obj: dict[str, Any], path: str, dynamic: Any
+    ) -> None:
+        for key, value in obj.items():
+            full = f"{path}.{key}" if path else key
+            spec = container.get("properties", {}).get(key)
+            if spec is None:
+                if value is None or dynamic in (False, "false", "runtime"):
+                    continue
+                if dynamic == "strict":
+                    raise EsError(
+                        400,
+                        "strict_dynamic_mapping_exception",
+                        f"mapping set to strict, dynamic introduction of [{key}] within "
+                        f"[{path or '_doc'}] is not allowed",
+                    )
+                spec = self.infer(value)
+                if spec is None:
+                    continue
+                container.setdefault("properties", {})[key] = spec
+            self.parse_value(spec, value, full, dynamic)
+
+    def infer(self, value: Any) -> dict[str, Any] | None:
+        """ES's default dynamic mapping for a new field's first value."""
+        present = [item for item in _flatten(value) if item is not None]
+        if not present:
+            return None
+        first = present[0]
+        if isinstance(first, dict):
+            return {"properties": {}}
+        if isinstance(first, bool):
+            return {"type": "boolean"}
+        if isinstance(first, int):
+            return {"type": "long"}
+        if isinstance(first, float):
+            return {"type": "float"}
+        if self.date_detection and _ISO_DATE.match(str(first)) and parses_as_date(str(first)):
+            return {"type": "date"}
+        return {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+
+    def parse_value(self, spec: dict[str, Any], value: Any, full: str, dynamic: Any) -> None:
+        ftype = field_type(spec)
+        if value is None or ftype in UNCHECKED:
+            return
+        if ftype in OBJECTS:
+            if spec.get("enabled", True) is False:
+                return
+            for item in _flatten(value):
+                if item is None:
+                    continue
+                if not isinstance(item, dict):
+                    raise EsError(
+                        400,
+                        "document_parsing_exception",
+                        f"object mapping for [{full}] tried to parse field [{full}] as object, "
+                        "but found a concrete value",
+                    )
+                self.parse_object(spec, item, full, spec.get("dynamic", dynamic))
+            return
+        if ftype == "dense_vector":
+            self.parse_vector(spec, value, full)
+            return
+        for item in _flatten(value):
+            problem = None if item is None else _scalar_problem(ftype, spec, item)
+            if problem is not None:
+                raise EsError(
+                    400,
+                    "document_parsing_exception",
+                    f"failed to parse field [{full}] of type [{ftype}] in document with id "
+                    f"'{self.doc_id}'. Preview of field's value: '{_preview(item)}'",
+                    caused_by=problem,
+                )
+
+    def parse_vector(self, spec: dict[str, Any], value: Any, full: str) -> None:
+        # ES parses dense vectors outside the generic field path, hence "failed to parse: ...".
+        problem: dict[str, str] | None = None
+        if not isinstance(value, list):
+            problem = _cause(
+                "parsing_exception",
+                "Failed to parse object: expecting token of type [START_ARRAY] but found "
+                f"[{_token(value)}]",
+            )
+        elif any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
+            bad = next(v for v in value if isinstance(v, bool) or not isinstance(v, int | float))
+            problem = _cause(
+                "parsing_exception",
+                "Failed to parse object: expecting token of type [VALUE_NUMBER] but found "
+                f"[{_token(bad)}]",
+            )
+        elif "dims" in spec and len(value) != spec["dims"]:
+            problem = _cause(
+                "illegal_argument_exception",
+                f"The [dense_vector] field [{full}] in doc [document with id '{self.doc_id}'] "
+                f"has a different number of dimensions [{len(value)}] than defined in the "
+                f"mapping [{spec['dims']}]",
+            )
+        if problem is not None:
+            raise EsError(
+                400,
+                "document_parsing_exception",
+                f"failed to parse: {problem['reason']}",
+                caused_by=problem,
+            )
+        if "dims" not in spec:
+            # ES 8 fixes the dimension count from the first vector it sees.
+            spec["dims"] = len(value)
+
+
+def _scalar_problem(ftype: str, spec: dict[str, Any], value: Any) -> dict[str, str] | None:
+    """Why ES would refuse `value` for a field of `ftype` (its `caused_by`), or None."""
+    if isinstance(value, dict):
+        return _cause("illegal_state_exception", "Can't get text on a START_OBJECT")
+    if ftype in TEXTUAL:
+        return None
+    if ftype in NUMERIC:
+        return _number_problem(ftype, value)
+    if ftype == "boolean":
+        if value is True or value == "true" or value in _FALSY:
+            return None
+        return _cause(
+            "illegal_argument_exception",
+            f"Failed to parse value [{_preview(value)}] as only [true] or [false] are allowed.",
+        )
+    # date and date_nanos; custom formats are accepted unchecked.
+    if spec.get("format", DEFAULT_DATE_FORMAT) != DEFAULT_DATE_FORMAT:
+        return None
+    if to_decimal(value) is not None or (isinstance(value, str) and parses_as_date(value)):
+        return None
+    return _cause(
+        "illegal_argument_exception",
+        f"failed to parse date field [{_preview(value)}] with format [{DEFAULT_DATE_FORMAT}]",
+    )
+
+
+def _number_problem(ftype: str, value: Any) -> dict[str, str] | None:
+    if isinstance(value, bool):
+        return _cause("illegal_argument_exception", f"Current token ({_token(value)}) not numeric")
+    number = to_decimal(value)
+    if number is None:
+        return _cause("number_format_exception", f'For input string: "{value}"')
+    if ftype in INTEGER_RANGES:
+        low, high = INTEGER_RANGES[ftype]
+        if not low <= int(number) <= high:  # ES coerces by truncating the fraction
+            article = "an" if ftype[0] in "aeiou" else "a"
+            reason = f"Value [{value}] is out of range for {article} {ftype}"
+            return _cause("illegal_argument_exception", reason)
+    elif abs(number) > Decimal(FLOAT_LIMITS[ftype]):
+        return _cause(
+            "illegal_argument_exception",
+            f"[{ftype}] supports only finite values, but got [Infinity]",
+        )
+    return None

@@ -1,0 +1,304 @@
+"""Query DSL subset compiled into predicates over `(doc_id, _source)`.
+
+Supported: `match_all`, `term`, `terms`, `range`, `ids`, `exists`, `constant_score` and
+`bool` (`must`, `filter`, `must_not`, `should`, `minimum_should_match`). Values compare by the
+field's mapped type: numbers numerically (numeric strings included), booleans and dates by
+value, everything else by its exact text. Text fields are NOT analysed: a `term` on a `text`
+field matches the whole original value, where real ES would match one lower-cased token.
+A field without a mapping matches nothing, as in ES.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from tools.standins.es.errors import EsError, unsupported
+from tools.standins.es.mapping import INTEGER_RANGES, NUMERIC, field_type, lookup_field, to_decimal
+
+Predicate = Callable[[str, dict[str, Any]], bool]
+# Queries real ES has that the stand-in does not: refused, never silently ignored.
+_KNOWN_UNSUPPORTED = frozenset(
+    {
+        "match",
+        "match_phrase",
+        "match_phrase_prefix",
+        "match_bool_prefix",
+        "multi_match",
+        "query_string",
+        "simple_query_string",
+        "prefix",
+        "wildcard",
+        "regexp",
+        "fuzzy",
+        "nested",
+        "knn",
+        "script",
+        "script_score",
+        "function_score",
+        "dis_max",
+        "boosting",
+        "more_like_this",
+        "terms_set",
+        "has_child",
+        "has_parent",
+        "geo_distance",
+        "geo_bounding_box",
+        "geo_shape",
+        "intervals",
+        "combined_fields",
+    }
+)
+_RANGE_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+
+
+def _parsing(reason: str) -> EsError:
+    return EsError(400, "parsing_exception", reason)
+
+
+def values_at(source: Any, parts: list[str]) -> list[Any]:
+    """Every value at a dotted path in `_source`, through arrays and dotted keys."""
+    if not parts:
+        if isinstance(source, list):
+            return [v for item in source for v in values_at(item, [])]
+        return [] if source is None else [source]
+    if isinstance(source, list):
+        return [v for item in source for v in values_at(item, parts)]
+    if not isinstance(source, dict):
+        return []
+    found: list[Any] = []
+    for split in range(1, len(parts) + 1):
+        key = ".".join(parts[:split])
+        if key in source:
+            found.extend(values_at(source[key], parts[split:]))
+    return found
+
+
+def _date_millis(value: Any) -> Decimal | None:
+    number = to_decimal(value)
+    if number is not None or not isinstance(value, str):
+        return number
+    text = value.strip()
+    if len(text) == 4 and text.isdigit():
+        text += "-01-01"
+    elif len(text) == 7:
+        text += "-01"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return Decimal(str(moment.timestamp())) * 1000
+
+
+def _comparable(value: Any, ftype: str) -> Any:
+    """A value in the form its field type compares by; None if it cannot be one."""
+    if isinstance(value, dict | list):
+        return None
+    if ftype in NUMERIC:
+        number = to_decimal(value)
+        if number is not None and ftype in INTEGER_RANGES:
+            return Decimal(int(number))
+        return number
+    if ftype == "boolean":
+        return {True: True, "true": True, False: False, "false": False, "": False}.get(value)
+    if ftype in ("date", "date_nanos"):
+        return _date_millis(value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _single_field(kind: str, body: object) -> tuple[str, Any]:
+    if not isinstance(body, dict):
+        raise _parsing(f"[{kind}] query malformed, no start_object after query name")
+    fields = [key for key in body if key not in ("boost", "_name")]
+    if len(fields) != 1:
+        if not fields:
+            raise _parsing(f"[{kind}] query malformed, no field specified")
+        raise _parsing(
+            f"[{kind}] query doesn't support multiple fields, found [{fields[0]}] and [{fields[1]}]"
+        )
+    return fields[0], body[fields[0]]
+
+
+class _Compiler:
+    def __init__(self, mappings: dict[str, Any]) -> None:
+        self.mappings = mappings
+
+    def field(self, path: str) -> tuple[Callable[[dict[str, Any]], list[Any]], str | None]:
+        source_path, spec = lookup_field(self.mappings, path)
+        parts = source_path.split(".")
+        ftype = None if spec is None else field_type(spec)
+        return (lambda source: values_at(source, parts)), ftype
+
+    def compile(self, query: object) -> Predicate:
+        if query is None or query == {}:
+            return lambda _id, _source: True
+        if not isinstance(query, dict) or len(query) != 1:
+            raise _parsing("a query must be an object with exactly one query name")
+        ((kind, body),) = query.items()
+        method = getattr(self, f"_q_{kind}", None)
+        if method is None:
+            if kind in _KNOWN_UNSUPPORTED:
+                raise unsupported(f"query [{kind}]")
+            raise _parsing(f"unknown query [{kind}]")
+        predicate: Predicate = method(body)
+        return predicate
+
+    def _q_match_all(self, body: object) -> Predicate:
+        return lambda _id, _source: True
+
+    def _q_ids(self, body: object) -> Predicate:
+        values = body.get("values") if isinstance(body, dict) else None
+        if not isinstance(values, list):
+            raise _parsing("[ids] query requires a [values] array")
+        wanted = {str(v) for v in values}
+        return lambda doc_id, _source: doc_id in wanted
+
+    def _q_term(self, body: object) -> Predicate:
+        path, spec = _single_field("term", body)
+        insensitive = False
+        if isinstance(spec, dict):
+            unknown = set(spec) - {"value", "boost", "case_insensitive", "_name"}
+            if unknown or "value" not in spec:
+                raise _parsing(f"[term] query does not support [{sorted(unknown or {'value'})[0]}]")
+            insensitive, spec = bool(spec.get("case_insensitive", False)), spec["value"]
+        if isinstance(spec, list):
+            raise _parsing("[term] query does not support array of values")
+        return self._equals(path, [spec], insensitive)
+
+    def _q_terms(self, body: object) -> Predicate:
+        path, values = _single_field("terms", body)
+        if isinstance(values, dict):
+            raise unsupported("terms lookup")
+        if not isinstance(values, list):
+            raise _parsing("[terms] query requires an array of values")
+        return self._equals(path, values, False)
+
+    def _equals(self, path: str, wanted: list[Any], insensitive: bool) -> Predicate:
+        read, ftype = self.field(path)
+        if ftype is None:
+            return lambda _id, _source: False
+        keys = {_comparable(v, ftype) for v in wanted} - {None}
+        if insensitive:
+            keys = {k.lower() if isinstance(k, str) else k for k in keys}
+
+        def matches(_id: str, source: dict[str, Any]) -> bool:
+            for value in read(source):
+                key = _comparable(value, ftype)
+                if insensitive and isinstance(key, str):
+                    key = key.lower()
+                if key is not None and key in keys:
+                    return True
+            return False
+
+        return matches
+
+    def _q_range(self, body: object) -> Predicate:
+        path, bounds = _single_field("range", body)
+        if not isinstance(bounds, dict):
+            raise _parsing(f"[range] query malformed for field [{path}]")
+        unknown = set(bounds) - set(_RANGE_OPS) - {"boost", "_name"}
+        if unknown:
+            raise unsupported(f"range option [{sorted(unknown)[0]}]")
+        read, ftype = self.field(path)
+        if ftype is None:
+            return lambda _id, _source: False
+        checks = []
+        for op, raw in bounds.items():
+            if op not in _RANGE_OPS or raw is None:
+                continue
+            if isinstance(raw, str) and raw.startswith("now"):
+                raise unsupported("date math in range queries")
+            bound = _comparable(raw, ftype)
+            if bound is None:
+                raise EsError(
+                    400,
+                    "query_shard_exception",
+                    f"failed to create query: cannot compare [{path}] of type [{ftype}] "
+                    f"with [{raw}]",
+                )
+            checks.append((_RANGE_OPS[op], bound))
+
+        def matches(_id: str, source: dict[str, Any]) -> bool:
+            for value in read(source):
+                key = _comparable(value, ftype)
+                if key is not None and all(compare(key, bound) for compare, bound in checks):
+                    return True
+            return False
+
+        return matches
+
+    def _q_exists(self, body: object) -> Predicate:
+        path = body.get("field") if isinstance(body, dict) else None
+        if not isinstance(path, str):
+            raise _parsing("[exists] must be provided with a [field]")
+        read, ftype = self.field(path)
+        if ftype is None:
+            return lambda _id, _source: False
+        return lambda _id, source: bool(read(source))
+
+    def _q_constant_score(self, body: object) -> Predicate:
+        if not isinstance(body, dict) or "filter" not in body:
+            raise _parsing("[constant_score] requires a 'filter' element")
+        return self.compile(body["filter"])
+
+    def _q_bool(self, body: object) -> Predicate:
+        if not isinstance(body, dict):
+            raise _parsing("[bool] query malformed")
+        unknown = set(body) - {
+            "must",
+            "filter",
+            "must_not",
+            "should",
+            "minimum_should_match",
+            "boost",
+            "_name",
+        }
+        if unknown:
+            raise _parsing(f"[bool] query does not support [{sorted(unknown)[0]}]")
+
+        def clauses(name: str) -> list[Predicate]:
+            value = body.get(name, [])
+            return [self.compile(item) for item in (value if isinstance(value, list) else [value])]
+
+        required = clauses("must") + clauses("filter")
+        excluded, optional = clauses("must_not"), clauses("should")
+        minimum = body.get("minimum_should_match", 0 if required else 1 if optional else 0)
+        try:
+            minimum = int(minimum)
+        except (TypeError, ValueError):
+            raise unsupported(f"minimum_should_match [{minimum}]") from None
+
+        def matches(doc_id: str, source: dict[str, Any]) -> bool:
+            if not all(p(doc_id, source) for p in required):
+                return False
+            if any(p(doc_id, source) for p in excluded):
+                return False
+            return sum(1 for p in optional if p(doc_id, source)) >= minimum
+
+        return matches
+
+
+def compile_query(query: object, mappings: dict[str, Any]) -> Predicate:
+    """A predicate for `query` over documents with `mappings`; 400 for what it cannot run."""
+    return _Compiler(mappings).compile(query)
+
+
+def is_filter_only(query: object) -> bool:
+    """Whether the query only filters, so ES would score its hits 0.0."""
+    if not isinstance(query, dict) or len(query) != 1:
+        return False
+    ((kind, body),) = query.items()
+    if kind == "constant_score":
+        return False
+    return kind == "bool" and isinstance(body, dict) and not (set(body) & {"must", "should"})
