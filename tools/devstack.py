@@ -35,6 +35,62 @@ class Spec:
     args: list[str]
 
 
+def standins(env: dict[str, str]) -> list[Spec]:
+    """Stand-ins for the downstreams that are not configured, and the settings that use them.
+
+    Without ELASTICSEARCH_URL the stack gets the Elasticsearch stand-in on 127.0.0.1:9200 (where
+    a local cluster would listen) and, unless an embeddings provider is configured, the
+    embeddings stand-in. `env` is updated so that every process talks to them.
+    """
+    specs: list[Spec] = []
+    if "ELASTICSEARCH_URL" not in os.environ:
+        port = os.environ.get("ES_STANDIN_PORT", "9200")
+        control = os.environ.get("ES_STANDIN_CONTROL_PORT", "9291")
+        specs.append(
+            Spec(
+                "es-standin",
+                [
+                    sys.executable,
+                    "-m",
+                    "tools.standins.elasticsearch",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    port,
+                    "--control-port",
+                    control,
+                ],
+            )
+        )
+        env["ELASTICSEARCH_URL"] = f"http://127.0.0.1:{port}"
+        if "EMBEDDINGS_PROVIDER" not in os.environ:
+            port = os.environ.get("EMBEDDINGS_STANDIN_PORT", "8091")
+            control = os.environ.get("EMBEDDINGS_STANDIN_CONTROL_PORT", "8191")
+            specs.append(
+                Spec(
+                    "emb-standin",
+                    [
+                        sys.executable,
+                        "-m",
+                        "tools.standins.embeddings",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        port,
+                        "--control-port",
+                        control,
+                    ],
+                )
+            )
+            env.update(
+                EMBEDDINGS_PROVIDER="openai",
+                EMBEDDINGS_BASE_URL=f"http://127.0.0.1:{port}/v1",
+                EMBEDDINGS_API_KEY="development-only-key",
+                EMBEDDINGS_DIMENSIONS="64",
+            )
+    return specs
+
+
 def stack() -> list[Spec]:
     """The processes of DESIGN.md section 4, with this machine's settings."""
     settings = get_settings()
@@ -111,20 +167,20 @@ def stack() -> list[Spec]:
 class Stack:
     """Starts, watches and stops the processes."""
 
-    def __init__(self, specs: list[Spec]) -> None:
+    def __init__(self, specs: list[Spec], env: dict[str, str]) -> None:
         self.specs = specs
+        self.env = env
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.width = max(len(s.name) for s in specs)
         self.stopping = threading.Event()
         self.print_lock = threading.Lock()
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         for index, spec in enumerate(self.specs):
             proc = subprocess.Popen(
                 spec.args,
                 cwd=ROOT,
-                env=env,
+                env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -182,7 +238,8 @@ class Stack:
 def main() -> int:
     """Run the stack until Ctrl-C."""
     settings = get_settings()
-    runner = Stack(stack())
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    runner = Stack(standins(env) + stack(), env)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stopping.set())
     runner.start()

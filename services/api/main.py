@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.api.deps import Runtime
-from services.api.routes import canary, health
+from services.api.routes import canary, catalog, health
 from services.core import logs
 from services.core.celery_app import make_celery_app
 from services.core.config import Settings, get_settings
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.runtime = build_runtime(settings)
     app.include_router(health.router)
     app.include_router(canary.router)
+    app.include_router(catalog.router)
     return app
 
 

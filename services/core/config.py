@@ -64,6 +64,28 @@ class Settings(BaseSettings):
     # shutdown); the pod's terminationGracePeriodSeconds must be longer.
     worker_soft_shutdown_timeout_s: float = Field(60.0, ge=0)
 
+    # Elasticsearch (official async client, 8.x). Comma-separated URLs.
+    elasticsearch_url: str = "http://127.0.0.1:9200"
+    elasticsearch_api_key: SecretStr | None = None
+    elasticsearch_username: str | None = None
+    elasticsearch_password: SecretStr | None = None
+    elasticsearch_ca_certs: str | None = None
+    elasticsearch_verify_certs: bool = True
+    elasticsearch_request_timeout_s: float = Field(10.0, gt=0)
+    # Indices are <prefix>products, <prefix>services, <prefix>accessories.
+    es_index_prefix: str = ""
+    bulk_max_items: int = Field(1000, ge=1, le=10000)
+
+    # Embeddings for with_embedding=True: "none" or an OpenAI-compatible HTTP API.
+    embeddings_provider: Literal["none", "openai"] = "none"
+    embeddings_base_url: str = "https://api.openai.com/v1"
+    embeddings_model: str = "text-embedding-3-small"
+    embeddings_dimensions: int = Field(1536, ge=1, le=4096)
+    embeddings_api_key: SecretStr | None = None
+    # Fields of an item whose text is embedded, joined by newlines.
+    embeddings_text_fields: str = "name,description"
+    embeddings_timeout_s: float = Field(30.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -91,6 +113,16 @@ class Settings(BaseSettings):
             if self.flower_basic_auth is None:
                 raise ValueError("FLOWER_BASIC_AUTH must be set in production")
         return self
+
+    @property
+    def elasticsearch_hosts(self) -> list[str]:
+        """The Elasticsearch URLs as a list."""
+        return [u.strip() for u in self.elasticsearch_url.split(",") if u.strip()]
+
+    @property
+    def embedding_fields(self) -> list[str]:
+        """Names of the item fields whose text is embedded."""
+        return [f.strip() for f in self.embeddings_text_fields.split(",") if f.strip()]
 
     def retry_budget_s(self, queue: Queue) -> int:
         """Seconds a task of this queue may keep retrying after it was accepted."""

@@ -24,10 +24,20 @@ def _get(url: str) -> httpx.Response | None:
         return None
 
 
-def test_devstack_runs_five_processes_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     api_port, flower_port = free_port(), free_port()
+    es_port = free_port()
     env = {
-        **os.environ,
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"ELASTICSEARCH_URL", "EMBEDDINGS_PROVIDER"}
+        },
+        "ES_STANDIN_PORT": str(es_port),
+        "ES_STANDIN_CONTROL_PORT": str(free_port()),
+        "EMBEDDINGS_STANDIN_PORT": str(free_port()),
+        "EMBEDDINGS_STANDIN_CONTROL_PORT": str(free_port()),
+        "ES_INDEX_PREFIX": "devstack-",
         "API_PORT": str(api_port),
         "FLOWER_PORT": str(flower_port),
         "DEVSTACK_GRACE_S": "20",
@@ -59,6 +69,25 @@ def test_devstack_runs_five_processes_and_stops_on_ctrl_c(tmp_path: Path) -> Non
             lambda: _get(f"http://127.0.0.1:{flower_port}/healthcheck"), 30, what="Flower"
         )
         assert flower.status_code == 200
+        # A catalog write goes through the stack into the Elasticsearch stand-in, with a vector
+        # from the embeddings stand-in.
+        put = httpx.put(
+            f"http://127.0.0.1:{api_port}/api/v1/products/lamp",
+            json={"customer_id": "dev", "data": {"name": "Lamp"}, "with_embedding": True},
+        )
+        assert put.status_code == 202
+        doc_url = f"http://127.0.0.1:{es_port}/devstack-products/_doc/dev:lamp?routing=dev"
+
+        def stored() -> dict[str, object] | None:
+            answer = _get(doc_url)
+            return (
+                answer.json()["_source"]
+                if answer is not None and answer.status_code == 200
+                else None
+            )
+
+        source = wait_until(stored, 30, what="the product in the ES stand-in")
+        assert source["name"] == "Lamp" and len(source["embedding"]) == 64
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
@@ -66,7 +95,15 @@ def test_devstack_runs_five_processes_and_stops_on_ctrl_c(tmp_path: Path) -> Non
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     output = log_path.read_text()
-    for name in ("api", "es-worker", "http-worker", "scheduler", "flower"):
+    for name in (
+        "es-standin",
+        "emb-standin",
+        "api",
+        "es-worker",
+        "http-worker",
+        "scheduler",
+        "flower",
+    ):
         assert f"started {name}" in output
         assert f"stopping {name}" in output
     assert "killing it" not in output

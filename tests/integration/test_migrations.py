@@ -33,7 +33,11 @@ COLUMNS = {
     "created_at",
     "updated_at",
     "finished_at",
+    "checkpoint",
+    "progress_done",
+    "progress_total",
 }
+TABLES = {"task_log", "es_tombstones", "es_delete_watermarks"}
 
 
 def _check_up_down(url: str) -> None:
@@ -45,10 +49,15 @@ def _check_up_down(url: str) -> None:
         assert any(
             u["column_names"] == ["task_id"] for u in insp.get_unique_constraints("task_log")
         )
+        assert set(insp.get_table_names()) >= TABLES
+        migrate.downgrade(url, "0001")
+        insp = inspect(engine)
+        assert "checkpoint" not in {c["name"] for c in insp.get_columns("task_log")}
+        assert "es_tombstones" not in insp.get_table_names()
         migrate.downgrade(url, "base")
-        assert "task_log" not in inspect(engine).get_table_names()
+        assert not TABLES & set(inspect(engine).get_table_names())
         migrate.upgrade(url)
-        assert "task_log" in inspect(engine).get_table_names()
+        assert set(inspect(engine).get_table_names()) >= TABLES
     finally:
         engine.dispose()
 

@@ -25,3 +25,11 @@ def test_budgets_by_queue() -> None:
     s = Settings(es_retry_budget_s=10, http_retry_budget_s=5, es_max_retries=3)
     assert s.retry_budget_s(Queue.ES) == 10 and s.retry_budget_s(Queue.HTTP) == 5
     assert s.max_retries(Queue.ES) == 3 and s.max_retries(Queue.HTTP) is None
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}" not in readme]
+    assert missing == []

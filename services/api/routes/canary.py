@@ -8,6 +8,7 @@ from fastapi import APIRouter, status
 from pydantic import BaseModel, ConfigDict
 
 from services.api.deps import RuntimeDep
+from services.api.schemas import QueuedResponse
 from services.core.taskdefs import CANARY, Queue
 
 router = APIRouter(prefix="/api/v1", tags=["diagnostics"])
@@ -20,21 +21,7 @@ class CanaryRequest(BaseModel):
     queue: Literal["es", "http"]
 
 
-class QueuedResponse(BaseModel):
-    """The answer of every write: the task is accepted and tracked."""
-
-    status: Literal["queued"] = "queued"
-    task_id: str
-    message: str
-
-
 @router.post("/canary", status_code=status.HTTP_202_ACCEPTED, response_model=QueuedResponse)
 def send_canary(body: CanaryRequest, runtime: RuntimeDep) -> QueuedResponse:
     """Queue a canary task on a worker queue."""
-    accepted = runtime.enqueuer.enqueue(CANARY[Queue(body.queue)].name, {})
-    message = (
-        "task queued"
-        if accepted.published
-        else "task accepted; the broker is unreachable, it will be published when it is back"
-    )
-    return QueuedResponse(task_id=accepted.task_id, message=message)
+    return QueuedResponse.for_task(runtime.enqueuer.enqueue(CANARY[Queue(body.queue)].name, {}))

@@ -88,6 +88,10 @@ class TaskLog(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What a task already did, so that a retry redoes only the rest (bulk items, import chunks).
+    checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    progress_done: Mapped[int | None] = mapped_column(Integer)
+    progress_total: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         Index("ix_task_log_status_updated", "status", "updated_at"),

@@ -48,6 +48,7 @@ class Claim:
     payload: dict[str, Any]
     sealed_secrets: str | None
     deadline_at: datetime
+    checkpoint: dict[str, Any] | None = None
 
 
 class TaskLogRepository:
@@ -120,6 +121,7 @@ class TaskLogRepository:
                 TaskLog.payload,
                 TaskLog.sealed_secrets,
                 TaskLog.deadline_at,
+                TaskLog.checkpoint,
             )
         )
         with transaction(self._sessions) as session:
@@ -134,7 +136,29 @@ class TaskLogRepository:
             payload=row.payload,
             sealed_secrets=row.sealed_secrets,
             deadline_at=row.deadline_at,
+            checkpoint=row.checkpoint,
         )
+
+    def save_progress(
+        self,
+        task_id: str,
+        *,
+        attempt: int,
+        checkpoint: dict[str, Any] | None = None,
+        done: int | None = None,
+        total: int | None = None,
+    ) -> bool:
+        """Record what the running attempt has done so far; False if it is no longer current."""
+        values: dict[str, Any] = {"updated_at": utcnow()}
+        if checkpoint is not None:
+            values["checkpoint"] = checkpoint
+        if done is not None:
+            values["progress_done"] = done
+        if total is not None:
+            values["progress_total"] = total
+        stmt = update(TaskLog).where(TaskLog.task_id == task_id, _running(attempt)).values(**values)
+        with transaction(self._sessions) as session:
+            return _rowcount(session.execute(stmt)) == 1
 
     def update_status(
         self,

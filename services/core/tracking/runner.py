@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.core import metrics
 from services.core.config import Settings
-from services.core.errors import ErrorKind, TransientError, classify
+from services.core.errors import ErrorKind, TaskError, TransientError, classify
 from services.core.retry import GiveUpReason, RetryPolicy, backoff_delay, deadline_from, decide
 from services.core.secrecy import Redactor, Sealer, SealError
 from services.core.taskdefs import TaskSpec
@@ -41,6 +41,22 @@ class TaskContext:
     deadline_at: datetime
     secrets: dict[str, str] = field(repr=False)
     redactor: Redactor = field(repr=False)
+    # What earlier attempts of this task recorded as done (None on the first attempt).
+    checkpoint: dict[str, Any] | None = None
+    _repo: TaskLogRepository | None = field(default=None, repr=False)
+
+    def save_progress(
+        self,
+        *,
+        checkpoint: dict[str, Any] | None = None,
+        done: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        """Record progress so that a retry resumes instead of starting over."""
+        if self._repo is not None:
+            self._repo.save_progress(
+                self.task_id, attempt=self.attempt, checkpoint=checkpoint, done=done, total=total
+            )
 
 
 Body = Callable[[TaskContext, dict[str, Any]], Any]
@@ -121,11 +137,16 @@ class TaskRunner:
             deadline_at=claim.deadline_at,
             secrets=secrets,
             redactor=redactor,
+            checkpoint=claim.checkpoint,
+            _repo=self._repo,
         )
         started = time.monotonic()
         try:
             result = body(ctx, claim.payload)
         except Exception as exc:  # every failure is classified and recorded, none swallowed
+            if not isinstance(exc, TaskError):
+                # Not raised on purpose: most likely a bug, so keep the traceback in the log.
+                log.exception("task body raised %s", type(exc).__name__)
             return self._failed_attempt(spec, claim, exc, redactor)
         finally:
             metrics.TASK_DURATION.labels(spec.name, spec.queue).observe(time.monotonic() - started)

@@ -1,0 +1,188 @@
+"""Catalog writes: products, services and accessories, each queued as an `es` task."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Path, Query, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.api.deps import RuntimeDep
+from services.api.schemas import QueuedResponse
+from services.core.search import payloads
+from services.core.search.catalog import Kind, Operation, kind_of
+from services.core.tasklog.models import utcnow
+
+router = APIRouter(prefix="/api/v1", tags=["catalog"])
+
+KindPath = Annotated[
+    Literal["products", "services", "accessories"],
+    Path(description="entity kind"),
+]
+ItemIdPath = Annotated[str, Path(pattern=payloads.ITEM_ID_PATTERN, max_length=256)]
+CustomerId = Annotated[str, Field(pattern=payloads.CUSTOMER_ID_PATTERN)]
+Version = Annotated[int | None, Field(default=None, ge=0, le=2**62)]
+EmbeddingsKey = Annotated[
+    str | None,
+    Header(alias="X-Embeddings-Api-Key", description="per-call key for the embeddings API"),
+]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, so a typo is a 422 rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class UpsertBody(Strict):
+    customer_id: CustomerId
+    data: dict[str, Any]
+    with_embedding: bool = False
+    version: Version = None
+
+
+class BulkItem(Strict):
+    id: Annotated[str | int, Field(description="item id")]
+    data: dict[str, Any]
+    version: Version = None
+
+
+class BulkUpsertBody(Strict):
+    customer_id: CustomerId
+    items: Annotated[list[BulkItem], Field(min_length=1)]
+    with_embedding: bool = False
+
+
+class BulkDeleteBody(Strict):
+    customer_id: CustomerId
+    ids: Annotated[list[str | int], Field(min_length=1)]
+    version: Version = None
+
+
+def _invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
+
+
+def _queue(
+    runtime: RuntimeDep,
+    kind: Kind,
+    op: Operation,
+    build: Any,
+    *,
+    api_key: str | None = None,
+    where: tuple[str | int, ...] = ("body",),
+) -> QueuedResponse:
+    try:
+        payload = build()
+    except ValueError as exc:
+        raise _invalid(where, str(exc)) from exc
+    accepted = runtime.enqueuer.enqueue(
+        kind.task_name(op),
+        payload,
+        customer_id=payload["customer_id"],
+        secrets={"api_key": api_key} if api_key else None,
+    )
+    return QueuedResponse.for_task(accepted)
+
+
+def _check_bulk_size(runtime: RuntimeDep, count: int, field: str) -> None:
+    limit = runtime.settings.bulk_max_items
+    if count > limit:
+        raise _invalid(("body", field), f"at most {limit} items per request, got {count}")
+
+
+@router.put("/{kind}/{item_id}", status_code=status.HTTP_202_ACCEPTED)
+def upsert_item(
+    kind: KindPath,
+    item_id: ItemIdPath,
+    body: UpsertBody,
+    runtime: RuntimeDep,
+    api_key: EmbeddingsKey = None,
+) -> QueuedResponse:
+    """Queue an upsert of one item."""
+    if "id" in body.data and str(body.data["id"]) != item_id:
+        raise _invalid(("body", "data", "id"), f"data.id differs from the path id {item_id!r}")
+    return _queue(
+        runtime,
+        kind_of(kind),
+        Operation.UPSERT,
+        lambda: payloads.upsert(
+            body.customer_id,
+            item_id,
+            body.data,
+            with_embedding=body.with_embedding,
+            version=body.version,
+            accepted_at=utcnow(),
+        ),
+        api_key=api_key,
+    )
+
+
+@router.delete("/{kind}/{item_id}", status_code=status.HTTP_202_ACCEPTED)
+def delete_item(
+    kind: KindPath,
+    item_id: ItemIdPath,
+    runtime: RuntimeDep,
+    customer_id: Annotated[str, Query(pattern=payloads.CUSTOMER_ID_PATTERN)],
+    version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> QueuedResponse:
+    """Queue a delete of one item."""
+    return _queue(
+        runtime,
+        kind_of(kind),
+        Operation.DELETE,
+        lambda: payloads.delete(customer_id, item_id, version=version, accepted_at=utcnow()),
+    )
+
+
+@router.post("/{kind}/bulk-upsert", status_code=status.HTTP_202_ACCEPTED)
+def bulk_upsert(
+    kind: KindPath, body: BulkUpsertBody, runtime: RuntimeDep, api_key: EmbeddingsKey = None
+) -> QueuedResponse:
+    """Queue an upsert of many items of one customer."""
+    _check_bulk_size(runtime, len(body.items), "items")
+    return _queue(
+        runtime,
+        kind_of(kind),
+        Operation.BULK_UPSERT,
+        lambda: payloads.bulk_upsert(
+            body.customer_id,
+            [i.model_dump() for i in body.items],
+            with_embedding=body.with_embedding,
+            accepted_at=utcnow(),
+        ),
+        api_key=api_key,
+        where=("body", "items"),
+    )
+
+
+@router.post("/{kind}/bulk-delete", status_code=status.HTTP_202_ACCEPTED)
+def bulk_delete(kind: KindPath, body: BulkDeleteBody, runtime: RuntimeDep) -> QueuedResponse:
+    """Queue a delete of many items of one customer."""
+    _check_bulk_size(runtime, len(body.ids), "ids")
+    return _queue(
+        runtime,
+        kind_of(kind),
+        Operation.BULK_DELETE,
+        lambda: payloads.bulk_delete(
+            body.customer_id, body.ids, version=body.version, accepted_at=utcnow()
+        ),
+        where=("body", "ids"),
+    )
+
+
+@router.delete("/{kind}", status_code=status.HTTP_202_ACCEPTED)
+def delete_all(
+    kind: KindPath,
+    runtime: RuntimeDep,
+    customer_id: Annotated[str, Query(pattern=payloads.CUSTOMER_ID_PATTERN)],
+    version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+) -> QueuedResponse:
+    """Queue a delete of every item of a customer."""
+    return _queue(
+        runtime,
+        kind_of(kind),
+        Operation.DELETE_ALL,
+        lambda: payloads.delete_all(customer_id, version=version, accepted_at=utcnow()),
+    )

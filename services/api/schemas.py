@@ -1,0 +1,32 @@
+"""Response models shared by the write endpoints."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+from services.core.enqueue import Enqueued
+
+QUEUED = "task queued"
+QUEUED_BROKER_DOWN = (
+    "task accepted; the broker is unreachable, it will be published when it is back"
+)
+
+
+class QueuedResponse(BaseModel):
+    """The answer of every write: the task is accepted and tracked."""
+
+    status: Literal["queued"] = "queued"
+    task_id: str
+    status_url: str
+    message: str
+
+    @classmethod
+    def for_task(cls, accepted: Enqueued) -> QueuedResponse:
+        """The answer for an accepted task."""
+        return cls(
+            task_id=accepted.task_id,
+            status_url=f"/api/v1/tasks/{accepted.task_id}/status",
+            message=QUEUED if accepted.published else QUEUED_BROKER_DOWN,
+        )

@@ -1,0 +1,1 @@
+"""Catalog sync to Elasticsearch: kinds, indices, versioned writes, embeddings, the facade."""

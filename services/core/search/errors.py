@@ -1,0 +1,45 @@
+"""Elasticsearch client errors as our transient/permanent kinds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from elastic_transport import ConnectionError as EsConnectionError
+from elastic_transport import ConnectionTimeout, TransportError
+from elasticsearch import ApiError
+
+from services.core.errors import PermanentError, TaskError, TransientError, is_retryable_status
+
+
+def describe(body: Any) -> str:
+    """'type: reason' of an ES error body, or the body itself."""
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict):
+            return f"{error.get('type', 'error')}: {error.get('reason', '')}".strip()
+        return str(error)
+    return str(body)
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds from a Retry-After header, if any."""
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def as_task_error(exc: Exception) -> TaskError:
+    """Map an exception of the ES client to TransientError or PermanentError."""
+    if isinstance(exc, ApiError):
+        status = exc.meta.status
+        message = f"elasticsearch {status} {describe(exc.body)}"
+        if is_retryable_status(status):
+            return TransientError(message, retry_after_s=retry_after_s(exc.meta.headers))
+        return PermanentError(message)
+    if isinstance(exc, ConnectionTimeout | EsConnectionError):
+        return TransientError(f"elasticsearch unreachable: {type(exc).__name__}: {exc}")
+    if isinstance(exc, TransportError):
+        return TransientError(f"elasticsearch transport error: {type(exc).__name__}: {exc}")
+    return PermanentError(f"{type(exc).__name__}: {exc}")

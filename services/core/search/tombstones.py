@@ -1,0 +1,109 @@
+"""Our memory of deletes, kept because Elasticsearch forgets them.
+
+ES keeps a deleted document's version only for `index.gc_deletes` (60 s by default); after
+that an older upsert retried late would bring the document back. We record the version of
+every delete per document, and of every delete-all per customer (a watermark), and refuse
+upserts that are not newer. The check and the write to ES are milliseconds apart, far inside
+ES's own 60 s memory, which covers the race between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import BigInteger, String, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from services.core.db import transaction
+from services.core.tasklog.models import Base, UTCDateTime, utcnow
+
+
+class Tombstone(Base):
+    """The newest delete version of one document."""
+
+    __tablename__ = "es_tombstones"
+    index_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    doc_id: Mapped[str] = mapped_column(String(600), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeleteWatermark(Base):
+    """The newest delete-all version of one customer in one index."""
+
+    __tablename__ = "es_delete_watermarks"
+    index_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeleteMemory:
+    """Records and answers 'was this deleted by something newer?'."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def _keep_max(self, session: Session, model: type[Base], rows: list[dict[str, object]]) -> None:
+        if not rows:
+            return
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        table = model.metadata.tables[model.__tablename__]
+        stmt = insert(table).values(rows)
+        greatest = func.greatest if dialect == "postgresql" else func.max
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[c.name for c in table.primary_key.columns],
+                set_={
+                    "version": greatest(table.c.version, stmt.excluded.version),
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            )
+        )
+
+    def record_deletes(self, index: str, doc_ids: Iterable[str], version: int) -> None:
+        """Remember that these documents were deleted at `version` (keeps the newest)."""
+        now = utcnow()
+        rows: list[dict[str, object]] = [
+            {"index_name": index, "doc_id": d, "version": version, "updated_at": now}
+            for d in dict.fromkeys(doc_ids)
+        ]
+        with transaction(self._sessions) as session:
+            self._keep_max(session, Tombstone, rows)
+
+    def record_delete_all(self, index: str, customer_id: str, version: int) -> None:
+        """Remember that all of a customer's documents up to `version` were deleted."""
+        row: dict[str, object] = {
+            "index_name": index,
+            "customer_id": customer_id,
+            "version": version,
+            "updated_at": utcnow(),
+        }
+        with transaction(self._sessions) as session:
+            self._keep_max(session, DeleteWatermark, [row])
+
+    def deleted_versions(self, index: str, customer_id: str, doc_ids: list[str]) -> dict[str, int]:
+        """For each document, the newest delete version that covers it (absent: none)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Tombstone.doc_id, Tombstone.version).where(
+                    Tombstone.index_name == index, Tombstone.doc_id.in_(doc_ids)
+                )
+            )
+            # (A Result has .keys(), so dict(result) would treat it as a mapping.)
+            stones = {doc: version for doc, version in rows}
+            mark = session.scalar(
+                select(DeleteWatermark.version).where(
+                    DeleteWatermark.index_name == index, DeleteWatermark.customer_id == customer_id
+                )
+            )
+        covered: dict[str, int] = {}
+        for doc in doc_ids:
+            candidates = [v for v in (stones.get(doc), mark) if v is not None]
+            if candidates:
+                covered[doc] = max(candidates)
+        return covered

@@ -1,0 +1,305 @@
+"""Versioned writes of catalog items to Elasticsearch (what a worker does for each task).
+
+Every write carries an external version, so ES keeps the newest one whatever order retries
+arrive in; a write refused as outdated ends as "superseded", a success. Bulk writes remember
+per item what is done, so a retry sends only the items that failed transiently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from elastic_transport import TransportError
+from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundError
+
+from services.core.errors import TransientError, is_retryable_status
+from services.core.search.catalog import Kind, doc_id
+from services.core.search.embeddings import EmbeddingProvider, embedding_text
+from services.core.search.errors import as_task_error, describe
+from services.core.search.indices import IndexManager
+from services.core.search.tombstones import DeleteMemory
+from services.core.tasklog.models import utcnow
+
+T = TypeVar("T")
+SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One item to upsert, with the version of this write."""
+
+    item_id: str
+    data: dict[str, Any]
+    version: int
+
+
+@dataclass
+class BulkProgress:
+    """Per-item outcomes of a bulk task so far; `save` persists them between attempts."""
+
+    done: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    save: Callable[[dict[str, Any]], None] = lambda _: None
+
+    @classmethod
+    def from_checkpoint(
+        cls, checkpoint: dict[str, Any] | None, save: Callable[[dict[str, Any]], None]
+    ) -> BulkProgress:
+        """Progress restored from a task checkpoint."""
+        checkpoint = checkpoint or {}
+        return cls(dict(checkpoint.get("done", {})), dict(checkpoint.get("errors", {})), save)
+
+    def settled(self, key: str) -> bool:
+        """Whether an item needs no more work."""
+        return key in self.done or key in self.errors
+
+    def persist(self) -> None:
+        """Save the progress so far."""
+        self.save({"done": self.done, "errors": self.errors})
+
+    def summary(self, total: int) -> dict[str, Any]:
+        """The task result of a bulk write."""
+        counts: dict[str, int] = {}
+        for outcome in self.done.values():
+            counts[outcome] = counts.get(outcome, 0) + 1
+        return {
+            "total": total,
+            "outcomes": counts,
+            "failed": [{"id": k, **v} for k, v in sorted(self.errors.items())],
+        }
+
+
+async def _es(call: Awaitable[T]) -> T:
+    """Await an ES call, turning client errors into transient/permanent task errors."""
+    try:
+        return await call
+    except (ConflictError, NotFoundError):
+        raise
+    except (ApiError, TransportError) as exc:
+        raise as_task_error(exc) from exc
+
+
+class CatalogWriter:
+    """Writes catalog items of one Elasticsearch cluster."""
+
+    def __init__(
+        self,
+        *,
+        client: AsyncElasticsearch,
+        indices: IndexManager,
+        deletes: DeleteMemory,
+        embeddings: EmbeddingProvider,
+        embed_fields: list[str],
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._client = client
+        self._indices = indices
+        self._deletes = deletes
+        self._embeddings = embeddings
+        self._embed_fields = embed_fields
+        self._clock = clock
+
+    async def aclose(self) -> None:
+        """Close the client and the embeddings provider."""
+        await self._client.close()
+        await self._embeddings.aclose()
+
+    async def _vectors(
+        self, items: list[Item], with_embedding: bool, api_key: str | None
+    ) -> list[list[float] | None]:
+        if not with_embedding or self._embeddings.dimensions is None:
+            return [None] * len(items)
+        texts = [embedding_text(i.data, self._embed_fields) for i in items]
+        wanted = [n for n, text in enumerate(texts) if text]
+        vectors = await self._embeddings.embed([texts[n] for n in wanted], api_key=api_key)
+        found: list[list[float] | None] = [None] * len(items)
+        for n, vector in zip(wanted, vectors, strict=True):
+            found[n] = vector
+        return found
+
+    def _document(self, customer_id: str, item: Item, vector: list[float] | None) -> dict[str, Any]:
+        document = {
+            **item.data,
+            "customer_id": customer_id,
+            "item_id": item.item_id,
+            "sync_version": item.version,
+            "synced_at": self._clock().isoformat(),
+        }
+        if vector is not None:
+            document["embedding"] = vector
+        return document
+
+    async def upsert(
+        self,
+        kind: Kind,
+        customer_id: str,
+        item: Item,
+        *,
+        with_embedding: bool = False,
+        api_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Index one item unless a newer write or delete already happened."""
+        index = await _es(self._indices.ensure(kind))
+        key = doc_id(customer_id, item.item_id)
+        deleted_at = self._deletes.deleted_versions(index, customer_id, [key]).get(key)
+        if deleted_at is not None and deleted_at >= item.version:
+            return {"result": SUPERSEDED, "reason": "deleted by a newer delete", "id": key}
+        [vector] = await self._vectors([item], with_embedding, api_key)
+        try:
+            answer = await _es(
+                self._client.index(
+                    index=index,
+                    id=key,
+                    document=self._document(customer_id, item, vector),
+                    version=item.version,
+                    version_type="external",
+                    routing=customer_id,
+                )
+            )
+        except ConflictError:
+            return {"result": SUPERSEDED, "reason": "a newer version is stored", "id": key}
+        return {"result": answer["result"], "id": key, "version": item.version}
+
+    async def delete(
+        self, kind: Kind, customer_id: str, item_id: str, version: int
+    ) -> dict[str, Any]:
+        """Delete one item unless a newer write happened; remember the delete either way."""
+        index = await _es(self._indices.ensure(kind))
+        key = doc_id(customer_id, item_id)
+        self._deletes.record_deletes(index, [key], version)
+        try:
+            await _es(
+                self._client.delete(
+                    index=index,
+                    id=key,
+                    version=version,
+                    version_type="external",
+                    routing=customer_id,
+                )
+            )
+        except ConflictError:
+            return {"result": SUPERSEDED, "reason": "a newer version is stored", "id": key}
+        except NotFoundError:
+            return {"result": "not_found", "id": key, "version": version}
+        return {"result": "deleted", "id": key, "version": version}
+
+    async def delete_all(self, kind: Kind, customer_id: str, version: int) -> dict[str, Any]:
+        """Delete a customer's items written before `version`; newer ones stay."""
+        index = await _es(self._indices.ensure(kind))
+        self._deletes.record_delete_all(index, customer_id, version)
+        answer = await _es(
+            self._client.delete_by_query(
+                index=index,
+                routing=customer_id,
+                conflicts="proceed",
+                refresh=True,
+                query={
+                    "bool": {
+                        "filter": [
+                            {"term": {"customer_id": customer_id}},
+                            {"range": {"sync_version": {"lte": version}}},
+                        ]
+                    }
+                },
+            )
+        )
+        if answer.get("failures"):
+            raise TransientError(f"delete-all left failures: {answer['failures'][:3]}")
+        return {"result": "deleted", "deleted": answer.get("deleted", 0), "version": version}
+
+    async def bulk_upsert(
+        self,
+        kind: Kind,
+        customer_id: str,
+        items: list[Item],
+        progress: BulkProgress,
+        *,
+        with_embedding: bool = False,
+        api_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Index many items; only items not yet settled are sent."""
+        index = await _es(self._indices.ensure(kind))
+        pending = [i for i in items if not progress.settled(doc_id(customer_id, i.item_id))]
+        keys = [doc_id(customer_id, i.item_id) for i in pending]
+        deleted = self._deletes.deleted_versions(index, customer_id, keys)
+        live: list[Item] = []
+        for item, key in zip(pending, keys, strict=True):
+            if deleted.get(key, -1) >= item.version:
+                progress.done[key] = SUPERSEDED
+            else:
+                live.append(item)
+        vectors = await self._vectors(live, with_embedding, api_key)
+        operations: list[dict[str, Any]] = []
+        for item, vector in zip(live, vectors, strict=True):
+            operations.append(
+                {
+                    "index": {
+                        "_index": index,
+                        "_id": doc_id(customer_id, item.item_id),
+                        "version": item.version,
+                        "version_type": "external",
+                        "routing": customer_id,
+                    }
+                }
+            )
+            operations.append(self._document(customer_id, item, vector))
+        await self._send_bulk(operations, progress, "index")
+        return self._finish(progress, len(items))
+
+    async def bulk_delete(
+        self,
+        kind: Kind,
+        customer_id: str,
+        item_ids: list[str],
+        version: int,
+        progress: BulkProgress,
+    ) -> dict[str, Any]:
+        """Delete many items; only items not yet settled are sent."""
+        index = await _es(self._indices.ensure(kind))
+        keys = [doc_id(customer_id, i) for i in item_ids]
+        self._deletes.record_deletes(index, keys, version)
+        operations = [
+            {
+                "delete": {
+                    "_index": index,
+                    "_id": key,
+                    "version": version,
+                    "version_type": "external",
+                    "routing": customer_id,
+                }
+            }
+            for key in keys
+            if not progress.settled(key)
+        ]
+        await self._send_bulk(operations, progress, "delete")
+        return self._finish(progress, len(item_ids))
+
+    async def _send_bulk(
+        self, operations: list[dict[str, Any]], progress: BulkProgress, action: str
+    ) -> None:
+        if not operations:
+            return
+        answer = await _es(self._client.bulk(operations=operations))
+        for entry in answer["items"]:
+            result = entry[action]
+            key, status = result["_id"], result["status"]
+            if status < 300:
+                progress.done[key] = result.get("result", "ok")
+            elif status == 409:
+                progress.done[key] = SUPERSEDED
+            elif status == 404 and action == "delete":
+                progress.done[key] = "not_found"
+            elif not is_retryable_status(status):
+                progress.errors[key] = {"status": status, "reason": describe(result)}
+        progress.persist()
+
+    def _finish(self, progress: BulkProgress, total: int) -> dict[str, Any]:
+        unsettled = total - len(progress.done) - len(progress.errors)
+        if unsettled > 0:
+            raise TransientError(
+                f"{unsettled} of {total} items were refused for now; retrying them"
+            )
+        return progress.summary(total)

@@ -1,0 +1,104 @@
+"""Catalog endpoints refuse bad input with a clear 422 and queue nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from services.core.config import Settings
+from services.core.db import get_engine
+from services.core.tasklog.repository import TaskLogRepository
+from tests.support.server import running_api
+
+
+@pytest.fixture(scope="module")
+def api() -> Iterator[httpx.Client]:
+    from services.core.config import get_settings
+
+    with running_api(get_settings().model_copy(update={"bulk_max_items": 5})) as client:
+        yield client
+
+
+def _rows(settings: Settings) -> int:
+    with get_engine(settings.database_url).connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM task_log")).scalar_one())
+
+
+BAD: list[tuple[str, str, dict[str, Any] | None, str]] = [
+    ("PUT", "/api/v1/gadgets/p1", {"customer_id": "c1", "data": {}}, "kind"),
+    ("PUT", "/api/v1/products/p1", {"data": {"name": "x"}}, "customer_id"),
+    ("PUT", "/api/v1/products/p1", {"customer_id": "c1", "data": "nope"}, "data"),
+    ("PUT", "/api/v1/products/p1", {"customer_id": "c:1", "data": {}}, "customer_id"),
+    ("PUT", "/api/v1/products/p1", {"customer_id": "c1", "data": {}, "version": -1}, "version"),
+    ("PUT", "/api/v1/products/p1", {"customer_id": "c1", "data": {"id": "p2"}}, "id"),
+    ("PUT", "/api/v1/products/p1", {"customer_id": "c1", "data": {}, "colour": 1}, "colour"),
+    ("POST", "/api/v1/services/bulk-upsert", {"customer_id": "c1", "items": []}, "items"),
+    ("POST", "/api/v1/services/bulk-upsert", {"customer_id": "c1", "items": [{"data": {}}]}, "id"),
+    (
+        "POST",
+        "/api/v1/services/bulk-upsert",
+        {"customer_id": "c1", "items": [{"id": i, "data": {}} for i in range(6)]},
+        "at most 5",
+    ),
+    (
+        "POST",
+        "/api/v1/services/bulk-upsert",
+        {"customer_id": "c1", "items": [{"id": 1, "data": {}}, {"id": "1", "data": {}}]},
+        "more than once",
+    ),
+    ("POST", "/api/v1/accessories/bulk-delete", {"customer_id": "c1", "ids": []}, "ids"),
+    (
+        "POST",
+        "/api/v1/accessories/bulk-delete",
+        {"customer_id": "c1", "ids": list(range(6))},
+        "at most 5",
+    ),
+    ("DELETE", "/api/v1/accessories", None, "customer_id"),
+    ("DELETE", "/api/v1/accessories/a1?customer_id=c1&version=x", None, "version"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body", "mentions"), BAD)
+def test_bad_catalog_requests_are_422_and_queue_nothing(
+    api: httpx.Client,
+    settings: Settings,
+    method: str,
+    url: str,
+    body: dict[str, Any] | None,
+    mentions: str,
+) -> None:
+    before = _rows(settings)
+    answer = api.request(method, url, json=body)
+    assert answer.status_code == 422, answer.text
+    assert mentions in answer.text
+    assert _rows(settings) == before
+
+
+def test_accepted_upsert_answers_202_with_status_url_and_a_versioned_row(
+    api: httpx.Client, pg_repo: TaskLogRepository
+) -> None:
+    answer = api.put(
+        "/api/v1/products/p-1",
+        json={"customer_id": "c1", "data": {"name": "Lamp"}, "version": 3},
+        headers={"X-Embeddings-Api-Key": "sk-should-not-be-stored-123"},
+    )
+    assert answer.status_code == 202
+    body = answer.json()
+    assert body["status"] == "queued"
+    assert body["status_url"] == f"/api/v1/tasks/{body['task_id']}/status"
+    row = pg_repo.get_by_task_id(body["task_id"])
+    assert row is not None and row.task_name == "es_upsert_product" and row.queue == "es"
+    assert row.payload == {
+        "customer_id": "c1",
+        "item_id": "p-1",
+        "data": {"name": "Lamp"},
+        "with_embedding": False,
+        "version": 3,
+    }
+    assert row.customer_id == "c1"
+    assert "sk-should-not-be-stored" not in repr(row.payload) + (row.sealed_secrets or "")
+    assert row.sealed_secrets is not None
