@@ -35,59 +35,63 @@ class Spec:
     args: list[str]
 
 
+def _standin(name: str, module: str, ports: tuple[str, str, str, str]) -> tuple[Spec, str]:
+    """A stand-in process on the ports named by env variables (or their defaults); its URL."""
+    port_var, default_port, control_var, default_control = ports
+    port = os.environ.get(port_var, default_port)
+    control = os.environ.get(control_var, default_control)
+    args = [
+        sys.executable,
+        "-m",
+        f"tools.standins.{module}",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+        "--control-port",
+        control,
+    ]
+    return Spec(name, args), f"http://127.0.0.1:{port}"
+
+
 def standins(env: dict[str, str]) -> list[Spec]:
     """Stand-ins for the downstreams that are not configured, and the settings that use them.
 
     Without ELASTICSEARCH_URL the stack gets the Elasticsearch stand-in on 127.0.0.1:9200 (where
     a local cluster would listen) and, unless an embeddings provider is configured, the
-    embeddings stand-in. `env` is updated so that every process talks to them.
+    embeddings stand-in; without CHATBOT_URL, the ChatbotMobile stand-in on 127.0.0.1:8090.
+    `env` is updated so that every process talks to them.
     """
     specs: list[Spec] = []
     if "ELASTICSEARCH_URL" not in os.environ:
-        port = os.environ.get("ES_STANDIN_PORT", "9200")
-        control = os.environ.get("ES_STANDIN_CONTROL_PORT", "9291")
-        specs.append(
-            Spec(
-                "es-standin",
-                [
-                    sys.executable,
-                    "-m",
-                    "tools.standins.elasticsearch",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    port,
-                    "--control-port",
-                    control,
-                ],
-            )
+        spec, url = _standin(
+            "es-standin",
+            "elasticsearch",
+            ("ES_STANDIN_PORT", "9200", "ES_STANDIN_CONTROL_PORT", "9291"),
         )
-        env["ELASTICSEARCH_URL"] = f"http://127.0.0.1:{port}"
+        specs.append(spec)
+        env["ELASTICSEARCH_URL"] = url
         if "EMBEDDINGS_PROVIDER" not in os.environ:
-            port = os.environ.get("EMBEDDINGS_STANDIN_PORT", "8091")
-            control = os.environ.get("EMBEDDINGS_STANDIN_CONTROL_PORT", "8191")
-            specs.append(
-                Spec(
-                    "emb-standin",
-                    [
-                        sys.executable,
-                        "-m",
-                        "tools.standins.embeddings",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        port,
-                        "--control-port",
-                        control,
-                    ],
-                )
+            spec, url = _standin(
+                "emb-standin",
+                "embeddings",
+                ("EMBEDDINGS_STANDIN_PORT", "8091", "EMBEDDINGS_STANDIN_CONTROL_PORT", "8191"),
             )
+            specs.append(spec)
             env.update(
                 EMBEDDINGS_PROVIDER="openai",
-                EMBEDDINGS_BASE_URL=f"http://127.0.0.1:{port}/v1",
+                EMBEDDINGS_BASE_URL=f"{url}/v1",
                 EMBEDDINGS_API_KEY="development-only-key",
                 EMBEDDINGS_DIMENSIONS="64",
             )
+    if "CHATBOT_URL" not in os.environ:
+        spec, url = _standin(
+            "chat-standin",
+            "chatbotmobile",
+            ("CHATBOT_STANDIN_PORT", "8090", "CHATBOT_STANDIN_CONTROL_PORT", "8190"),
+        )
+        specs.append(spec)
+        env.update(CHATBOT_URL=url, CHATBOT_API_TOKEN="development-only-token")
     return specs
 
 
@@ -239,6 +243,8 @@ def main() -> int:
     """Run the stack until Ctrl-C."""
     settings = get_settings()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    # ChatbotMobile downloads locally stored uploads from the API.
+    env.setdefault("PUBLIC_API_URL", f"http://{settings.api_host}:{settings.api_port}")
     runner = Stack(standins(env) + stack(), env)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stopping.set())

@@ -10,8 +10,11 @@ from fastapi import Depends, Request
 from redis import Redis
 from sqlalchemy import Engine
 
+from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings
 from services.core.enqueue import Enqueuer
+from services.core.storage import Storage
+from services.core.storage.records import StoredFiles
 from services.core.tasklog.repository import TaskLogRepository
 
 
@@ -25,6 +28,9 @@ class Runtime:
     celery: Celery
     redis: Redis
     enqueuer: Enqueuer
+    storage: Storage
+    stored_files: StoredFiles
+    chatbot: ChatbotClient
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.api.deps import Runtime
-from services.api.routes import canary, catalog, health
+from services.api.routes import canary, catalog, documents, faqs, files, health
 from services.core import logs
 from services.core.celery_app import make_celery_app
+from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings, get_settings
 from services.core.db import get_engine, session_factory
 from services.core.enqueue import Enqueuer
 from services.core.health import redis_client
+from services.core.storage import make_storage
+from services.core.storage.records import StoredFiles
 from services.core.tasklog.repository import TaskLogRepository
 
 
@@ -29,6 +32,9 @@ def build_runtime(settings: Settings) -> Runtime:
         celery=celery,
         redis=redis_client(settings),
         enqueuer=Enqueuer(repo=repo, celery=celery, settings=settings),
+        storage=make_storage(settings),
+        stored_files=StoredFiles(session_factory(settings.database_url)),
+        chatbot=ChatbotClient(settings),
     )
 
 
@@ -40,11 +46,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.runtime.redis.close()
+        app.state.runtime.chatbot.close()
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
     app.include_router(health.router)
     app.include_router(canary.router)
+    app.include_router(documents.router)
+    app.include_router(faqs.router)
+    app.include_router(files.router)
     app.include_router(catalog.router)
     return app
 

@@ -86,6 +86,37 @@ class Settings(BaseSettings):
     embeddings_text_fields: str = "name,description"
     embeddings_timeout_s: float = Field(30.0, gt=0)
 
+    # ChatbotMobile (contract: contracts/chatbotmobile.openapi.yaml).
+    chatbot_url: str = "http://127.0.0.1:8090"
+    chatbot_api_token: SecretStr | None = None
+    chatbot_connect_timeout_s: float = Field(3.0, gt=0)
+    chatbot_read_timeout_s: float = Field(30.0, gt=0)
+
+    # Uploaded files are stored first; only their reference travels in a task.
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_local_dir: str = "var/uploads"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_key_prefix: str = "uploads/"
+    # ChatbotMobile fetches stored files by URL: pre-signed on S3, signed by our API for local
+    # storage (then PUBLIC_API_URL must be an address ChatbotMobile can reach).
+    public_api_url: str = "http://127.0.0.1:8000"
+    file_url_ttl_s: int = Field(3600, ge=60)
+    upload_max_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    upload_allowed_types: str = (
+        "application/pdf,text/plain,text/markdown,text/csv,text/html,application/msword,"
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document,"
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,"
+        "image/png,image/jpeg"
+    )
+    upload_text_max_chars: int = Field(200_000, ge=1)
+    stored_file_retention_days: int = Field(7, ge=1)
+    faq_import_max_rows: int = Field(20_000, ge=1)
+    faq_import_chunk_rows: int = Field(500, ge=1, le=1000)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -112,6 +143,8 @@ class Settings(BaseSettings):
                 raise ValueError("SECRETS_KEY must be set to a private Fernet key in production")
             if self.flower_basic_auth is None:
                 raise ValueError("FLOWER_BASIC_AUTH must be set in production")
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
         return self
 
     @property
@@ -123,6 +156,11 @@ class Settings(BaseSettings):
     def embedding_fields(self) -> list[str]:
         """Names of the item fields whose text is embedded."""
         return [f.strip() for f in self.embeddings_text_fields.split(",") if f.strip()]
+
+    @property
+    def allowed_upload_types(self) -> frozenset[str]:
+        """Content types accepted for uploads."""
+        return frozenset(t.strip() for t in self.upload_allowed_types.split(",") if t.strip())
 
     def retry_budget_s(self, queue: Queue) -> int:
         """Seconds a task of this queue may keep retrying after it was accepted."""

@@ -21,7 +21,8 @@ _SECRET_KEY_RE = re.compile(
 )
 # key=value / key: value pairs and bearer tokens inside free text (error messages, URLs).
 _SECRET_TEXT_RE = re.compile(
-    r"(?i)\b(api[_-]?key|access[_-]?token|token|secret|password|authorization)"
+    r"(?i)\b(api[_-]?key|access[_-]?token|token|secret|password|authorization|signature"
+    r"|x-amz-signature|x-amz-credential)"
     r"(\"?\s*[=:]\s*\"?)([^\s\"&,;]+)"
 )
 _BEARER_RE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")

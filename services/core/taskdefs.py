@@ -63,5 +63,37 @@ CANARY = {
     Queue.HTTP: TaskSpec("canary_http", Queue.HTTP),
 }
 TASKLOG_CLEANUP = TaskSpec("tasklog_cleanup", Queue.MAINTENANCE)
+STORED_FILES_CLEANUP = TaskSpec("stored_files_cleanup", Queue.MAINTENANCE)
 
-register(*CANARY.values(), TASKLOG_CLEANUP)
+
+def _http(name: str, soft: int = 50, hard: int = 60) -> TaskSpec:
+    return TaskSpec(name, Queue.HTTP, soft_time_limit_s=soft, time_limit_s=hard)
+
+
+# ChatbotMobile writes (the plan's names); file work gets the plan's 120 s, imports 300 s.
+DOC_UPLOAD_TEXT = _http("doc_upload_text")
+DOC_UPLOAD_FILE = _http("doc_upload_file", 100, 120)
+DOC_UPLOAD_URL = _http("doc_upload_url")
+DOC_DELETE_ALL = _http("doc_delete_all")
+DOC_DELETE_BY_SOURCE = _http("doc_delete_by_source")
+DOC_TRIGGER_REINDEX = _http("doc_trigger_reindex")
+FAQ_CREATE = _http("faq_create", 100, 120)
+FAQ_UPDATE = _http("faq_update", 100, 120)
+FAQ_DELETE = _http("faq_delete")
+FAQ_DELETE_ALL = _http("faq_delete_all")
+FAQ_IMPORT = _http("faq_import", 240, 300)
+CHATBOT_TASKS = (
+    DOC_UPLOAD_TEXT,
+    DOC_UPLOAD_FILE,
+    DOC_UPLOAD_URL,
+    DOC_DELETE_ALL,
+    DOC_DELETE_BY_SOURCE,
+    DOC_TRIGGER_REINDEX,
+    FAQ_CREATE,
+    FAQ_UPDATE,
+    FAQ_DELETE,
+    FAQ_DELETE_ALL,
+    FAQ_IMPORT,
+)
+
+register(*CANARY.values(), TASKLOG_CLEANUP, STORED_FILES_CLEANUP, *CHATBOT_TASKS)

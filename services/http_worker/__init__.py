@@ -2,5 +2,6 @@
 
 from services.core import canary  # noqa: F401  (registers the http canary)
 from services.core.celery_app import app
+from services.http_worker import tasks
 
-__all__ = ["app"]
+__all__ = ["app", "tasks"]

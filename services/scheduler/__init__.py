@@ -7,7 +7,8 @@ scale with the write load, so the scheduler consumes its own queue.
 """
 
 from services.core.celery_app import app
-from services.core.taskdefs import TASKLOG_CLEANUP
+from services.core.storage import tasks as storage_tasks
+from services.core.taskdefs import STORED_FILES_CLEANUP, TASKLOG_CLEANUP
 from services.core.tasklog import tasks as tasklog_tasks
 
 app.conf.beat_schedule = {
@@ -18,6 +19,12 @@ app.conf.beat_schedule = {
         "options": {"expires": 3000},
         "kwargs": {"payload": {}},
     },
+    "stored-files-cleanup-hourly": {
+        "task": STORED_FILES_CLEANUP.name,
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+        "kwargs": {"payload": {}},
+    },
 }
 
-__all__ = ["app", "tasklog_tasks"]
+__all__ = ["app", "storage_tasks", "tasklog_tasks"]

@@ -31,13 +31,16 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
         **{
             k: v
             for k, v in os.environ.items()
-            if k not in {"ELASTICSEARCH_URL", "EMBEDDINGS_PROVIDER"}
+            if k
+            not in {"ELASTICSEARCH_URL", "EMBEDDINGS_PROVIDER", "CHATBOT_URL", "PUBLIC_API_URL"}
         },
         "ES_STANDIN_PORT": str(es_port),
         "ES_STANDIN_CONTROL_PORT": str(free_port()),
         "EMBEDDINGS_STANDIN_PORT": str(free_port()),
         "EMBEDDINGS_STANDIN_CONTROL_PORT": str(free_port()),
         "ES_INDEX_PREFIX": "devstack-",
+        "CHATBOT_STANDIN_PORT": str(free_port()),
+        "CHATBOT_STANDIN_CONTROL_PORT": str(free_port()),
         "API_PORT": str(api_port),
         "FLOWER_PORT": str(flower_port),
         "DEVSTACK_GRACE_S": "20",
@@ -88,6 +91,27 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
 
         source = wait_until(stored, 30, what="the product in the ES stand-in")
         assert source["name"] == "Lamp" and len(source["embedding"]) == 64
+        # A document upload goes through the stack into the ChatbotMobile stand-in, which
+        # downloads the stored file from the API's signed link.
+        upload = httpx.post(
+            f"http://127.0.0.1:{api_port}/api/v1/documents/upload-file",
+            data={"customer_id": "dev"},
+            files={"file": ("a.pdf", b"%PDF-1.4 hello", "application/pdf")},
+        )
+        assert upload.status_code == 202, upload.text
+        originals_url = (
+            f"http://127.0.0.1:{api_port}/api/v1/documents-original/list?customer_id=dev"
+        )
+
+        def original() -> list[dict[str, object]] | None:
+            answer = _get(originals_url)
+            items = (
+                answer.json()["items"] if answer is not None and answer.status_code == 200 else []
+            )
+            return items or None
+
+        [document] = wait_until(original, 30, what="the document in the ChatbotMobile stand-in")
+        assert document["size"] == len(b"%PDF-1.4 hello")
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0
     finally:

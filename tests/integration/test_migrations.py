@@ -37,7 +37,7 @@ COLUMNS = {
     "progress_done",
     "progress_total",
 }
-TABLES = {"task_log", "es_tombstones", "es_delete_watermarks"}
+TABLES = {"task_log", "es_tombstones", "es_delete_watermarks", "stored_files"}
 
 
 def _check_up_down(url: str) -> None:

@@ -15,9 +15,9 @@ from tests.support.procs import free_port, wait_until
 
 
 @contextmanager
-def running_api(settings: Settings) -> Iterator[httpx.Client]:
-    """Serve the API for `settings` on a free port; a client bound to it."""
-    port = free_port()
+def running_api(settings: Settings, port: int | None = None) -> Iterator[httpx.Client]:
+    """Serve the API for `settings` on `port` (default: a free one); a client bound to it."""
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_config=None, lifespan="on"
     )

@@ -1,0 +1,133 @@
+"""Documents in ChatbotMobile: writes are queued on `http`, reads are answered now."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+
+from services.api.deps import RuntimeDep
+from services.api.gateway import read
+from services.api.schemas import QueuedResponse
+from services.api.uploads import check_upload, queue_with_files, store
+from services.core import taskdefs as t
+from services.core.search.payloads import CUSTOMER_ID_PATTERN
+
+router = APIRouter(prefix="/api/v1", tags=["documents"])
+
+CustomerQuery = Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)]
+CustomerField = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
+Source = Annotated[str | None, Field(default=None, min_length=1, max_length=500)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextBody(Strict):
+    customer_id: CustomerField
+    text: Annotated[str, Field(min_length=1)]
+    title: Annotated[str | None, Field(default=None, max_length=500)] = None
+    source: Source = None
+
+
+class UrlBody(Strict):
+    customer_id: CustomerField
+    url: HttpUrl
+    source: Source = None
+
+
+class CustomerBody(Strict):
+    customer_id: CustomerField
+
+
+def _queue(runtime: RuntimeDep, task: str, payload: dict[str, Any]) -> QueuedResponse:
+    accepted = runtime.enqueuer.enqueue(task, payload, customer_id=payload["customer_id"])
+    return QueuedResponse.for_task(accepted)
+
+
+@router.post("/documents/upload-text", status_code=status.HTTP_202_ACCEPTED)
+def upload_text(body: TextBody, runtime: RuntimeDep) -> QueuedResponse:
+    """Queue a text document."""
+    if len(body.text) > runtime.settings.upload_text_max_chars:
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"text is over {runtime.settings.upload_text_max_chars} characters; "
+            "upload it as a file",
+        )
+    return _queue(runtime, t.DOC_UPLOAD_TEXT.name, body.model_dump(exclude_none=True))
+
+
+@router.post("/documents/upload-file", status_code=status.HTTP_202_ACCEPTED)
+def upload_file(
+    runtime: RuntimeDep,
+    file: Annotated[UploadFile, File(description="the document")],
+    customer_id: Annotated[str, Form(pattern=CUSTOMER_ID_PATTERN)],
+    source: Annotated[str | None, Form(min_length=1, max_length=500)] = None,
+) -> QueuedResponse:
+    """Store the file, then queue its upload; only its reference goes into the task."""
+    content_type = check_upload(runtime, file)
+    stored = store(runtime, file, content_type)
+    return queue_with_files(
+        runtime,
+        t.DOC_UPLOAD_FILE.name,
+        [stored],
+        lambda files: {"customer_id": customer_id, "file": files[0], "source": source},
+    )
+
+
+@router.post("/documents/upload-url", status_code=status.HTTP_202_ACCEPTED)
+def upload_url(body: UrlBody, runtime: RuntimeDep) -> QueuedResponse:
+    """Queue a document to be fetched from a URL."""
+    return _queue(runtime, t.DOC_UPLOAD_URL.name, body.model_dump(mode="json", exclude_none=True))
+
+
+@router.delete("/documents/delete-all", status_code=status.HTTP_202_ACCEPTED)
+def delete_all(customer_id: CustomerQuery, runtime: RuntimeDep) -> QueuedResponse:
+    """Queue deleting every document of a customer."""
+    return _queue(runtime, t.DOC_DELETE_ALL.name, {"customer_id": customer_id})
+
+
+@router.delete("/documents/delete-by-source", status_code=status.HTTP_202_ACCEPTED)
+def delete_by_source(
+    customer_id: CustomerQuery,
+    source: Annotated[str, Query(min_length=1, max_length=500)],
+    runtime: RuntimeDep,
+) -> QueuedResponse:
+    """Queue deleting the documents of one source."""
+    return _queue(
+        runtime, t.DOC_DELETE_BY_SOURCE.name, {"customer_id": customer_id, "source": source}
+    )
+
+
+@router.post("/documents/reindex", status_code=status.HTTP_202_ACCEPTED)
+def reindex(body: CustomerBody, runtime: RuntimeDep) -> QueuedResponse:
+    """Queue a GraphRAG reindex."""
+    return _queue(runtime, t.DOC_TRIGGER_REINDEX.name, body.model_dump())
+
+
+Page = Annotated[int, Query(ge=1)]
+PageSize = Annotated[int, Query(ge=1, le=500)]
+
+
+@router.get("/documents/list")
+def list_documents(
+    customer_id: CustomerQuery, runtime: RuntimeDep, page: Page = 1, page_size: PageSize = 50
+) -> Any:
+    """The customer's documents, from ChatbotMobile now."""
+    return read(
+        runtime, "/v1/documents", customer_id=customer_id, page=page, page_size=page_size
+    ).json()
+
+
+@router.get("/documents-original/list")
+def list_originals(customer_id: CustomerQuery, runtime: RuntimeDep) -> Any:
+    """The originals as uploaded, from ChatbotMobile now."""
+    return read(runtime, "/v1/documents/originals", customer_id=customer_id).json()
+
+
+@router.get("/documents/sources")
+def list_sources(customer_id: CustomerQuery, runtime: RuntimeDep) -> Any:
+    """Sources and their document counts, from ChatbotMobile now."""
+    return read(runtime, "/v1/documents/sources", customer_id=customer_id).json()

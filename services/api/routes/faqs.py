@@ -1,0 +1,190 @@
+"""Mobile FAQs in ChatbotMobile: writes (with attachments, imports) queued, reads answered now."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, HTTPException, Path, Query, UploadFile, status
+from fastapi.responses import JSONResponse, Response
+
+from services.api.deps import RuntimeDep
+from services.api.gateway import read
+from services.api.schemas import QueuedResponse
+from services.api.uploads import check_upload, queue_with_files, store
+from services.core import taskdefs as t
+from services.core.chatbot.faq_import import ImportFileError, format_of, parse
+from services.core.search.payloads import CUSTOMER_ID_PATTERN
+
+router = APIRouter(prefix="/api/v1", tags=["faqs"])
+
+FAQ_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+FaqId = Annotated[str, Path(pattern=FAQ_ID_PATTERN)]
+CustomerQuery = Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)]
+CustomerForm = Annotated[str, Form(pattern=CUSTOMER_ID_PATTERN)]
+Files = Annotated[list[UploadFile], File(description="attachments")]
+IMPORT_TYPES = frozenset(
+    {
+        "text/csv",
+        "application/csv",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/octet-stream",
+    }
+)
+
+
+class FaqQueuedResponse(QueuedResponse):
+    """A queued FAQ write also names the FAQ it is about."""
+
+    faq_id: str
+
+
+def _tags(raw: str | None) -> list[str] | None:
+    if raw is None:
+        return None
+    return [tag.strip() for tag in re.split(r"[,;]", raw) if tag.strip()]
+
+
+def _queue_faq(
+    runtime: RuntimeDep, task: str, faq_id: str, fields: dict[str, Any], files: list[UploadFile]
+) -> FaqQueuedResponse:
+    checked = [(f, check_upload(runtime, f)) for f in files]  # all limits before storing any
+    stored = [store(runtime, f, content_type) for f, content_type in checked]
+    queued = queue_with_files(
+        runtime,
+        task,
+        stored,
+        lambda refs: {
+            **{k: v for k, v in fields.items() if v is not None},
+            "faq_id": faq_id,
+            **({"attachments": refs} if refs else {}),
+        },
+    )
+    return FaqQueuedResponse(**queued.model_dump(), faq_id=faq_id)
+
+
+@router.post("/mobile-faq", status_code=status.HTTP_202_ACCEPTED)
+def create_faq(
+    runtime: RuntimeDep,
+    customer_id: CustomerForm,
+    question: Annotated[str, Form(min_length=1, max_length=1000)],
+    answer: Annotated[str, Form(min_length=1, max_length=10000)],
+    category: Annotated[str | None, Form(max_length=200)] = None,
+    tags: Annotated[str | None, Form(description="comma-separated")] = None,
+    faq_id: Annotated[str | None, Form(pattern=FAQ_ID_PATTERN)] = None,
+    files: Files = [],  # noqa: B006  (FastAPI copies defaults per request)
+) -> FaqQueuedResponse:
+    """Queue a new FAQ; its id is given or assigned now and returned."""
+    fields = {
+        "customer_id": customer_id,
+        "question": question,
+        "answer": answer,
+        "category": category,
+        "tags": _tags(tags),
+    }
+    return _queue_faq(runtime, t.FAQ_CREATE.name, faq_id or uuid.uuid4().hex, fields, files)
+
+
+@router.put("/mobile-faq/{faq_id}", status_code=status.HTTP_202_ACCEPTED)
+def update_faq(
+    faq_id: FaqId,
+    runtime: RuntimeDep,
+    customer_id: CustomerForm,
+    question: Annotated[str | None, Form(min_length=1, max_length=1000)] = None,
+    answer: Annotated[str | None, Form(min_length=1, max_length=10000)] = None,
+    category: Annotated[str | None, Form(max_length=200)] = None,
+    tags: Annotated[str | None, Form(description="comma-separated")] = None,
+    files: Files = [],  # noqa: B006
+) -> FaqQueuedResponse:
+    """Queue changes to an FAQ: the fields given replace the stored ones."""
+    fields = {"question": question, "answer": answer, "category": category, "tags": _tags(tags)}
+    if all(v is None for v in fields.values()) and not files:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "give at least one of question, answer, category, tags or files",
+        )
+    fields["customer_id"] = customer_id
+    return _queue_faq(runtime, t.FAQ_UPDATE.name, faq_id, fields, files)
+
+
+@router.delete("/mobile-faq/{faq_id}", status_code=status.HTTP_202_ACCEPTED)
+def delete_faq(faq_id: FaqId, customer_id: CustomerQuery, runtime: RuntimeDep) -> FaqQueuedResponse:
+    """Queue deleting one FAQ."""
+    accepted = runtime.enqueuer.enqueue(
+        t.FAQ_DELETE.name, {"customer_id": customer_id, "faq_id": faq_id}, customer_id=customer_id
+    )
+    return FaqQueuedResponse(**QueuedResponse.for_task(accepted).model_dump(), faq_id=faq_id)
+
+
+@router.delete("/mobile-faqs", status_code=status.HTTP_202_ACCEPTED)
+def delete_all_faqs(customer_id: CustomerQuery, runtime: RuntimeDep) -> QueuedResponse:
+    """Queue deleting every FAQ of a customer."""
+    accepted = runtime.enqueuer.enqueue(
+        t.FAQ_DELETE_ALL.name, {"customer_id": customer_id}, customer_id=customer_id
+    )
+    return QueuedResponse.for_task(accepted)
+
+
+@router.post(
+    "/mobile-faq/import",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={422: {"description": "invalid rows, each with its row number and reason"}},
+)
+def import_faqs(
+    runtime: RuntimeDep,
+    customer_id: CustomerForm,
+    file: Annotated[
+        UploadFile, File(description="CSV or XLSX: question, answer[, category, tags]")
+    ],
+) -> Any:
+    """Validate every row now; queue the import only if all rows are valid."""
+    content_type = check_upload(runtime, file, IMPORT_TYPES)
+    try:
+        fmt = format_of(file.filename or "", content_type)
+        parsed = parse(file.file, fmt, max_rows=runtime.settings.faq_import_max_rows)
+    except ImportFileError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    if parsed.errors:
+        return JSONResponse(
+            {
+                "detail": f"{len(parsed.errors)} invalid row(s); nothing was imported",
+                "errors": parsed.errors,
+            },
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+    stored = store(runtime, file, content_type)
+    return queue_with_files(
+        runtime,
+        t.FAQ_IMPORT.name,
+        [stored],
+        lambda files: {
+            "customer_id": customer_id,
+            "file": files[0],
+            "format": fmt,
+            "rows": len(parsed.rows),
+            "chunk_rows": runtime.settings.faq_import_chunk_rows,
+        },
+    )
+
+
+@router.get("/mobile-faqs")
+def list_faqs(
+    customer_id: CustomerQuery,
+    runtime: RuntimeDep,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Any:
+    """The customer's FAQs, from ChatbotMobile now."""
+    return read(runtime, "/v1/faqs", customer_id=customer_id, page=page, page_size=page_size).json()
+
+
+@router.get("/mobile-faq/export")
+def export_faqs(customer_id: CustomerQuery, runtime: RuntimeDep) -> Response:
+    """All FAQs as CSV, from ChatbotMobile now."""
+    upstream = read(runtime, "/v1/faqs/export", customer_id=customer_id)
+    return Response(
+        upstream.content,
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="faqs-{customer_id}.csv"'},
+    )

@@ -1,0 +1,41 @@
+"""GET /api/v1/files/{key}: signed, expiring downloads of locally stored uploads.
+
+ChatbotMobile fetches uploaded files from here when STORAGE_BACKEND=local; with S3 it gets
+pre-signed S3 URLs instead and this route answers 404.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse
+
+from services.api.deps import RuntimeDep
+from services.core.storage.local import LocalStorage
+from services.core.storage.signing import signing_secret, verify
+
+router = APIRouter(prefix="/api/v1/files", tags=["files"])
+
+
+@router.get("/{key:path}")
+def download(
+    key: str,
+    runtime: RuntimeDep,
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query(max_length=128)],
+) -> FileResponse:
+    """A stored file, for a valid unexpired signature."""
+    storage = runtime.storage
+    if not isinstance(storage, LocalStorage):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no local storage here")
+    secret = signing_secret(runtime.settings.secrets_key.get_secret_value())
+    if not verify(secret, key, expires, signature):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "bad or expired signature")
+    try:
+        path = storage.path_of(key)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file") from exc
+    if not path.is_file():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no such file")
+    return FileResponse(path, media_type="application/octet-stream")

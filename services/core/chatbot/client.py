@@ -1,0 +1,102 @@
+"""httpx client of ChatbotMobile's contract (contracts/chatbotmobile.openapi.yaml).
+
+Errors come out as our kinds: connection errors, timeouts and 408/425/429/5xx are transient,
+other 4xx permanent, with the response body kept (truncated). Each carries the gateway status
+the API answers for a read that fails this way (502, 503 or 504).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from services.core.config import Settings
+from services.core.errors import PermanentError, TransientError, is_retryable_status
+
+BODY_CHARS = 500
+
+
+class ChatbotUnavailable(TransientError):
+    """ChatbotMobile could not take the request now."""
+
+    def __init__(self, message: str, *, gateway_status: int, retry_after_s: float | None = None):
+        super().__init__(message, retry_after_s=retry_after_s)
+        self.gateway_status = gateway_status
+
+
+class ChatbotRejected(PermanentError):
+    """ChatbotMobile refused the request for good."""
+
+    def __init__(self, message: str, *, upstream_status: int) -> None:
+        super().__init__(message)
+        self.upstream_status = upstream_status
+        self.gateway_status = 404 if upstream_status == 404 else 502
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+class ChatbotClient:
+    """One pooled connection set per process; safe to share between threads."""
+
+    def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
+        headers = {"User-Agent": "durable-writes/0.1"}
+        if settings.chatbot_api_token is not None:
+            headers["Authorization"] = f"Bearer {settings.chatbot_api_token.get_secret_value()}"
+        self._http = httpx.Client(
+            base_url=settings.chatbot_url.rstrip("/"),
+            headers=headers,
+            timeout=httpx.Timeout(
+                settings.chatbot_read_timeout_s, connect=settings.chatbot_connect_timeout_s
+            ),
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotency_key: str | None = None,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> httpx.Response:
+        """Send a request; a 2xx response or ChatbotUnavailable / ChatbotRejected."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        try:
+            response = self._http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise ChatbotUnavailable(
+                f"ChatbotMobile timed out ({type(exc).__name__})", gateway_status=504
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ChatbotUnavailable(
+                f"ChatbotMobile is unreachable ({type(exc).__name__})", gateway_status=503
+            ) from exc
+        if response.status_code < 400:
+            return response
+        message = f"ChatbotMobile {response.status_code}: {response.text[:BODY_CHARS]}"
+        if is_retryable_status(response.status_code):
+            gateway = 503 if response.status_code in (429, 503) else 502
+            raise ChatbotUnavailable(
+                message, gateway_status=gateway, retry_after_s=_retry_after(response)
+            )
+        raise ChatbotRejected(message, upstream_status=response.status_code)
+
+    def write(self, method: str, path: str, key: str, **kwargs: Any) -> dict[str, Any]:
+        """A write with its Idempotency-Key; the JSON answer."""
+        body: dict[str, Any] = self.request(method, path, idempotency_key=key, **kwargs).json()
+        return body
+
+    def read(self, path: str, **params: Any) -> httpx.Response:
+        """A read with query parameters."""
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

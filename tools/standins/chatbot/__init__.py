@@ -1,0 +1,1 @@
+"""The ChatbotMobile stand-in's parts: store, validation, downloads, idempotency, routes, app."""
