@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint unit migrate install clean
+.PHONY: up test lint migrate install token clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -20,6 +20,13 @@ up: $(STAMP)
 	@tools/ensure-services.sh redis
 	$(PY) -m services.core.tasklog.migrate upgrade
 	$(PY) tools/devstack.py
+
+## Print a development token (last line): make token [USER_ID=u CUSTOMER_ID=c ROLE=user]
+USER_ID ?= dev-admin
+CUSTOMER_ID ?= dev
+ROLE ?= admin
+token: $(STAMP)
+	@$(PY) -m services.core.auth.cli --user-id '$(USER_ID)' --customer-id '$(CUSTOMER_ID)' --role '$(ROLE)'
 
 migrate: $(STAMP)
 	$(PY) -m services.core.tasklog.migrate upgrade

@@ -168,6 +168,16 @@ def stack() -> list[Spec]:
     ]
 
 
+def _die_with_parent() -> None:
+    # Linux: if this runner is killed (even with SIGKILL), its children get SIGTERM instead of
+    # living on as orphans that keep consuming the queues.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class Stack:
     """Starts, watches and stops the processes."""
 
@@ -189,6 +199,7 @@ class Stack:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             self.procs[spec.name] = proc
             color = COLORS[index % len(COLORS)]

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.api.deps import Runtime
-from services.api.routes import canary, catalog, documents, faqs, files, health
+from services.api.routes import canary, catalog, documents, faqs, files, health, tasks
 from services.core import logs
+from services.core.auth import TokenVerifier
 from services.core.celery_app import make_celery_app
 from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings, get_settings
@@ -35,6 +36,7 @@ def build_runtime(settings: Settings) -> Runtime:
         storage=make_storage(settings),
         stored_files=StoredFiles(session_factory(settings.database_url)),
         chatbot=ChatbotClient(settings),
+        verifier=TokenVerifier(settings),
     )
 
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
     app.include_router(health.router)
+    app.include_router(tasks.router)
     app.include_router(canary.router)
     app.include_router(documents.router)
     app.include_router(faqs.router)

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from services.core.enqueue import Enqueued
 
 QUEUED = "task queued"
+REPLAYED = "already accepted under this Idempotency-Key; this is the original task"
 QUEUED_BROKER_DOWN = (
     "task accepted; the broker is unreachable, it will be published when it is back"
 )
@@ -28,5 +29,9 @@ class QueuedResponse(BaseModel):
         return cls(
             task_id=accepted.task_id,
             status_url=f"/api/v1/tasks/{accepted.task_id}/status",
-            message=QUEUED if accepted.published else QUEUED_BROKER_DOWN,
+            message=REPLAYED
+            if accepted.replayed
+            else QUEUED
+            if accepted.published
+            else QUEUED_BROKER_DOWN,
         )

@@ -8,8 +8,10 @@ from typing import Any
 
 from fastapi import HTTPException, UploadFile, status
 
+from services.api.accept import accept
 from services.api.deps import Runtime
 from services.api.schemas import QueuedResponse
+from services.core.auth import Principal
 from services.core.storage import FileTooLarge, StoredFile
 
 
@@ -50,16 +52,28 @@ def store(runtime: Runtime, upload: UploadFile, content_type: str) -> StoredFile
 
 def queue_with_files(
     runtime: Runtime,
+    principal: Principal,
+    idempotency_key: str | None,
     task_name: str,
     files: list[StoredFile],
     build: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    request: dict[str, Any],
 ) -> QueuedResponse:
-    """Record stored files under a new task id, then enqueue the task that uses them."""
+    """Record stored files under a new task id, then accept the task that uses them.
+
+    The files' hashes join `request`, so a repeat with other file contents is a different
+    request for the idempotency check.
+    """
     task_id = str(uuid.uuid4())
     if files:
         runtime.stored_files.record(task_id, files)
     payload = build([f.to_payload() for f in files])
-    accepted = runtime.enqueuer.enqueue(
-        task_name, payload, customer_id=payload["customer_id"], task_id=task_id
+    return accept(
+        runtime,
+        principal,
+        task_name,
+        payload,
+        request={**request, "files": [f.sha256 for f in files]},
+        idempotency_key=idempotency_key,
+        task_id=task_id,
     )
-    return QueuedResponse.for_task(accepted)

@@ -12,6 +12,8 @@ from services.core.taskdefs import Queue
 
 # A Fernet key that is public by construction: fine on a laptop, refused in production.
 DEV_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktZG8tbm90LXVzZSE="
+# The JWT secret of the local stack (`make token` signs with it); refused in production.
+DEV_JWT_SECRET = "development-only-jwt-secret-change-me"
 
 
 class Settings(BaseSettings):
@@ -117,6 +119,19 @@ class Settings(BaseSettings):
     faq_import_max_rows: int = Field(20_000, ge=1)
     faq_import_chunk_rows: int = Field(500, ge=1, le=1000)
 
+    # Authentication: JWTs signed with a shared secret (HS256) or by keys at a JWKS URL (RS256).
+    auth_jwt_secret: SecretStr | None = SecretStr(DEV_JWT_SECRET)
+    auth_jwks_url: str | None = None
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    # Claims that carry the tenant and the roles (user, admin, service); the user is `sub`.
+    auth_customer_claim: str = "customer_id"
+    auth_roles_claim: str = "roles"
+    # Idempotency-Key headers are remembered per customer this long.
+    idempotency_key_ttl_s: int = Field(24 * 3600, ge=60)
+    # Most failed tasks one redrive call may re-enqueue.
+    redrive_max_per_call: int = Field(500, ge=1, le=10_000)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -143,6 +158,14 @@ class Settings(BaseSettings):
                 raise ValueError("SECRETS_KEY must be set to a private Fernet key in production")
             if self.flower_basic_auth is None:
                 raise ValueError("FLOWER_BASIC_AUTH must be set in production")
+        if self.environment == "production" and self.auth_jwks_url is None:
+            secret = self.auth_jwt_secret
+            if secret is None or secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ValueError("set AUTH_JWKS_URL or a private AUTH_JWT_SECRET in production")
+        if self.auth_jwks_url is None and self.auth_jwt_secret is None:
+            raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")
+        if self.auth_jwt_secret is not None and len(self.auth_jwt_secret.get_secret_value()) < 32:
+            raise ValueError("AUTH_JWT_SECRET must be at least 32 characters (RFC 7518 3.2)")
         if self.storage_backend == "s3" and not self.s3_bucket:
             raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
         return self

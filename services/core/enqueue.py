@@ -13,6 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
+from sqlalchemy.exc import IntegrityError
 
 from services.core import metrics
 from services.core.config import Settings
@@ -32,6 +33,12 @@ class Enqueued:
     task_id: str
     task_name: str
     published: bool
+    # True when an Idempotency-Key repeat returned an earlier task instead of a new one.
+    replayed: bool = False
+
+
+class IdempotencyConflict(ValueError):
+    """An idempotency key reused for a different request."""
 
 
 class Enqueuer:
@@ -60,12 +67,16 @@ class Enqueuer:
         customer_id: str | None = None,
         secrets: Mapping[str, str] | None = None,
         idempotency_key: str | None = None,
+        request_hash: str | None = None,
         task_id: str | None = None,
+        retry_of: str | None = None,
     ) -> Enqueued:
         """Record the task as pending, then publish it.
 
         A failed publish leaves the row pending (the reconciler republishes it) and still
         returns the task id: once the row is committed the write is accepted and not lost.
+        A repeat of an `idempotency_key` with the same `request_hash` returns the earlier task;
+        with another hash it raises IdempotencyConflict.
         """
         spec = spec_for(task_name)
         body = dict(payload)
@@ -75,7 +86,7 @@ class Enqueuer:
         json.dumps(body)  # refuse what the JSON serializer could not carry, before storing
         task_id = task_id or str(uuid.uuid4())
         now = self._clock()
-        self._repo.create(
+        create = dict(
             task_id=task_id,
             task_name=spec.name,
             queue=spec.queue,
@@ -85,8 +96,19 @@ class Enqueuer:
             customer_id=customer_id,
             idempotency_key=idempotency_key,
             sealed_secrets=self._sealer.seal(secrets or {}),
+            request_hash=request_hash,
+            retry_of=retry_of,
             now=now,
         )
+        try:
+            self._repo.create(**create)  # type: ignore[arg-type]
+        except IntegrityError:
+            if idempotency_key is None:
+                raise
+            earlier = self._earlier(customer_id, idempotency_key, request_hash, now)
+            if earlier is not None:
+                return earlier
+            self._repo.create(**create)  # type: ignore[arg-type]
         metrics.ENQUEUED.labels(spec.name, spec.queue).inc()
         try:
             self._celery.send_task(
@@ -101,3 +123,21 @@ class Enqueuer:
             return Enqueued(task_id, spec.name, published=False)
         self._repo.mark_published(task_id)
         return Enqueued(task_id, spec.name, published=True)
+
+    def _earlier(
+        self, customer_id: str | None, key: str, request_hash: str | None, now: datetime
+    ) -> Enqueued | None:
+        # The unique index refused our row: a task already holds this key.
+        row = self._repo.find_by_idempotency_key(customer_id, key)
+        if row is None:
+            return None  # released between our insert and this read; try once more
+        if (now - row.created_at).total_seconds() > self._settings.idempotency_key_ttl_s:
+            self._repo.release_idempotency_key(row.task_id)
+            return None
+        if row.request_hash != request_hash:
+            raise IdempotencyConflict(
+                "this Idempotency-Key was used for a different request; use a new key"
+            )
+        return Enqueued(
+            row.task_id, row.task_name, published=row.published_at is not None, replayed=True
+        )

@@ -12,14 +12,15 @@ from sqlalchemy import text
 from services.core.config import Settings
 from services.core.db import get_engine
 from services.core.tasklog.repository import TaskLogRepository
-from tests.support.server import running_api
+from tests.support.server import parked, running_api
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[httpx.Client]:
     from services.core.config import get_settings
 
-    with running_api(get_settings().model_copy(update={"bulk_max_items": 5})) as client:
+    settings = parked(get_settings(), "catalog-validation")
+    with running_api(settings.model_copy(update={"bulk_max_items": 5})) as client:
         yield client
 
 

@@ -12,14 +12,16 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.core.config import get_settings
 from tests.support.procs import ROOT, free_port, wait_until
+from tests.support.server import token
 
 pytestmark = pytest.mark.slow
 
 
-def _get(url: str) -> httpx.Response | None:
+def _get(url: str, headers: dict[str, str] | None = None) -> httpx.Response | None:
     try:
-        return httpx.get(url, timeout=3)
+        return httpx.get(url, timeout=3, headers=headers)
     except httpx.TransportError:
         return None
 
@@ -74,9 +76,11 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
         assert flower.status_code == 200
         # A catalog write goes through the stack into the Elasticsearch stand-in, with a vector
         # from the embeddings stand-in.
+        auth = {"Authorization": f"Bearer {token(get_settings(), 'admin', 'dev-admin', 'dev')}"}
         put = httpx.put(
             f"http://127.0.0.1:{api_port}/api/v1/products/lamp",
             json={"customer_id": "dev", "data": {"name": "Lamp"}, "with_embedding": True},
+            headers=auth,
         )
         assert put.status_code == 202
         doc_url = f"http://127.0.0.1:{es_port}/devstack-products/_doc/dev:lamp?routing=dev"
@@ -97,6 +101,7 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
             f"http://127.0.0.1:{api_port}/api/v1/documents/upload-file",
             data={"customer_id": "dev"},
             files={"file": ("a.pdf", b"%PDF-1.4 hello", "application/pdf")},
+            headers=auth,
         )
         assert upload.status_code == 202, upload.text
         originals_url = (
@@ -104,7 +109,7 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
         )
 
         def original() -> list[dict[str, object]] | None:
-            answer = _get(originals_url)
+            answer = _get(originals_url, auth)
             items = (
                 answer.json()["items"] if answer is not None and answer.status_code == 200 else []
             )
@@ -115,9 +120,15 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
+        # Stop the whole stack even when an assertion failed: its workers read this run's
+        # queues and would take later tests' tasks.
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     output = log_path.read_text()
     for name in (
         "es-standin",

@@ -36,6 +36,8 @@ COLUMNS = {
     "checkpoint",
     "progress_done",
     "progress_total",
+    "request_hash",
+    "retry_of",
 }
 TABLES = {"task_log", "es_tombstones", "es_delete_watermarks", "stored_files"}
 

@@ -83,3 +83,7 @@ def test_import_format_comes_from_name_or_type() -> None:
     )
     with pytest.raises(ImportFileError):
         format_of("faqs.json", "application/json")
+
+
+def test_a_non_ascii_signature_is_refused_not_an_error() -> None:
+    assert not verify(signing_secret("k" * 44), "a", 2_000_000_000, "é" * 64, now=1.0)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict
 
-from services.api.deps import RuntimeDep
+from services.api.deps import PrincipalDep, RuntimeDep
 from services.api.schemas import QueuedResponse
 from services.core.taskdefs import CANARY, Queue
 
@@ -22,6 +22,10 @@ class CanaryRequest(BaseModel):
 
 
 @router.post("/canary", status_code=status.HTTP_202_ACCEPTED, response_model=QueuedResponse)
-def send_canary(body: CanaryRequest, runtime: RuntimeDep) -> QueuedResponse:
-    """Queue a canary task on a worker queue."""
+def send_canary(
+    body: CanaryRequest, runtime: RuntimeDep, principal: PrincipalDep
+) -> QueuedResponse:
+    """Queue a canary task on a worker queue (admins and services)."""
+    if not (principal.is_admin or principal.is_service):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "the canary is for admins and services")
     return QueuedResponse.for_task(runtime.enqueuer.enqueue(CANARY[Queue(body.queue)].name, {}))

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.deps import RuntimeDep
+from services.api.accept import accept
+from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep
 from services.api.schemas import QueuedResponse
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
@@ -66,9 +67,12 @@ def _invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
 
 def _queue(
     runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: str | None,
     kind: Kind,
     op: Operation,
     build: Any,
+    request: dict[str, Any],
     *,
     api_key: str | None = None,
     where: tuple[str | int, ...] = ("body",),
@@ -77,13 +81,15 @@ def _queue(
         payload = build()
     except ValueError as exc:
         raise _invalid(where, str(exc)) from exc
-    accepted = runtime.enqueuer.enqueue(
+    return accept(
+        runtime,
+        principal,
         kind.task_name(op),
         payload,
-        customer_id=payload["customer_id"],
+        request=request,
+        idempotency_key=idempotency_key,
         secrets={"api_key": api_key} if api_key else None,
     )
-    return QueuedResponse.for_task(accepted)
 
 
 def _check_bulk_size(runtime: RuntimeDep, count: int, field: str) -> None:
@@ -98,13 +104,17 @@ def upsert_item(
     item_id: ItemIdPath,
     body: UpsertBody,
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     api_key: EmbeddingsKey = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
     """Queue an upsert of one item."""
     if "id" in body.data and str(body.data["id"]) != item_id:
         raise _invalid(("body", "data", "id"), f"data.id differs from the path id {item_id!r}")
     return _queue(
         runtime,
+        principal,
+        idempotency_key,
         kind_of(kind),
         Operation.UPSERT,
         lambda: payloads.upsert(
@@ -115,6 +125,7 @@ def upsert_item(
             version=body.version,
             accepted_at=utcnow(),
         ),
+        {"item_id": item_id, **body.model_dump()},
         api_key=api_key,
     )
 
@@ -124,26 +135,38 @@ def delete_item(
     kind: KindPath,
     item_id: ItemIdPath,
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     customer_id: Annotated[str, Query(pattern=payloads.CUSTOMER_ID_PATTERN)],
     version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
     """Queue a delete of one item."""
     return _queue(
         runtime,
+        principal,
+        idempotency_key,
         kind_of(kind),
         Operation.DELETE,
         lambda: payloads.delete(customer_id, item_id, version=version, accepted_at=utcnow()),
+        {"item_id": item_id, "customer_id": customer_id, "version": version},
     )
 
 
 @router.post("/{kind}/bulk-upsert", status_code=status.HTTP_202_ACCEPTED)
 def bulk_upsert(
-    kind: KindPath, body: BulkUpsertBody, runtime: RuntimeDep, api_key: EmbeddingsKey = None
+    kind: KindPath,
+    body: BulkUpsertBody,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    api_key: EmbeddingsKey = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
     """Queue an upsert of many items of one customer."""
     _check_bulk_size(runtime, len(body.items), "items")
     return _queue(
         runtime,
+        principal,
+        idempotency_key,
         kind_of(kind),
         Operation.BULK_UPSERT,
         lambda: payloads.bulk_upsert(
@@ -152,22 +175,32 @@ def bulk_upsert(
             with_embedding=body.with_embedding,
             accepted_at=utcnow(),
         ),
+        body.model_dump(),
         api_key=api_key,
         where=("body", "items"),
     )
 
 
 @router.post("/{kind}/bulk-delete", status_code=status.HTTP_202_ACCEPTED)
-def bulk_delete(kind: KindPath, body: BulkDeleteBody, runtime: RuntimeDep) -> QueuedResponse:
+def bulk_delete(
+    kind: KindPath,
+    body: BulkDeleteBody,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> QueuedResponse:
     """Queue a delete of many items of one customer."""
     _check_bulk_size(runtime, len(body.ids), "ids")
     return _queue(
         runtime,
+        principal,
+        idempotency_key,
         kind_of(kind),
         Operation.BULK_DELETE,
         lambda: payloads.bulk_delete(
             body.customer_id, body.ids, version=body.version, accepted_at=utcnow()
         ),
+        body.model_dump(),
         where=("body", "ids"),
     )
 
@@ -176,13 +209,18 @@ def bulk_delete(kind: KindPath, body: BulkDeleteBody, runtime: RuntimeDep) -> Qu
 def delete_all(
     kind: KindPath,
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     customer_id: Annotated[str, Query(pattern=payloads.CUSTOMER_ID_PATTERN)],
     version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
     """Queue a delete of every item of a customer."""
     return _queue(
         runtime,
+        principal,
+        idempotency_key,
         kind_of(kind),
         Operation.DELETE_ALL,
         lambda: payloads.delete_all(customer_id, version=version, accepted_at=utcnow()),
+        {"customer_id": customer_id, "version": version},
     )

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from services.api.deps import RuntimeDep
+from services.api.accept import accept
+from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.schemas import QueuedResponse
 from services.api.uploads import check_upload, queue_with_files, store
@@ -42,13 +43,25 @@ class CustomerBody(Strict):
     customer_id: CustomerField
 
 
-def _queue(runtime: RuntimeDep, task: str, payload: dict[str, Any]) -> QueuedResponse:
-    accepted = runtime.enqueuer.enqueue(task, payload, customer_id=payload["customer_id"])
-    return QueuedResponse.for_task(accepted)
+def _queue(
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: str | None,
+    task: str,
+    payload: dict[str, Any],
+) -> QueuedResponse:
+    return accept(
+        runtime, principal, task, payload, request=payload, idempotency_key=idempotency_key
+    )
 
 
 @router.post("/documents/upload-text", status_code=status.HTTP_202_ACCEPTED)
-def upload_text(body: TextBody, runtime: RuntimeDep) -> QueuedResponse:
+def upload_text(
+    body: TextBody,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> QueuedResponse:
     """Queue a text document."""
     if len(body.text) > runtime.settings.upload_text_max_chars:
         raise HTTPException(
@@ -56,37 +69,61 @@ def upload_text(body: TextBody, runtime: RuntimeDep) -> QueuedResponse:
             f"text is over {runtime.settings.upload_text_max_chars} characters; "
             "upload it as a file",
         )
-    return _queue(runtime, t.DOC_UPLOAD_TEXT.name, body.model_dump(exclude_none=True))
+    return _queue(
+        runtime,
+        principal,
+        idempotency_key,
+        t.DOC_UPLOAD_TEXT.name,
+        body.model_dump(exclude_none=True),
+    )
 
 
 @router.post("/documents/upload-file", status_code=status.HTTP_202_ACCEPTED)
 def upload_file(
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="the document")],
     customer_id: Annotated[str, Form(pattern=CUSTOMER_ID_PATTERN)],
     source: Annotated[str | None, Form(min_length=1, max_length=500)] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
     """Store the file, then queue its upload; only its reference goes into the task."""
+    authorize(principal, customer_id)
     content_type = check_upload(runtime, file)
     stored = store(runtime, file, content_type)
     return queue_with_files(
         runtime,
+        principal,
+        idempotency_key,
         t.DOC_UPLOAD_FILE.name,
         [stored],
         lambda files: {"customer_id": customer_id, "file": files[0], "source": source},
+        {"customer_id": customer_id, "source": source, "filename": file.filename},
     )
 
 
 @router.post("/documents/upload-url", status_code=status.HTTP_202_ACCEPTED)
-def upload_url(body: UrlBody, runtime: RuntimeDep) -> QueuedResponse:
+def upload_url(
+    body: UrlBody,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> QueuedResponse:
     """Queue a document to be fetched from a URL."""
-    return _queue(runtime, t.DOC_UPLOAD_URL.name, body.model_dump(mode="json", exclude_none=True))
+    payload = body.model_dump(mode="json", exclude_none=True)
+    return _queue(runtime, principal, idempotency_key, t.DOC_UPLOAD_URL.name, payload)
 
 
 @router.delete("/documents/delete-all", status_code=status.HTTP_202_ACCEPTED)
-def delete_all(customer_id: CustomerQuery, runtime: RuntimeDep) -> QueuedResponse:
+def delete_all(
+    customer_id: CustomerQuery,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> QueuedResponse:
     """Queue deleting every document of a customer."""
-    return _queue(runtime, t.DOC_DELETE_ALL.name, {"customer_id": customer_id})
+    payload = {"customer_id": customer_id}
+    return _queue(runtime, principal, idempotency_key, t.DOC_DELETE_ALL.name, payload)
 
 
 @router.delete("/documents/delete-by-source", status_code=status.HTTP_202_ACCEPTED)
@@ -94,17 +131,24 @@ def delete_by_source(
     customer_id: CustomerQuery,
     source: Annotated[str, Query(min_length=1, max_length=500)],
     runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
     """Queue deleting the documents of one source."""
-    return _queue(
-        runtime, t.DOC_DELETE_BY_SOURCE.name, {"customer_id": customer_id, "source": source}
-    )
+    payload = {"customer_id": customer_id, "source": source}
+    return _queue(runtime, principal, idempotency_key, t.DOC_DELETE_BY_SOURCE.name, payload)
 
 
 @router.post("/documents/reindex", status_code=status.HTTP_202_ACCEPTED)
-def reindex(body: CustomerBody, runtime: RuntimeDep) -> QueuedResponse:
+def reindex(
+    body: CustomerBody,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> QueuedResponse:
     """Queue a GraphRAG reindex."""
-    return _queue(runtime, t.DOC_TRIGGER_REINDEX.name, body.model_dump())
+    payload = body.model_dump()
+    return _queue(runtime, principal, idempotency_key, t.DOC_TRIGGER_REINDEX.name, payload)
 
 
 Page = Annotated[int, Query(ge=1)]
@@ -113,21 +157,28 @@ PageSize = Annotated[int, Query(ge=1, le=500)]
 
 @router.get("/documents/list")
 def list_documents(
-    customer_id: CustomerQuery, runtime: RuntimeDep, page: Page = 1, page_size: PageSize = 50
+    customer_id: CustomerQuery,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    page: Page = 1,
+    page_size: PageSize = 50,
 ) -> Any:
     """The customer's documents, from ChatbotMobile now."""
+    authorize(principal, customer_id)
     return read(
         runtime, "/v1/documents", customer_id=customer_id, page=page, page_size=page_size
     ).json()
 
 
 @router.get("/documents-original/list")
-def list_originals(customer_id: CustomerQuery, runtime: RuntimeDep) -> Any:
+def list_originals(customer_id: CustomerQuery, runtime: RuntimeDep, principal: PrincipalDep) -> Any:
     """The originals as uploaded, from ChatbotMobile now."""
+    authorize(principal, customer_id)
     return read(runtime, "/v1/documents/originals", customer_id=customer_id).json()
 
 
 @router.get("/documents/sources")
-def list_sources(customer_id: CustomerQuery, runtime: RuntimeDep) -> Any:
+def list_sources(customer_id: CustomerQuery, runtime: RuntimeDep, principal: PrincipalDep) -> Any:
     """Sources and their document counts, from ChatbotMobile now."""
+    authorize(principal, customer_id)
     return read(runtime, "/v1/documents/sources", customer_id=customer_id).json()

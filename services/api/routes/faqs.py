@@ -9,7 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, HTTPException, Path, Query, UploadFile, status
 from fastapi.responses import JSONResponse, Response
 
-from services.api.deps import RuntimeDep
+from services.api.accept import accept
+from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.schemas import QueuedResponse
 from services.api.uploads import check_upload, queue_with_files, store
@@ -47,19 +48,26 @@ def _tags(raw: str | None) -> list[str] | None:
 
 
 def _queue_faq(
-    runtime: RuntimeDep, task: str, faq_id: str, fields: dict[str, Any], files: list[UploadFile]
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: str | None,
+    task: str,
+    faq_id: str,
+    fields: dict[str, Any],
+    files: list[UploadFile],
 ) -> FaqQueuedResponse:
+    authorize(principal, fields["customer_id"])
     checked = [(f, check_upload(runtime, f)) for f in files]  # all limits before storing any
     stored = [store(runtime, f, content_type) for f, content_type in checked]
+    given = {k: v for k, v in fields.items() if v is not None}
     queued = queue_with_files(
         runtime,
+        principal,
+        idempotency_key,
         task,
         stored,
-        lambda refs: {
-            **{k: v for k, v in fields.items() if v is not None},
-            "faq_id": faq_id,
-            **({"attachments": refs} if refs else {}),
-        },
+        lambda refs: {**given, "faq_id": faq_id, **({"attachments": refs} if refs else {})},
+        {**given, "faq_id": faq_id},
     )
     return FaqQueuedResponse(**queued.model_dump(), faq_id=faq_id)
 
@@ -67,6 +75,7 @@ def _queue_faq(
 @router.post("/mobile-faq", status_code=status.HTTP_202_ACCEPTED)
 def create_faq(
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     customer_id: CustomerForm,
     question: Annotated[str, Form(min_length=1, max_length=1000)],
     answer: Annotated[str, Form(min_length=1, max_length=10000)],
@@ -74,6 +83,7 @@ def create_faq(
     tags: Annotated[str | None, Form(description="comma-separated")] = None,
     faq_id: Annotated[str | None, Form(pattern=FAQ_ID_PATTERN)] = None,
     files: Files = [],  # noqa: B006  (FastAPI copies defaults per request)
+    idempotency_key: IdempotencyKey = None,
 ) -> FaqQueuedResponse:
     """Queue a new FAQ; its id is given or assigned now and returned."""
     fields = {
@@ -83,19 +93,28 @@ def create_faq(
         "category": category,
         "tags": _tags(tags),
     }
-    return _queue_faq(runtime, t.FAQ_CREATE.name, faq_id or uuid.uuid4().hex, fields, files)
+    # Without a given faq_id, a repeat under the same Idempotency-Key must find the same
+    # request: derive the id from the key rather than drawing a new one.
+    new_id = faq_id or (
+        uuid.uuid5(uuid.NAMESPACE_URL, f"{customer_id}/{idempotency_key}").hex
+        if idempotency_key
+        else uuid.uuid4().hex
+    )
+    return _queue_faq(runtime, principal, idempotency_key, t.FAQ_CREATE.name, new_id, fields, files)
 
 
 @router.put("/mobile-faq/{faq_id}", status_code=status.HTTP_202_ACCEPTED)
 def update_faq(
     faq_id: FaqId,
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     customer_id: CustomerForm,
     question: Annotated[str | None, Form(min_length=1, max_length=1000)] = None,
     answer: Annotated[str | None, Form(min_length=1, max_length=10000)] = None,
     category: Annotated[str | None, Form(max_length=200)] = None,
     tags: Annotated[str | None, Form(description="comma-separated")] = None,
     files: Files = [],  # noqa: B006
+    idempotency_key: IdempotencyKey = None,
 ) -> FaqQueuedResponse:
     """Queue changes to an FAQ: the fields given replace the stored ones."""
     fields = {"question": question, "answer": answer, "category": category, "tags": _tags(tags)}
@@ -105,25 +124,47 @@ def update_faq(
             "give at least one of question, answer, category, tags or files",
         )
     fields["customer_id"] = customer_id
-    return _queue_faq(runtime, t.FAQ_UPDATE.name, faq_id, fields, files)
+    return _queue_faq(runtime, principal, idempotency_key, t.FAQ_UPDATE.name, faq_id, fields, files)
 
 
 @router.delete("/mobile-faq/{faq_id}", status_code=status.HTTP_202_ACCEPTED)
-def delete_faq(faq_id: FaqId, customer_id: CustomerQuery, runtime: RuntimeDep) -> FaqQueuedResponse:
+def delete_faq(
+    faq_id: FaqId,
+    customer_id: CustomerQuery,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> FaqQueuedResponse:
     """Queue deleting one FAQ."""
-    accepted = runtime.enqueuer.enqueue(
-        t.FAQ_DELETE.name, {"customer_id": customer_id, "faq_id": faq_id}, customer_id=customer_id
+    payload = {"customer_id": customer_id, "faq_id": faq_id}
+    queued = accept(
+        runtime,
+        principal,
+        t.FAQ_DELETE.name,
+        payload,
+        request=payload,
+        idempotency_key=idempotency_key,
     )
-    return FaqQueuedResponse(**QueuedResponse.for_task(accepted).model_dump(), faq_id=faq_id)
+    return FaqQueuedResponse(**queued.model_dump(), faq_id=faq_id)
 
 
 @router.delete("/mobile-faqs", status_code=status.HTTP_202_ACCEPTED)
-def delete_all_faqs(customer_id: CustomerQuery, runtime: RuntimeDep) -> QueuedResponse:
+def delete_all_faqs(
+    customer_id: CustomerQuery,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
+) -> QueuedResponse:
     """Queue deleting every FAQ of a customer."""
-    accepted = runtime.enqueuer.enqueue(
-        t.FAQ_DELETE_ALL.name, {"customer_id": customer_id}, customer_id=customer_id
+    payload = {"customer_id": customer_id}
+    return accept(
+        runtime,
+        principal,
+        t.FAQ_DELETE_ALL.name,
+        payload,
+        request=payload,
+        idempotency_key=idempotency_key,
     )
-    return QueuedResponse.for_task(accepted)
 
 
 @router.post(
@@ -133,12 +174,15 @@ def delete_all_faqs(customer_id: CustomerQuery, runtime: RuntimeDep) -> QueuedRe
 )
 def import_faqs(
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     customer_id: CustomerForm,
     file: Annotated[
         UploadFile, File(description="CSV or XLSX: question, answer[, category, tags]")
     ],
+    idempotency_key: IdempotencyKey = None,
 ) -> Any:
     """Validate every row now; queue the import only if all rows are valid."""
+    authorize(principal, customer_id)
     content_type = check_upload(runtime, file, IMPORT_TYPES)
     try:
         fmt = format_of(file.filename or "", content_type)
@@ -156,6 +200,8 @@ def import_faqs(
     stored = store(runtime, file, content_type)
     return queue_with_files(
         runtime,
+        principal,
+        idempotency_key,
         t.FAQ_IMPORT.name,
         [stored],
         lambda files: {
@@ -165,6 +211,7 @@ def import_faqs(
             "rows": len(parsed.rows),
             "chunk_rows": runtime.settings.faq_import_chunk_rows,
         },
+        {"customer_id": customer_id},
     )
 
 
@@ -172,16 +219,21 @@ def import_faqs(
 def list_faqs(
     customer_id: CustomerQuery,
     runtime: RuntimeDep,
+    principal: PrincipalDep,
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Any:
     """The customer's FAQs, from ChatbotMobile now."""
+    authorize(principal, customer_id)
     return read(runtime, "/v1/faqs", customer_id=customer_id, page=page, page_size=page_size).json()
 
 
 @router.get("/mobile-faq/export")
-def export_faqs(customer_id: CustomerQuery, runtime: RuntimeDep) -> Response:
+def export_faqs(
+    customer_id: CustomerQuery, runtime: RuntimeDep, principal: PrincipalDep
+) -> Response:
     """All FAQs as CSV, from ChatbotMobile now."""
+    authorize(principal, customer_id)
     upstream = read(runtime, "/v1/faqs/export", customer_id=customer_id)
     return Response(
         upstream.content,

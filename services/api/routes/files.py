@@ -23,7 +23,7 @@ def download(
     key: str,
     runtime: RuntimeDep,
     expires: Annotated[int, Query()],
-    signature: Annotated[str, Query(max_length=128)],
+    signature: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")],
 ) -> FileResponse:
     """A stored file, for a valid unexpired signature."""
     storage = runtime.storage

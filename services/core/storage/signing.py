@@ -27,4 +27,5 @@ def verify(secret: bytes, key: str, expires: int, signature: str, now: float | N
     """Whether a signature is right for the key and has not expired."""
     if expires < (now or time.time()):
         return False
-    return hmac.compare_digest(_mac(secret, key, expires), signature)
+    # Bytes, not str: compare_digest refuses non-ASCII strings, and anyone can send those.
+    return hmac.compare_digest(_mac(secret, key, expires).encode(), signature.encode())

@@ -6,7 +6,17 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -92,13 +102,31 @@ class TaskLog(Base):
     checkpoint: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     progress_done: Mapped[int | None] = mapped_column(Integer)
     progress_total: Mapped[int | None] = mapped_column(Integer)
+    # Hash of the request that carried `idempotency_key`, to tell a repeat from a misuse.
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    # A manual retry is a new task; this links it to the failed one it retries.
+    retry_of: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index("ix_task_log_status_updated", "status", "updated_at"),
         Index("ix_task_log_user_created", "user_id", "created_at"),
         Index("ix_task_log_customer_created", "customer_id", "created_at"),
         Index("ix_task_log_task_name", "task_name"),
-        Index("ix_task_log_customer_idempotency", "customer_id", "idempotency_key"),
+        Index(
+            "uq_task_log_customer_idempotency",
+            "customer_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+            sqlite_where=text("idempotency_key IS NOT NULL"),
+        ),
+        Index(
+            "uq_task_log_retry_of",
+            "retry_of",
+            unique=True,
+            postgresql_where=text("retry_of IS NOT NULL"),
+            sqlite_where=text("retry_of IS NOT NULL"),
+        ),
     )
 
     @property

@@ -57,6 +57,11 @@ class TaskLogRepository:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The session factory, for readers that share this database."""
+        return self._sessions
+
     def create(
         self,
         *,
@@ -69,9 +74,11 @@ class TaskLogRepository:
         customer_id: str | None = None,
         idempotency_key: str | None = None,
         sealed_secrets: str | None = None,
+        request_hash: str | None = None,
+        retry_of: str | None = None,
         now: datetime | None = None,
     ) -> TaskLog:
-        """Record an accepted task as pending."""
+        """Record an accepted task as pending (IntegrityError on a used key or retried task)."""
         at = now or utcnow()
         row = TaskLog(
             task_id=task_id,
@@ -83,6 +90,8 @@ class TaskLogRepository:
             customer_id=customer_id,
             idempotency_key=idempotency_key,
             sealed_secrets=sealed_secrets,
+            request_hash=request_hash,
+            retry_of=retry_of,
             status=TaskStatus.PENDING,
             retry_count=0,
             attempts=0,
@@ -233,6 +242,26 @@ class TaskLogRepository:
         """The row of a task, if any."""
         with self._sessions() as session:
             return session.scalars(select(TaskLog).where(TaskLog.task_id == task_id)).first()
+
+    def find_by_idempotency_key(self, customer_id: str | None, key: str) -> TaskLog | None:
+        """The task accepted under a customer's idempotency key, if any."""
+        stmt = select(TaskLog).where(
+            TaskLog.customer_id == customer_id, TaskLog.idempotency_key == key
+        )
+        with self._sessions() as session:
+            return session.scalars(stmt).first()
+
+    def release_idempotency_key(self, task_id: str) -> None:
+        """Forget the idempotency key of a task (its retention has passed)."""
+        with transaction(self._sessions) as session:
+            session.execute(
+                update(TaskLog).where(TaskLog.task_id == task_id).values(idempotency_key=None)
+            )
+
+    def get_retry_of(self, task_id: str) -> TaskLog | None:
+        """The manual retry of a task, if it was retried."""
+        with self._sessions() as session:
+            return session.scalars(select(TaskLog).where(TaskLog.retry_of == task_id)).first()
 
     def get_failed_tasks(self, limit: int = 100) -> Sequence[TaskLog]:
         """Failed tasks, most recently updated first."""

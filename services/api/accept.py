@@ -1,0 +1,51 @@
+"""Accepting a write: the caller's right to the customer, idempotency, then the task log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import HTTPException, status
+
+from services.api.deps import Runtime, authorize
+from services.api.schemas import QueuedResponse
+from services.core.auth import Principal
+from services.core.enqueue import IdempotencyConflict
+
+
+def request_hash(task_name: str, request: Mapping[str, Any]) -> str:
+    """A stable hash of what was asked, to tell a repeat from a different request."""
+    canonical = json.dumps({"task": task_name, "request": request}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def accept(
+    runtime: Runtime,
+    principal: Principal,
+    task_name: str,
+    payload: dict[str, Any],
+    *,
+    request: Mapping[str, Any],
+    idempotency_key: str | None,
+    secrets: Mapping[str, str] | None = None,
+    task_id: str | None = None,
+) -> QueuedResponse:
+    """Queue a write for the caller; `request` is what identifies a repeat of it."""
+    customer_id = payload["customer_id"]
+    authorize(principal, customer_id)
+    try:
+        accepted = runtime.enqueuer.enqueue(
+            task_name,
+            payload,
+            user_id=principal.user_id,
+            customer_id=customer_id,
+            secrets=secrets,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash(task_name, request) if idempotency_key else None,
+            task_id=task_id,
+        )
+    except IdempotencyConflict as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    return QueuedResponse.for_task(accepted)
