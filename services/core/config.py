@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     # Most failed tasks one redrive call may re-enqueue.
     redrive_max_per_call: int = Field(500, ge=1, le=10_000)
 
+    # The reconciler republishes accepted tasks whose broker message is gone; a task must
+    # have been quiet this long before it is looked at.
+    reconcile_interval_s: float = Field(30.0, gt=0)
+    reconcile_stale_s: float = Field(60.0, gt=0)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -184,6 +189,11 @@ class Settings(BaseSettings):
     def allowed_upload_types(self) -> frozenset[str]:
         """Content types accepted for uploads."""
         return frozenset(t.strip() for t in self.upload_allowed_types.split(",") if t.strip())
+
+    @property
+    def processing_stale_s(self) -> float:
+        """After this long a 'processing' task without a message is lost, not running."""
+        return float(self.task_time_limit_s + self.broker_visibility_timeout_s + 60)
 
     def retry_budget_s(self, queue: Queue) -> int:
         """Seconds a task of this queue may keep retrying after it was accepted."""

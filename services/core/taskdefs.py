@@ -64,6 +64,7 @@ CANARY = {
 }
 TASKLOG_CLEANUP = TaskSpec("tasklog_cleanup", Queue.MAINTENANCE)
 STORED_FILES_CLEANUP = TaskSpec("stored_files_cleanup", Queue.MAINTENANCE)
+TASKLOG_RECONCILE = TaskSpec("tasklog_reconcile", Queue.MAINTENANCE)
 
 
 def _http(name: str, soft: int = 50, hard: int = 60) -> TaskSpec:
@@ -96,4 +97,5 @@ CHATBOT_TASKS = (
     FAQ_IMPORT,
 )
 
-register(*CANARY.values(), TASKLOG_CLEANUP, STORED_FILES_CLEANUP, *CHATBOT_TASKS)
+register(*CANARY.values(), TASKLOG_CLEANUP, STORED_FILES_CLEANUP, TASKLOG_RECONCILE)
+register(*CHATBOT_TASKS)

@@ -7,11 +7,18 @@ scale with the write load, so the scheduler consumes its own queue.
 """
 
 from services.core.celery_app import app
+from services.core.config import get_settings
 from services.core.storage import tasks as storage_tasks
-from services.core.taskdefs import STORED_FILES_CLEANUP, TASKLOG_CLEANUP
+from services.core.taskdefs import STORED_FILES_CLEANUP, TASKLOG_CLEANUP, TASKLOG_RECONCILE
 from services.core.tasklog import tasks as tasklog_tasks
 
 app.conf.beat_schedule = {
+    "tasklog-reconcile": {
+        "task": TASKLOG_RECONCILE.name,
+        "schedule": get_settings().reconcile_interval_s,
+        "options": {"expires": get_settings().reconcile_interval_s},
+        "kwargs": {"payload": {}},
+    },
     "tasklog-cleanup-hourly": {
         "task": TASKLOG_CLEANUP.name,
         "schedule": 3600.0,

@@ -115,8 +115,8 @@ class Worker:
 class RedisServer:
     """A private redis-server on a free loopback port."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 

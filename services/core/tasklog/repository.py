@@ -15,19 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, Result, and_, delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.db import transaction
+from services.core.db import rowcount, transaction
 from services.core.tasklog.models import TERMINAL, TaskLog, TaskStatus, utcnow
-
-
-def _rowcount(result: Result[Any]) -> int:
-    # UPDATE and DELETE give a CursorResult, which knows how many rows matched.
-    return cast(CursorResult[Any], result).rowcount
-
 
 _UNFINISHED = TaskLog.status.not_in([s.value for s in TERMINAL])
 
@@ -167,7 +161,7 @@ class TaskLogRepository:
             values["progress_total"] = total
         stmt = update(TaskLog).where(TaskLog.task_id == task_id, _running(attempt)).values(**values)
         with transaction(self._sessions) as session:
-            return _rowcount(session.execute(stmt)) == 1
+            return rowcount(session.execute(stmt)) == 1
 
     def update_status(
         self,
@@ -200,7 +194,7 @@ class TaskLogRepository:
         if attempt is not None and status != TaskStatus.SUCCESS:
             stmt = stmt.where(_running(attempt))
         with transaction(self._sessions) as session:
-            return _rowcount(session.execute(stmt.values(**values))) == 1
+            return rowcount(session.execute(stmt.values(**values))) == 1
 
     def mark_retrying(
         self,
@@ -226,7 +220,7 @@ class TaskLogRepository:
             )
         )
         with transaction(self._sessions) as session:
-            return _rowcount(session.execute(stmt)) == 1
+            return rowcount(session.execute(stmt)) == 1
 
     def increment_retry(self, task_id: str) -> bool:
         """Count one more retry of an unfinished task."""
@@ -236,7 +230,7 @@ class TaskLogRepository:
             .values(retry_count=TaskLog.retry_count + 1, updated_at=utcnow())
         )
         with transaction(self._sessions) as session:
-            return _rowcount(session.execute(stmt)) == 1
+            return rowcount(session.execute(stmt)) == 1
 
     def get_by_task_id(self, task_id: str) -> TaskLog | None:
         """The row of a task, if any."""
@@ -291,4 +285,4 @@ class TaskLogRepository:
             raise ValueError("only finished tasks may be deleted")
         stmt = delete(TaskLog).where(TaskLog.status == status, TaskLog.finished_at < before)
         with transaction(self._sessions) as session:
-            return _rowcount(session.execute(stmt))
+            return rowcount(session.execute(stmt))

@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from services.core.celery_app import app as celery_app
 from services.core.config import get_settings
 from services.core.db import session_factory
-from services.core.taskdefs import TASKLOG_CLEANUP
+from services.core.health import redis_client
+from services.core.taskdefs import TASKLOG_CLEANUP, TASKLOG_RECONCILE
 from services.core.tasklog.models import TaskStatus, utcnow
+from services.core.tasklog.reconciler import Reconciler
 from services.core.tasklog.repository import TaskLogRepository
 from services.core.tracking import TaskContext
 from services.core.tracking.task import tracked_task
@@ -36,3 +39,27 @@ def tasklog_cleanup(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, int]
         success_days=settings.tasklog_success_retention_days,
         failed_days=settings.tasklog_failed_retention_days,
     )
+
+
+@tracked_task(TASKLOG_RECONCILE)
+def tasklog_reconcile(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Republish accepted tasks whose broker message is missing."""
+    settings = get_settings()
+    redis = redis_client(settings)
+    try:
+        report = Reconciler(
+            sessions=session_factory(settings.database_url),
+            celery=celery_app,
+            redis=redis,
+            key_prefix=settings.redis_key_prefix,
+            stale_s=settings.reconcile_stale_s,
+            processing_stale_s=settings.processing_stale_s,
+        ).run_once()
+    finally:
+        redis.close()
+    return {
+        "ran": report.ran,
+        "candidates": report.candidates,
+        "live": report.live,
+        "republished": len(report.republished),
+    }

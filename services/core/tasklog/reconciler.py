@@ -1,0 +1,171 @@
+"""The reconciler: republish accepted tasks whose broker message is gone.
+
+The task-log row is written before the message is published, so the log knows of every
+accepted task; the broker may not (a publish that failed, Redis restarted without its data, a
+retry whose republish failed). A pass:
+1. takes a Redis lock, so two schedulers (one starting while another stops) never overlap;
+2. selects unfinished rows untouched for a while (`stale_s`): pending, retrying past their
+   next attempt, or processing past any possible run time;
+3. collects the ids of every live message of our queues: waiting in a queue list (priority
+   sub-lists included) or held by a worker in kombu's unacked hash (running, prefetched or
+   waiting for its countdown);
+4. republishes the candidates with no live message, each only if its row is unchanged since
+   step 2 (a worker that claimed it meanwhile wins).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import Celery
+from prometheus_client import Counter
+from redis import Redis
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
+from services.core.db import rowcount, transaction
+from services.core.taskdefs import Queue
+from services.core.tasklog.models import TaskLog, TaskStatus, utcnow
+
+log = logging.getLogger("services.reconciler")
+
+REPUBLISHED = Counter(
+    "durable_reconciler_republished_total",
+    "Tasks republished because their broker message was missing",
+    ["task", "status"],
+)
+LOCK_KEY = "reconciler:lock"
+
+
+@dataclass
+class ReconcileReport:
+    """What one pass saw and did."""
+
+    ran: bool
+    candidates: int = 0
+    live: int = 0
+    republished: list[str] = field(default_factory=list)
+
+
+def message_ids(raw_messages: Iterable[bytes]) -> set[str]:
+    """Task ids of kombu message bodies (queue entries or unacked entries)."""
+    ids: set[str] = set()
+    for raw in raw_messages:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(message, list) and message:  # unacked entries: [message, exchange, key]
+            message = message[0]
+        if isinstance(message, dict):
+            task_id = (message.get("headers") or {}).get("id")
+            if task_id:
+                ids.add(str(task_id))
+    return ids
+
+
+def live_task_ids(redis: Redis, prefix: str) -> set[str]:
+    """Ids of every task with a message in our queues or held unacknowledged by a worker."""
+    raw: list[bytes] = []
+    for queue in Queue:
+        for step in PRIORITY_STEPS:
+            key = f"{prefix}{queue.value}" + (f"{PRIORITY_SEP}{step}" if step else "")
+            raw.extend(redis.lrange(key, 0, -1))  # type: ignore[arg-type]
+    raw.extend(redis.hvals(f"{prefix}unacked"))  # type: ignore[arg-type]
+    return message_ids(raw)
+
+
+class Reconciler:
+    """Finds accepted tasks the broker lost and publishes them again."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        celery: Celery,
+        redis: Redis,
+        key_prefix: str,
+        stale_s: float,
+        processing_stale_s: float,
+        batch: int = 1000,
+    ) -> None:
+        self._sessions = sessions
+        self._celery = celery
+        self._redis = redis
+        self._prefix = key_prefix
+        self._stale_s = stale_s
+        self._processing_stale_s = processing_stale_s
+        self._batch = batch
+
+    def _candidates(self, now: datetime) -> list[TaskLog]:
+        quiet = now - timedelta(seconds=self._stale_s)
+        stuck = now - timedelta(seconds=self._processing_stale_s)
+        stmt = (
+            select(TaskLog)
+            .where(
+                or_(
+                    (TaskLog.status == TaskStatus.PENDING) & (TaskLog.updated_at < quiet),
+                    (TaskLog.status == TaskStatus.RETRYING) & (TaskLog.next_attempt_at < quiet),
+                    (TaskLog.status == TaskStatus.PROCESSING) & (TaskLog.updated_at < stuck),
+                )
+            )
+            .order_by(TaskLog.updated_at)
+            .limit(self._batch)
+        )
+        with self._sessions() as session:
+            return list(session.scalars(stmt))
+
+    def _touch_if_unchanged(self, row: TaskLog, now: datetime) -> bool:
+        stmt = (
+            update(TaskLog)
+            .where(
+                TaskLog.task_id == row.task_id,
+                TaskLog.status == row.status,
+                TaskLog.updated_at == row.updated_at,
+            )
+            .values(updated_at=now, published_at=now)
+        )
+        with transaction(self._sessions) as session:
+            return rowcount(session.execute(stmt)) == 1
+
+    def run_once(self, now: datetime | None = None, lock_ttl_s: int = 300) -> ReconcileReport:
+        """One reconciliation pass; `ran` is False when another pass holds the lock."""
+        lock = f"{self._prefix}{LOCK_KEY}"
+        if not self._redis.set(lock, "1", nx=True, ex=lock_ttl_s):
+            return ReconcileReport(ran=False)
+        try:
+            return self._pass(now or utcnow())
+        finally:
+            self._redis.delete(lock)
+
+    def _pass(self, now: datetime) -> ReconcileReport:
+        candidates = self._candidates(now)
+        report = ReconcileReport(ran=True, candidates=len(candidates))
+        if not candidates:
+            return report
+        live = live_task_ids(self._redis, self._prefix)
+        for row in candidates:
+            if row.task_id in live:
+                report.live += 1
+                continue
+            if not self._touch_if_unchanged(row, now):
+                continue
+            self._publish(row)
+            REPUBLISHED.labels(row.task_name, row.status).inc()
+            report.republished.append(row.task_id)
+        if report.republished:
+            log.warning(
+                "republished tasks whose broker message was missing",
+                extra={"republished": len(report.republished), "candidates": len(candidates)},
+            )
+        return report
+
+    def _publish(self, row: TaskLog) -> None:
+        options: dict[str, Any] = {"task_id": row.task_id, "queue": row.queue}
+        self._celery.send_task(row.task_name, kwargs={"payload": row.payload}, **options)
