@@ -57,16 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     state = ChatbotState(FaultState(), frozenset(args.token))
-    run(
-        build_app(state),
-        name="chatbotmobile-standin",
-        host=args.host,
-        port=args.port,
-        control_port=args.control_port,
-        faults=state.faults,
-        reset=state.reset,
-        stats=state.stats,
-    )
+    run(build_app(state), name="chatbotmobile-standin", args=args, state=state)
 
 
 if __name__ == "__main__":

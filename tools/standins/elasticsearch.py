@@ -72,16 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     state = Runtime(Store(args.gc_deletes_s), FaultState(extra_modes={"bulk_reject"}))
-    run(
-        build_app(state),
-        name="es-standin",
-        host=args.host,
-        port=args.port,
-        control_port=args.control_port,
-        faults=state.faults,
-        reset=state.reset,
-        stats=state.stats,
-    )
+    run(build_app(state), name="es-standin", args=args, state=state)
 
 
 if __name__ == "__main__":

@@ -220,16 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     state = EmbeddingsState(FaultState(), frozenset(args.api_key))
-    run(
-        build_app(state),
-        name="embeddings-standin",
-        host=args.host,
-        port=args.port,
-        control_port=args.control_port,
-        faults=state.faults,
-        reset=state.reset,
-        stats=state.stats,
-    )
+    run(build_app(state), name="embeddings-standin", args=args, state=state)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -69,20 +69,37 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+class StandinState(Protocol):
+    """What the control API of a stand-in needs from its state."""
+
+    faults: FaultState
+
+    def reset(self) -> None:
+        """Drop all data and counters."""
+        ...
+
+    def stats(self) -> Mapping[str, Any]:
+        """The counters `GET /stats` shows."""
+        ...
+
+
 def run(
-    data_app: web.Application,
-    *,
-    name: str,
-    host: str,
-    port: int,
-    control_port: int,
-    faults: FaultState,
-    reset: Callable[[], None],
-    stats: Callable[[], Mapping[str, Any]],
+    data_app: web.Application, *, name: str, args: argparse.Namespace, state: StandinState
 ) -> None:
-    """Serve the data and control APIs until SIGTERM or SIGINT."""
+    """Serve the data and control APIs (ports from `base_parser` options) until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(message)s")
-    asyncio.run(_serve(data_app, name, host, port, control_port, faults, reset, stats))
+    asyncio.run(
+        _serve(
+            data_app,
+            name,
+            args.host,
+            args.port,
+            args.control_port,
+            state.faults,
+            state.reset,
+            state.stats,
+        )
+    )
 
 
 async def _serve(
