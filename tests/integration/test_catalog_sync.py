@@ -92,41 +92,47 @@ def _service(bench: Bench) -> CatalogService:
     return CatalogService(bench.settings)
 
 
+@pytest.mark.parametrize("async_mode", [True, False])
 @pytest.mark.parametrize("plural", list(KINDS))
-def test_facade_queues_by_default_and_writes_now_without_async_mode(
-    bench: Bench, plural: str
+def test_facade_runs_every_operation_queued_and_now(
+    bench: Bench, plural: str, async_mode: bool
 ) -> None:
     kind, customer, service = KINDS[plural], new_customer(), _service(bench)
+
+    async def done(answer: dict[str, Any]) -> dict[str, Any]:
+        if not async_mode:
+            return answer
+        assert set(answer) == {"status", "task_id"} and answer["status"] == "queued"
+        return bench.succeeded(answer["task_id"])
+
     item = {"id": "x1", "name": "Desk lamp", "description": "warm light", "price": 12.5}
 
     async def scenario() -> None:
-        queued = await service.upsert(kind, customer, item, True, None, True, None, None)
-        assert queued["status"] == "queued"
-        bench.succeeded(queued["task_id"])
-        now = await service.upsert(
-            kind, customer, {**item, "id": "x2"}, False, None, False, None, None
+        up = await done(
+            await service.upsert(kind, customer, item, True, None, async_mode, None, None)
         )
-        assert now["result"] == "created"
-        bulk = await service.bulk_upsert(
-            kind,
-            customer,
-            [{"id": "x3", "name": "c"}, {"id": "x4", "name": "d"}],
-            False,
-            None,
-            True,
-            None,
+        assert up["result"] == "created"
+        bulk = await done(
+            await service.bulk_upsert(
+                kind,
+                customer,
+                [{"id": f"x{n}", "name": f"n{n}"} for n in (2, 3, 4)],
+                False,
+                None,
+                async_mode,
+                None,
+            )
         )
-        bench.succeeded(bulk["task_id"])
-        direct = await service.bulk_delete(kind, customer, ["x3"], False, None, None)
-        assert direct["outcomes"] == {"deleted": 1}
-        one = await service.delete(kind, customer, "x4", True, None, None)
-        bench.succeeded(one["task_id"])
-        assert set(bench.items(plural, customer)) == {"x1", "x2"}
-        # The queued upsert had with_embedding=True: the vector came from the provider.
+        assert bulk["outcomes"] == {"created": 3}
         stored = bench.doc(plural, customer, "x1")
-        assert stored is not None and len(stored["embedding"]) == 8
-        everything = await service.delete_all(kind, customer, False, None, None)
-        assert everything["deleted"] == 2
+        assert stored is not None and len(stored["embedding"]) == 8  # with_embedding=True
+        one = await done(await service.delete(kind, customer, "x1", async_mode, None, None))
+        assert one["result"] == "deleted"
+        many = await done(await service.bulk_delete(kind, customer, ["x2"], async_mode, None, None))
+        assert many["outcomes"] == {"deleted": 1}
+        assert set(bench.items(plural, customer)) == {"x3", "x4"}
+        rest = await done(await service.delete_all(kind, customer, async_mode, None, None))
+        assert rest["deleted"] == 2
         await service.aclose()
 
     asyncio.run(scenario())
