@@ -115,9 +115,12 @@ class Worker:
 class RedisServer:
     """A private redis-server on a free loopback port."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, *, durable: bool = False) -> None:
         self.port = port or free_port()
         self.workdir = workdir
+        # durable: the settings the system needs in production (append-only file, fsync every
+        # second, never evict); otherwise nothing is kept across a restart.
+        self.durable = durable
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -138,16 +141,33 @@ class RedisServer:
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
                 "--dir",
                 str(self.workdir),
+                *self._persistence(),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         wait_until(self._answers, 10, what="redis-server to answer")
         return self
+
+    def _persistence(self) -> list[str]:
+        if not self.durable:
+            return ["--appendonly", "no"]
+        return [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+        ]
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to write anything more."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
 
     def _answers(self) -> bool:
         try:

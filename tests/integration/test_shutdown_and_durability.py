@@ -1,0 +1,100 @@
+"""A worker's SIGTERM and a Redis crash lose nothing and repeat nothing.
+
+Each test runs on a redis-server of its own, so the worker and the restarts touch nothing
+that other tests use.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from redis import Redis
+
+from services.core.config import Settings
+from services.core.db import session_factory
+from services.core.tasklog import migrate
+from services.core.tasklog.repository import TaskLogRepository
+from tests.support.flow import effects, enqueuer, wait_finished
+from tests.support.procs import RedisServer, Worker, wait_until
+from tests.support.tasks import TEST_EFFECT, trace_key
+
+pytestmark = pytest.mark.slow
+
+
+def _isolated(settings: Settings, tmp_path: Path, redis: RedisServer) -> Settings:
+    url = f"sqlite:///{tmp_path / 'tasklog.db'}"
+    migrate.upgrade(url)
+    return settings.model_copy(update={"database_url": url, "redis_url": redis.url})
+
+
+def _worker(settings: Settings, log_dir: Path, **env: str) -> Worker:
+    base = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    return Worker("services.es_worker", "es", log_dir, env={**base, **env}, concurrency=1)
+
+
+def test_sigterm_lets_the_running_task_finish_and_leaves_the_rest_queued(
+    settings: Settings, tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        isolated = _isolated(settings, tmp_path, redis)
+        client = Redis.from_url(redis.url, decode_responses=True)
+        worker = _worker(isolated, tmp_path, WORKER_SOFT_SHUTDOWN_TIMEOUT_S="20").start()
+        running = enqueuer(isolated).enqueue(TEST_EFFECT.name, {"key": "running", "sleep_s": 3})
+        started = trace_key("started", "running")
+        wait_until(lambda: client.llen(started) == 1, 30, what="the first task to start")
+        waiting = [
+            enqueuer(isolated).enqueue(TEST_EFFECT.name, {"key": f"waiting-{n}"}) for n in range(3)
+        ]
+        assert worker.proc is not None
+        os.kill(worker.proc.pid, signal.SIGTERM)  # what Kubernetes sends on a rollout
+        assert worker.proc.wait(30) == 0
+        repo = TaskLogRepository(session_factory(isolated.database_url))
+        first = repo.get_by_task_id(running.task_id)
+        assert first is not None and (first.status, first.attempts) == ("success", 1)
+        assert all(repo.get_by_task_id(w.task_id).status == "pending" for w in waiting)  # type: ignore[union-attr]
+        successor = _worker(isolated, tmp_path).start()
+        try:
+            rows = [wait_finished(repo, w.task_id) for w in waiting]
+        finally:
+            successor.stop()
+        assert {r.status for r in rows} == {"success"}
+        assert effects(client, "running") == [running.task_id]
+        assert client.llen(started) == 1  # the finished task did not run again
+        for n, w in enumerate(waiting):
+            assert effects(client, f"waiting-{n}") == [w.task_id]
+        client.close()
+    finally:
+        redis.stop()
+
+
+def test_queued_tasks_survive_a_redis_crash_with_append_only_file(
+    settings: Settings, tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path / "redis", durable=True).start()
+    isolated = _isolated(settings, tmp_path, redis)
+    try:
+        sent = [
+            enqueuer(isolated).enqueue(TEST_EFFECT.name, {"key": f"aof-{n}"}) for n in range(10)
+        ]
+        time.sleep(1.5)  # appendfsync everysec: what is older than a second is on disk
+        redis.kill()
+        redis = RedisServer(tmp_path / "redis", port=redis.port, durable=True).start()
+        client = Redis.from_url(redis.url, decode_responses=True)
+        assert client.llen(f"{isolated.redis_key_prefix}es") == 10
+        worker = _worker(isolated, tmp_path).start()
+        try:
+            repo = TaskLogRepository(session_factory(isolated.database_url))
+            rows = [wait_finished(repo, s.task_id) for s in sent]
+        finally:
+            worker.stop()
+        assert {r.status for r in rows} == {"success"}
+        for n, s in enumerate(sent):
+            assert effects(client, f"aof-{n}") == [s.task_id]
+        client.close()
+    finally:
+        redis.stop()
