@@ -46,6 +46,15 @@ def bench(
         yield started
 
 
+def test_the_worker_creates_the_indices_at_start(bench: Bench) -> None:
+    for plural in KINDS:
+        assert bench.es.indices.exists(index=bench.index(plural))
+    mapping = bench.es.indices.get_mapping(index=bench.index("products"))
+    properties = mapping[bench.index("products")]["mappings"]["properties"]
+    assert properties["customer_id"]["type"] == "keyword"
+    assert properties["embedding"]["dims"] == 8
+
+
 def _queued(answer: Any) -> str:
     assert answer.status_code == 202, answer.text
     task_id: str = answer.json()["task_id"]

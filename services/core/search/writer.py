@@ -102,6 +102,10 @@ class CatalogWriter:
         self._embed_fields = embed_fields
         self._clock = clock
 
+    async def ensure_indices(self) -> list[str]:
+        """Create the catalog indices that are missing."""
+        return await _es(self._indices.ensure_all())
+
     async def aclose(self) -> None:
         """Close the client and the embeddings provider."""
         await self._client.close()
