@@ -17,6 +17,7 @@ from services.core.db import session_factory
 from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
+from tests.support.flow import failed_task
 from tests.support.server import parked, running_api, token
 
 pytestmark = pytest.mark.slow
@@ -54,27 +55,7 @@ def _call(api: httpx.Client, who: str, method: str, url: str, **kwargs: Any) -> 
 def _failed_task(
     repo: TaskLogRepository, *, user: str, customer: str, name: str = "canary_http"
 ) -> str:
-    task_id = str(uuid.uuid4())
-    repo.create(
-        task_id=task_id,
-        task_name=name,
-        queue="http",
-        payload={},
-        user_id=user,
-        customer_id=customer,
-        deadline_at=utcnow() + timedelta(hours=1),
-    )
-    claim = repo.claim(task_id)
-    assert claim is not None
-    repo.update_status(
-        task_id,
-        TaskStatus.FAILED,
-        error="ChatbotMobile 503",
-        error_kind="transient",
-        failure_reason="deadline_exhausted",
-        attempt=claim.attempt,
-    )
-    return task_id
+    return failed_task(repo, customer=customer, name=name, payload={}, user=user)
 
 
 PRINCIPALS = ["user_a", "admin_a", "user_b", "service", "none", "expired", "wrong_key"]

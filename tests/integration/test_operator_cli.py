@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ from redis import Redis
 from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.tasklog import migrate
-from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.repository import TaskLogRepository
+from tests.support.flow import failed_task
 from tests.support.procs import ROOT
 
 
@@ -31,26 +30,8 @@ def task_log(tmp_path: Path) -> tuple[str, TaskLogRepository]:
 def _failed(
     repo: TaskLogRepository, customer: str, name: str = "doc_upload_text", **extra: str
 ) -> str:
-    task_id = str(uuid.uuid4())
-    repo.create(
-        task_id=task_id,
-        task_name=name,
-        queue="http",
-        payload={"customer_id": customer, "text": "t", **extra},
-        customer_id=customer,
-        deadline_at=utcnow() + timedelta(hours=1),
-    )
-    claim = repo.claim(task_id)
-    assert claim is not None
-    repo.update_status(
-        task_id,
-        TaskStatus.FAILED,
-        error="ChatbotMobile 503",
-        error_kind="transient",
-        failure_reason="deadline_exhausted",
-        attempt=claim.attempt,
-    )
-    return task_id
+    payload = {"customer_id": customer, "text": "t", **extra}
+    return failed_task(repo, customer=customer, name=name, payload=payload)
 
 
 def _cli(url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from redis import Redis
@@ -11,7 +12,7 @@ from services.core.celery_app import make_celery_app
 from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
-from services.core.tasklog.models import TaskLog
+from services.core.tasklog.models import TaskLog, TaskStatus, utcnow
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.procs import wait_until
 from tests.support.tasks import TEST_EFFECT, trace_key
@@ -42,6 +43,38 @@ def wait_finished(repo: TaskLogRepository, task_id: str, timeout_s: float = 30) 
         return row if row is not None and row.is_finished else None
 
     return wait_until(finished, timeout_s, what=f"task {task_id} to finish")  # type: ignore[no-any-return]
+
+
+def failed_task(
+    repo: TaskLogRepository,
+    *,
+    customer: str,
+    name: str,
+    payload: dict[str, Any],
+    user: str | None = None,
+) -> str:
+    """A task of the http queue recorded as failed for good (deadline exhausted); its id."""
+    task_id = str(uuid.uuid4())
+    repo.create(
+        task_id=task_id,
+        task_name=name,
+        queue="http",
+        payload=payload,
+        user_id=user,
+        customer_id=customer,
+        deadline_at=utcnow() + timedelta(hours=1),
+    )
+    claim = repo.claim(task_id)
+    assert claim is not None
+    repo.update_status(
+        task_id,
+        TaskStatus.FAILED,
+        error="ChatbotMobile 503",
+        error_kind="transient",
+        failure_reason="deadline_exhausted",
+        attempt=claim.attempt,
+    )
+    return task_id
 
 
 def effects(redis: Redis, key: str) -> list[str]:
