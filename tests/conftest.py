@@ -31,6 +31,10 @@ os.environ.update(
     # Fast retries so retry paths finish in seconds.
     RETRY_BACKOFF_BASE_S="0.05",
     RETRY_BACKOFF_MAX_S="0.5",
+    # Breakers are shared by every test of the run (one Redis prefix): short open periods, so
+    # a module that took a stand-in down does not hold up the next one.
+    BREAKER_OPEN_S="0.5",
+    BREAKER_OPEN_MAX_S="2",
 )
 
 from redis import Redis  # noqa: E402

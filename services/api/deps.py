@@ -15,8 +15,10 @@ from services.core.auth import AuthError, Principal, TokenVerifier
 from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings
 from services.core.enqueue import Enqueuer
+from services.core.guards.breaker import Breaker
 from services.core.storage import Storage
 from services.core.storage.records import StoredFiles
+from services.core.taskdefs import Downstream
 from services.core.tasklog.repository import TaskLogRepository
 
 
@@ -34,6 +36,8 @@ class Runtime:
     stored_files: StoredFiles
     chatbot: ChatbotClient
     verifier: TokenVerifier
+    # The downstreams' circuit breakers (empty when BREAKER_ENABLED is false), read-only here.
+    breakers: dict[Downstream, Breaker]
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.api.deps import Runtime
-from services.api.routes import canary, catalog, documents, faqs, files, health, tasks
+from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
 from services.core import logs
 from services.core.auth import TokenVerifier
 from services.core.celery_app import make_celery_app
@@ -16,6 +16,7 @@ from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings, get_settings
 from services.core.db import get_engine, session_factory
 from services.core.enqueue import Enqueuer
+from services.core.guards.gate import breakers
 from services.core.health import redis_client
 from services.core.storage import make_storage
 from services.core.storage.records import StoredFiles
@@ -26,17 +27,19 @@ def build_runtime(settings: Settings) -> Runtime:
     """Everything the routes share, built from `settings`."""
     repo = TaskLogRepository(session_factory(settings.database_url))
     celery = make_celery_app(settings)
+    redis = redis_client(settings)
     return Runtime(
         settings=settings,
         engine=get_engine(settings.database_url),
         repo=repo,
         celery=celery,
-        redis=redis_client(settings),
+        redis=redis,
         enqueuer=Enqueuer(repo=repo, celery=celery, settings=settings),
         storage=make_storage(settings),
         stored_files=StoredFiles(session_factory(settings.database_url)),
         chatbot=ChatbotClient(settings),
         verifier=TokenVerifier(settings),
+        breakers=breakers(redis, settings) if settings.breaker_enabled else {},
     )
 
 
@@ -53,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     app.include_router(tasks.router)
     app.include_router(canary.router)
     app.include_router(documents.router)

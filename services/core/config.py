@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.guards.ratelimit import parse_limits
 from services.core.taskdefs import Queue
 
 # A Fernet key that is public by construction: fine on a laptop, refused in production.
@@ -137,6 +138,24 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(30.0, gt=0)
     reconcile_stale_s: float = Field(60.0, gt=0)
 
+    # Circuit breaker per downstream, shared by all workers through Redis: after
+    # BREAKER_FAILURE_THRESHOLD transient failures in a row (each within BREAKER_WINDOW_S of
+    # the last) the downstream's tasks are parked without spending retries; after BREAKER_OPEN_S
+    # one attempt probes it; each failed probe doubles the open period, up to BREAKER_OPEN_MAX_S.
+    breaker_enabled: bool = True
+    breaker_failure_threshold: int = Field(5, ge=1)
+    breaker_window_s: float = Field(60.0, gt=0)
+    breaker_open_s: float = Field(30.0, gt=0)
+    breaker_open_max_s: float = Field(300.0, gt=0)
+    # A probe that has not reported after this long lets another attempt probe.
+    breaker_probe_timeout_s: float = Field(60.0, gt=0)
+    # Cluster-wide rate limits, "NAME=COUNT/s" (or /m, /h), comma-separated; NAME is a task
+    # name or a downstream (elasticsearch, chatbotmobile, embeddings). Empty: no limits. The
+    # default is the plan's one limit.
+    rate_limits: str = "es_upsert_product=10/s"
+    # An attempt waits (sleeping) for its slot up to this long; longer waits park the task.
+    rate_limit_max_wait_s: float = Field(1.0, ge=0)
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -151,13 +170,19 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.task_soft_time_limit_s >= self.task_time_limit_s:
             raise ValueError("TASK_SOFT_TIME_LIMIT_S must be below TASK_TIME_LIMIT_S")
-        longest = self.retry_backoff_max_s + self.task_time_limit_s
+        # A parked task waits up to 1.2 x the open period plus half a second (jitter).
+        longest_delay = max(self.retry_backoff_max_s, self.breaker_open_max_s * 1.2 + 0.5)
+        longest = longest_delay + self.task_time_limit_s
         if self.broker_visibility_timeout_s <= longest:
             raise ValueError(
-                "BROKER_VISIBILITY_TIMEOUT_S must exceed RETRY_BACKOFF_MAX_S + TASK_TIME_LIMIT_S "
+                "BROKER_VISIBILITY_TIMEOUT_S must exceed the longest delay (RETRY_BACKOFF_MAX_S, "
+                "or 1.2 x BREAKER_OPEN_MAX_S + 0.5) + TASK_TIME_LIMIT_S "
                 f"({longest:g} s); otherwise Redis redelivers delayed retries while a worker "
                 "still holds them"
             )
+        if self.breaker_open_max_s < self.breaker_open_s:
+            raise ValueError("BREAKER_OPEN_MAX_S must be at least BREAKER_OPEN_S")
+        parse_limits(self.rate_limits)
         if self.environment == "production":
             if self.secrets_key.get_secret_value() == DEV_SECRETS_KEY:
                 raise ValueError("SECRETS_KEY must be set to a private Fernet key in production")

@@ -8,6 +8,8 @@ from enum import StrEnum
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
 
+from services.core.taskdefs import Downstream
+
 # 408 timeout, 425 too early, 429 throttled; 5xx are all transient.
 RETRYABLE_STATUS = frozenset({408, 425, 429})
 
@@ -24,14 +26,25 @@ class TaskError(Exception):
 
     kind: ErrorKind = ErrorKind.PERMANENT
 
+    def __init__(self, message: str, *, downstream: Downstream | None = None) -> None:
+        super().__init__(message)
+        # The downstream that answered this way (or failed to answer): feeds its breaker.
+        self.downstream = downstream
+
 
 class TransientError(TaskError):
     """Worth retrying: the downstream may accept the same request later."""
 
     kind = ErrorKind.TRANSIENT
 
-    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        downstream: Downstream | None = None,
+    ) -> None:
+        super().__init__(message, downstream=downstream)
         self.retry_after_s = retry_after_s
 
 

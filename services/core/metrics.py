@@ -34,3 +34,14 @@ ENQUEUE_PUBLISH_FAILURES = Counter(
     "Accepted tasks whose first publish failed (left pending for the reconciler)",
     ["task", "queue"],
 )
+TASK_PARKED = Counter(
+    "durable_task_parked_total",
+    "Deliveries put back with a delay without running or spending a retry, by reason",
+    ["task", "reason"],
+)
+RATE_LIMIT_WAIT = Histogram(
+    "durable_rate_limit_wait_seconds",
+    "Time an attempt waited for its cluster-wide rate limit",
+    ["limit"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)

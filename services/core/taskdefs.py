@@ -18,6 +18,14 @@ class Queue(StrEnum):
     MAINTENANCE = "maintenance"
 
 
+class Downstream(StrEnum):
+    """Systems tasks write to; each has its own circuit breaker and may have a rate limit."""
+
+    ELASTICSEARCH = "elasticsearch"
+    CHATBOT = "chatbotmobile"
+    EMBEDDINGS = "embeddings"
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What every process needs to know about a task without importing its body."""
@@ -26,6 +34,15 @@ class TaskSpec:
     queue: Queue
     soft_time_limit_s: int | None = None  # None: the settings' default
     time_limit_s: int | None = None
+    # Downstreams every attempt talks to, and those a payload flag adds (flag, downstream):
+    # an open breaker of any of them parks the task instead of running it.
+    downstreams: tuple[Downstream, ...] = ()
+    optional_downstreams: tuple[tuple[str, Downstream], ...] = ()
+
+    def downstreams_for(self, payload: dict[str, object]) -> tuple[Downstream, ...]:
+        """The downstreams an attempt with this payload talks to."""
+        extra = tuple(d for flag, d in self.optional_downstreams if payload.get(flag))
+        return self.downstreams + extra
 
 
 class UnknownTaskError(KeyError):
@@ -68,7 +85,13 @@ TASKLOG_RECONCILE = TaskSpec("tasklog_reconcile", Queue.MAINTENANCE)
 
 
 def _http(name: str, soft: int = 50, hard: int = 60) -> TaskSpec:
-    return TaskSpec(name, Queue.HTTP, soft_time_limit_s=soft, time_limit_s=hard)
+    return TaskSpec(
+        name,
+        Queue.HTTP,
+        soft_time_limit_s=soft,
+        time_limit_s=hard,
+        downstreams=(Downstream.CHATBOT,),
+    )
 
 
 # ChatbotMobile writes (the plan's names); file work gets the plan's 120 s, imports 300 s.

@@ -32,7 +32,10 @@ def ready(runtime: RuntimeDep) -> Any:
 
 @router.get("/celery", responses={503: {"description": "broker down or a queue has no worker"}})
 def celery(runtime: RuntimeDep) -> Any:
-    """Broker ping, live workers per queue and messages waiting per queue."""
+    """Broker ping, live workers per queue, messages waiting per queue, breaker states."""
     ok, body = celery_status(runtime.celery, runtime.redis, runtime.settings)
+    if body["broker"]["ok"]:
+        # Open breakers do not make the stack unhealthy: parking is how it rides out an outage.
+        body["breakers"] = {d.value: b.state() for d, b in runtime.breakers.items()}
     body["status"] = "ok" if ok else "degraded"
     return JSONResponse(body, status_code=200 if ok else 503)

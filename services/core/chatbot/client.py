@@ -13,6 +13,7 @@ import httpx
 
 from services.core.config import Settings
 from services.core.errors import PermanentError, TransientError, is_retryable_status
+from services.core.taskdefs import Downstream
 
 BODY_CHARS = 500
 
@@ -21,7 +22,7 @@ class ChatbotUnavailable(TransientError):
     """ChatbotMobile could not take the request now."""
 
     def __init__(self, message: str, *, gateway_status: int, retry_after_s: float | None = None):
-        super().__init__(message, retry_after_s=retry_after_s)
+        super().__init__(message, retry_after_s=retry_after_s, downstream=Downstream.CHATBOT)
         self.gateway_status = gateway_status
 
 
@@ -29,7 +30,7 @@ class ChatbotRejected(PermanentError):
     """ChatbotMobile refused the request for good."""
 
     def __init__(self, message: str, *, upstream_status: int) -> None:
-        super().__init__(message)
+        super().__init__(message, downstream=Downstream.CHATBOT)
         self.upstream_status = upstream_status
         self.gateway_status = 404 if upstream_status == 404 else 502
 

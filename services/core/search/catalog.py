@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.core.taskdefs import Queue, TaskSpec, register
+from services.core.taskdefs import Downstream, Queue, TaskSpec, register
 
 
 class Operation(StrEnum):
@@ -37,7 +37,14 @@ class Kind:
         """The task spec of one operation on this kind."""
         # Bulk work gets the plan's 300 s; single writes fail over to a retry much sooner.
         soft, hard = (240, 300) if op in BULK_OPERATIONS else (50, 60)
-        return TaskSpec(self.task_name(op), Queue.ES, soft_time_limit_s=soft, time_limit_s=hard)
+        return TaskSpec(
+            self.task_name(op),
+            Queue.ES,
+            soft_time_limit_s=soft,
+            time_limit_s=hard,
+            downstreams=(Downstream.ELASTICSEARCH,),
+            optional_downstreams=(("with_embedding", Downstream.EMBEDDINGS),),
+        )
 
 
 PRODUCTS = Kind("product", "products")

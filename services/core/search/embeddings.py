@@ -8,6 +8,9 @@ import httpx
 
 from services.core.config import Settings
 from services.core.errors import PermanentError, TransientError, is_retryable_status
+from services.core.taskdefs import Downstream
+
+EMBEDDINGS = Downstream.EMBEDDINGS
 
 
 class EmbeddingProvider(Protocol):
@@ -68,12 +71,14 @@ class OpenAIEmbeddings:
                 "/embeddings", json=body, headers={"Authorization": f"Bearer {key}"}
             )
         except httpx.TransportError as exc:
-            raise TransientError(f"embeddings unreachable: {type(exc).__name__}") from exc
+            raise TransientError(
+                f"embeddings unreachable: {type(exc).__name__}", downstream=EMBEDDINGS
+            ) from exc
         if response.status_code >= 400:
             message = f"embeddings {response.status_code}: {response.text[:300]}"
             if is_retryable_status(response.status_code):
-                raise TransientError(message)
-            raise PermanentError(message)
+                raise TransientError(message, downstream=EMBEDDINGS)
+            raise PermanentError(message, downstream=EMBEDDINGS)
         data = sorted(response.json()["data"], key=lambda d: d["index"])
         vectors = [list(map(float, d["embedding"])) for d in data]
         if len(vectors) != len(texts) or any(len(v) != self.dimensions for v in vectors):

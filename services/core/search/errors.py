@@ -9,6 +9,9 @@ from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError
 
 from services.core.errors import PermanentError, TaskError, TransientError, is_retryable_status
+from services.core.taskdefs import Downstream
+
+ES = Downstream.ELASTICSEARCH
 
 
 def describe(body: Any) -> str:
@@ -36,10 +39,16 @@ def as_task_error(exc: Exception) -> TaskError:
         status = exc.meta.status
         message = f"elasticsearch {status} {describe(exc.body)}"
         if is_retryable_status(status):
-            return TransientError(message, retry_after_s=retry_after_s(exc.meta.headers))
-        return PermanentError(message)
+            return TransientError(
+                message, retry_after_s=retry_after_s(exc.meta.headers), downstream=ES
+            )
+        return PermanentError(message, downstream=ES)
     if isinstance(exc, ConnectionTimeout | EsConnectionError):
-        return TransientError(f"elasticsearch unreachable: {type(exc).__name__}: {exc}")
+        return TransientError(
+            f"elasticsearch unreachable: {type(exc).__name__}: {exc}", downstream=ES
+        )
     if isinstance(exc, TransportError):
-        return TransientError(f"elasticsearch transport error: {type(exc).__name__}: {exc}")
+        return TransientError(
+            f"elasticsearch transport error: {type(exc).__name__}: {exc}", downstream=ES
+        )
     return PermanentError(f"{type(exc).__name__}: {exc}")

@@ -222,6 +222,24 @@ class TaskLogRepository:
         with transaction(self._sessions) as session:
             return rowcount(session.execute(stmt)) == 1
 
+    def park(self, task_id: str, *, until: datetime, now: datetime | None = None) -> bool:
+        """Put off a waiting task until `until` without counting an attempt or a retry.
+
+        Only a task that is waiting (pending or retrying) and whose deadline lies beyond
+        `until` is parked; otherwise the caller runs it now.
+        """
+        stmt = (
+            update(TaskLog)
+            .where(
+                TaskLog.task_id == task_id,
+                TaskLog.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING]),
+                TaskLog.deadline_at > until,
+            )
+            .values(next_attempt_at=until, updated_at=now or utcnow())
+        )
+        with transaction(self._sessions) as session:
+            return rowcount(session.execute(stmt)) == 1
+
     def increment_retry(self, task_id: str) -> bool:
         """Count one more retry of an unfinished task."""
         stmt = (

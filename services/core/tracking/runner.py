@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.core import metrics
 from services.core.config import Settings
 from services.core.errors import ErrorKind, TaskError, TransientError, classify
+from services.core.guards.gate import Gate, Verdict
 from services.core.retry import GiveUpReason, RetryPolicy, backoff_delay, deadline_from, decide
 from services.core.secrecy import Redactor, Sealer, SealError
 from services.core.taskdefs import TaskSpec
@@ -71,6 +72,7 @@ class OutcomeKind(StrEnum):
     DUPLICATE = "duplicate"  # the task already finished: ack, do nothing
     STALE = "stale"  # a newer attempt owns the task: ack, do nothing
     DEFERRED = "deferred"  # the task log was unreachable: publish again, log untouched
+    PARKED = "parked"  # a breaker or rate limit held it back: publish again, no retry spent
 
 
 @dataclass(frozen=True)
@@ -91,14 +93,18 @@ class TaskRunner:
         repo: TaskLogRepository,
         sealer: Sealer,
         settings: Settings,
+        gate: Gate | None = None,
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._repo = repo
         self._sealer = sealer
         self._settings = settings
+        self._gate = gate
         self._clock = clock
         self._rng = rng
+        self._sleep = sleep
 
     def policy(self, spec: TaskSpec) -> RetryPolicy:
         """The retry policy of a task."""
@@ -111,7 +117,13 @@ class TaskRunner:
     def run(
         self, spec: TaskSpec, task_id: str, message_payload: dict[str, Any], body: Body
     ) -> Outcome:
-        """Claim the task, run its body once, record what happened."""
+        """Pass the gate, claim the task, run its body once, record what happened."""
+        if self._gate is not None:
+            verdict = self._gate.admit(spec, message_payload)
+            if not verdict.run and self._park(spec, task_id, verdict):
+                return Outcome(OutcomeKind.PARKED, delay_s=verdict.wait_s)
+            if verdict.run and verdict.wait_s > 0:
+                self._sleep(verdict.wait_s)
         try:
             claim = self._claim(spec, task_id, message_payload)
         except SQLAlchemyError as exc:
@@ -144,13 +156,35 @@ class TaskRunner:
         try:
             result = body(ctx, claim.payload)
         except Exception as exc:  # every failure is classified and recorded, none swallowed
+            if self._gate is not None:
+                self._gate.report(spec, claim.payload, exc)
             if not isinstance(exc, TaskError):
                 # Not raised on purpose: most likely a bug, so keep the traceback in the log.
                 log.exception("task body raised %s", type(exc).__name__)
             return self._failed_attempt(spec, claim, exc, redactor)
         finally:
             metrics.TASK_DURATION.labels(spec.name, spec.queue).observe(time.monotonic() - started)
+        if self._gate is not None:
+            self._gate.report(spec, claim.payload, None)
         return self._succeeded(spec, claim, redactor.value(result))
+
+    def _park(self, spec: TaskSpec, task_id: str, verdict: Verdict) -> bool:
+        now = self._clock()
+        try:
+            parked = self._repo.park(
+                task_id, until=now + timedelta(seconds=verdict.wait_s), now=now
+            )
+        except SQLAlchemyError:
+            return False  # the claim that follows defers the message
+        if not parked:
+            # Finished, running elsewhere, or too close to its deadline: the normal path decides.
+            return False
+        metrics.TASK_PARKED.labels(spec.name, verdict.reason).inc()
+        log.info(
+            "task parked",
+            extra={"outcome": "parked", "reason": verdict.reason, "delay_s": verdict.wait_s},
+        )
+        return True
 
     def recover_lost(self, spec: TaskSpec, task_id: str, exc: BaseException) -> Outcome:
         """Record an attempt whose process died (hard time limit) as a transient failure."""

@@ -14,6 +14,8 @@ from celery.signals import task_failure
 from services.core.celery_app import app as default_app
 from services.core.config import get_settings
 from services.core.db import session_factory
+from services.core.guards.gate import Gate
+from services.core.health import redis_client
 from services.core.secrecy import Sealer
 from services.core.taskdefs import TaskSpec
 from services.core.tasklog.repository import TaskLogRepository
@@ -33,6 +35,7 @@ def runner() -> TaskRunner:
             repo=TaskLogRepository(session_factory(settings.database_url)),
             sealer=Sealer(settings.secrets_key.get_secret_value()),
             settings=settings,
+            gate=Gate(redis_client(settings), settings),
         )
     return _runners[pid]
 
@@ -61,7 +64,7 @@ def tracked_task(spec: TaskSpec, app: Celery = default_app) -> Callable[[Body], 
 
         def run(self: TrackedTask, payload: dict[str, Any] | None = None) -> None:
             outcome = runner().run(spec, self.request.id, payload or {}, body)
-            if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.DEFERRED):
+            if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.DEFERRED, OutcomeKind.PARKED):
                 raise self.retry(countdown=outcome.delay_s)
 
         run.__name__ = run.__qualname__ = spec.name

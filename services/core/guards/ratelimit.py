@@ -1,0 +1,108 @@
+"""Cluster-wide rate limits in Redis (GCRA), per task name or per downstream.
+
+Celery's own `rate_limit` is counted by each worker process, so ten workers allow ten times
+the rate. Here every attempt draws from one budget in Redis, timed by Redis's clock so that
+the hosts' clocks do not matter.
+
+A limit "N/s" allows N attempts per second on average and bursts of up to N. An attempt that
+would wait no longer than `max_wait_s` reserves its slot and sleeps until it; a longer wait
+reserves nothing and the task is parked for that long instead, so a worker slot is not held
+by a sleeping task.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from redis import Redis
+
+# KEYS: the limit's key. ARGV: emission_ms, tolerance_ms, max_wait_ms.
+# Returns the wait in ms (slot reserved) or minus the wait (nothing reserved).
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat - tonumber(ARGV[2]) - now
+if wait < 0 then wait = 0 end
+wait = math.ceil(wait)
+if wait > tonumber(ARGV[3]) then return -wait end
+local next_tat = tat + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
+return wait
+"""
+
+_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_ITEM = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*=\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
+
+
+class RateLimitSyntaxError(ValueError):
+    """A RATE_LIMITS value that cannot be read."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """`count` attempts per `period_s` seconds."""
+
+    count: float
+    period_s: float
+
+    @property
+    def interval_ms(self) -> float:
+        """Milliseconds between two attempts at the steady rate."""
+        return self.period_s * 1000 / self.count
+
+
+def parse_limits(text: str) -> dict[str, Rate]:
+    """'es_upsert_product=10/s, elasticsearch=300/m' as {name: Rate}; '' means no limits."""
+    limits: dict[str, Rate] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        match = _ITEM.match(item)
+        if match is None:
+            raise RateLimitSyntaxError(
+                f"rate limit {item.strip()!r} is not NAME=COUNT/s, /m or /h "
+                "(NAME a task name or a downstream)"
+            )
+        name, count, unit = match.groups()
+        if float(count) <= 0:
+            raise RateLimitSyntaxError(f"rate limit {item.strip()!r} must allow more than 0")
+        if name in limits:
+            raise RateLimitSyntaxError(f"rate limit for {name!r} given twice")
+        limits[name] = Rate(float(count), _PERIODS[unit])
+    return limits
+
+
+@dataclass(frozen=True)
+class Grant:
+    """A limit's answer: sleep `wait_s` then run (reserved), or park for `wait_s`."""
+
+    reserved: bool
+    wait_s: float
+
+
+class RateLimiter:
+    """Draws attempts from the cluster-wide budgets."""
+
+    def __init__(self, redis: Redis, prefix: str, limits: dict[str, Rate], max_wait_s: float):
+        self.limits = limits
+        self._prefix = prefix
+        self._max_wait_ms = int(max_wait_s * 1000)
+        self._acquire = redis.register_script(_ACQUIRE)
+
+    def acquire(self, name: str) -> Grant | None:
+        """Draw one attempt from the budget of `name`; None if `name` has no limit."""
+        rate = self.limits.get(name)
+        if rate is None:
+            return None
+        emission = rate.interval_ms
+        tolerance = max(rate.period_s * 1000 - emission, 0.0)
+        waited = int(
+            self._acquire(
+                keys=[f"{self._prefix}ratelimit:{name}"],
+                args=[emission, tolerance, self._max_wait_ms],
+            )
+        )
+        return Grant(reserved=waited >= 0, wait_s=abs(waited) / 1000)
