@@ -82,8 +82,12 @@ def catalog_bench(
     real_es_url: str | None = None,
     worker_env: dict[str, str] | None = None,
     gc_deletes_s: float = 1.0,
+    redis_key_prefix: str | None = None,
 ) -> Iterator[Bench]:
-    """Start the bench; a real cluster when `real_es_url` is given, else the stand-in."""
+    """Start the bench; a real cluster when `real_es_url` is given, else the stand-in.
+
+    `redis_key_prefix` gives the bench queues of its own, for several benches at once.
+    """
     with ExitStack() as stack:
         es_standin = None
         if real_es_url is None:
@@ -103,6 +107,8 @@ def catalog_bench(
             "EMBEDDINGS_API_KEY": EMBEDDINGS_KEY,
             **(worker_env or {}),
         }
+        prefix = redis_key_prefix or get_settings().redis_key_prefix
+        env["REDIS_KEY_PREFIX"] = prefix
         # The same downstream settings for the API and the facade in this process.
         settings = get_settings().model_copy(
             update={
@@ -112,6 +118,7 @@ def catalog_bench(
                 "embeddings_base_url": env["EMBEDDINGS_BASE_URL"],
                 "embeddings_dimensions": 8,
                 "embeddings_api_key": SecretStr(EMBEDDINGS_KEY),
+                "redis_key_prefix": prefix,
             }
         )
         worker = Worker("services.es_worker", "es", log_dir, env=env, include="")
