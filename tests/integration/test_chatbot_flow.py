@@ -207,6 +207,21 @@ def test_faq_csv_with_bad_rows_is_refused_with_their_numbers(bench: ChatBench) -
     assert _row_count(bench) == queued_before
 
 
+def test_a_valid_faq_csv_is_stored_and_imported(bench: ChatBench) -> None:
+    # The parser once closed the upload it read, so storing it afterwards failed with a 500.
+    customer = _customer()
+    data = b"question,answer\nWhere?,Here\nWhen?,Now\n"
+    answer = bench.api.post(
+        "/api/v1/mobile-faq/import",
+        data={"customer_id": customer},
+        files={"file": ("faqs.csv", data, "text/csv")},
+    )
+    row = bench.succeeded(answer)
+    assert row.result == {"rows": 2, "created": 2, "chunks": 1}
+    faqs = bench.upstream("/v1/faqs", customer_id=customer)
+    assert sorted(f["question"] for f in faqs["items"]) == ["When?", "Where?"]
+
+
 def _row_count(bench: ChatBench) -> int:
     from sqlalchemy import text
 

@@ -61,6 +61,13 @@ def test_import_rows_are_validated_with_spreadsheet_row_numbers() -> None:
     ]
 
 
+def test_parsing_an_import_leaves_the_file_open() -> None:
+    data = io.BytesIO(b"question,answer\nq,a\n")
+    parse(data, "csv", max_rows=10)
+    assert not data.closed
+    data.seek(0)  # the API stores the upload after parsing it
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [

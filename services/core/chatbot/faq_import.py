@@ -46,11 +46,15 @@ def format_of(filename: str, content_type: str) -> str:
 
 
 def _csv_rows(data: IO[bytes]) -> Iterator[list[Any]]:
+    text = io.TextIOWrapper(data, encoding="utf-8-sig", newline="")
     try:
-        text = io.TextIOWrapper(data, encoding="utf-8-sig", newline="")
         yield from csv.reader(text)
     except UnicodeDecodeError as exc:
         raise ImportFileError("CSV must be UTF-8") from exc
+    finally:
+        # The wrapper would close `data` when it goes: the caller still needs it (the API
+        # stores the upload after parsing it).
+        text.detach()
 
 
 def _xlsx_rows(data: IO[bytes]) -> Iterator[list[Any]]:
