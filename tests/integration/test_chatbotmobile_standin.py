@@ -379,12 +379,27 @@ def test_an_unavailable_file_is_422_and_the_key_can_be_retried(
     missing = post(api, "/v1/documents/file", key="f1", **late)
     assert error_code(missing, 422) == "file_unavailable"
     assert "404" in missing.json()["error"]["message"]
+    # A host that cannot be reached is worth a retry (our API restarting, say): 502.
     closed = post(api, "/v1/documents/file", file_url="http://127.0.0.1:9/x", filename="x")
-    assert error_code(closed, 422) == "file_unavailable"
+    assert error_code(closed, 502) == "file_fetch_failed"
     assert get(api, "/v1/documents")["total"] == 0
 
     files.put("late.txt", b"here now")
     assert ok(post(api, "/v1/documents/file", key="f1", **late))["size"] == len(b"here now")
+
+
+def test_a_retry_with_a_freshly_signed_url_replays_the_first_answer(
+    api: httpx.Client, files: FileServer, standin: Standin
+) -> None:
+    url = files.put("signed.txt", b"same file")
+    first = ok(post(api, "/v1/documents/file", key="s1", file_url=url, filename="signed.txt"))
+    again = post(
+        api, "/v1/documents/file", key="s1", file_url=url + "?signature=new", filename="signed.txt"
+    )
+    assert ok(again) == first and again.headers[REPLAYED] == "true"
+    other = post(api, "/v1/documents/file", key="s1", file_url=url, filename="other.txt")
+    assert error_code(other, 422) == "idempotency_key_reused"
+    assert standin.stats()["writes_applied"] == 1
 
 
 # --- FAQs -----------------------------------------------------------------------------------

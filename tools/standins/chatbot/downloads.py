@@ -6,7 +6,7 @@ import hashlib
 
 import aiohttp
 
-from tools.standins.chatbot.errors import file_unavailable
+from tools.standins.chatbot.errors import file_fetch_failed, file_unavailable
 from tools.standins.chatbot.fields import FileSpec
 from tools.standins.chatbot.store import Attachment
 
@@ -27,6 +27,8 @@ async def _read(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
     async with session.get(url, allow_redirects=True) as response:
+        if response.status >= 500:
+            raise file_fetch_failed(f"downloading {url} answered HTTP {response.status}")
         if response.status != 200:
             raise file_unavailable(f"downloading {url} answered HTTP {response.status}")
         async for chunk in response.content.iter_chunked(_CHUNK):
@@ -38,12 +40,17 @@ async def _read(session: aiohttp.ClientSession, url: str) -> tuple[int, str]:
 
 
 async def download(session: aiohttp.ClientSession, spec: FileSpec) -> Attachment:
-    """Fetch `spec.file_url`; its real size and SHA-256, or 422 `file_unavailable`."""
+    """Fetch `spec.file_url`; its real size and SHA-256.
+
+    The host unreachable, timing out or failing (5xx) is 502 `file_fetch_failed` (transient:
+    the file may be there on the next try); a 4xx from it or a file that does not match what
+    was declared is 422 `file_unavailable` (final).
+    """
     try:
         size, sha256 = await _read(session, spec.file_url)
     except (aiohttp.ClientError, TimeoutError) as exc:
         reason = f"{type(exc).__name__} {exc}".strip()
-        raise file_unavailable(f"could not download {spec.file_url}: {reason}") from None
+        raise file_fetch_failed(f"could not download {spec.file_url}: {reason}") from None
     if spec.size is not None and spec.size != size:
         raise file_unavailable(
             f"{spec.filename}: declared size {spec.size} but downloaded {size} bytes"

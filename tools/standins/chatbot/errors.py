@@ -29,6 +29,11 @@ def invalid(message: str) -> ApiError:
     return ApiError(422, "validation_error", message)
 
 
+def file_fetch_failed(message: str) -> ApiError:
+    """502 for a file whose host could not be reached or failed (5xx): worth a retry."""
+    return ApiError(502, "file_fetch_failed", message)
+
+
 def file_unavailable(message: str) -> ApiError:
     """422 for a file that could not be downloaded or does not match what was declared."""
     return ApiError(422, "file_unavailable", message)

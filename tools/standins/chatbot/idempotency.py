@@ -1,13 +1,15 @@
 """Idempotency-Key handling for every write, as the contract states it.
 
 A write needs the header (400 without it). Keys are per customer. The first answer under a key
-is remembered with the request it answered (method, path, query and JSON body); a repeat of
-that request gets the same status and body with `Idempotent-Replayed: true` and changes
-nothing, while a different request under the key is 422 `idempotency_key_reused`.
+is remembered with the request it answered (method, path, query and JSON body, leaving out
+`file_url` fields: a retry sends a freshly signed URL for the same file); a repeat of that
+request gets the same status and body with `Idempotent-Replayed: true` and changes nothing,
+while a different request under the key is 422 `idempotency_key_reused`.
 
 Answers are remembered once the write was decided on the data: successes, and refusals that
 depend on the data (409 `faq_exists`, 404 `faq_not_found`). A request refused before anything
-was decided (422 `validation_error`, 422 `file_unavailable`, an injected fault) leaves the key
+was decided (422 `validation_error`, 422 `file_unavailable`, 502 `file_fetch_failed`, an
+injected fault) leaves the key
 unused, so the caller can fix the cause and retry under it.
 """
 
@@ -54,10 +56,22 @@ def _key(request: web.Request) -> str:
     return key
 
 
+def _without_file_urls(value: Any) -> Any:
+    # Pre-signed file URLs change with every attempt of the same write; the file itself is
+    # named by its filename, size and sha256, which stay.
+    if isinstance(value, dict):
+        return {k: _without_file_urls(v) for k, v in value.items() if k != "file_url"}
+    if isinstance(value, list):
+        return [_without_file_urls(v) for v in value]
+    return value
+
+
 def _fingerprint(request: web.Request, body: dict[str, Any] | None) -> str:
     # Sorted keys: the same JSON object with its fields in another order is the same request.
     query = sorted(request.query.items())
-    return json.dumps([request.method, request.path, query, body], sort_keys=True)
+    return json.dumps(
+        [request.method, request.path, query, _without_file_urls(body)], sort_keys=True
+    )
 
 
 def idempotent(handler: WriteHandler) -> Handler:
