@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint migrate install token clean
+.PHONY: up test lint migrate install token chaos clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -40,6 +40,13 @@ lint: $(STAMP)
 test: lint
 	@tools/ensure-services.sh redis postgres
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Chaos suite (whole stack, mixed load, faults); the summary line comes last:
+## make chaos [DURATION=60] [SEED=n]
+DURATION ?= 60
+chaos: $(STAMP)
+	@tools/ensure-services.sh redis postgres
+	$(PY) -m tools.chaos --duration $(DURATION) $(if $(SEED),--seed $(SEED))
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,393 @@
+"""The processes of one chaos run, each startable, killable and restartable by name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from services.core.tasklog import migrate
+from tools.devstack import ROOT, _die_with_parent
+
+__all__ = ["ROOT", "Proc", "Stack", "create_database", "drop_database", "wait_for"]
+
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+CHATBOT_TOKEN = "chaos-chatbot-token"
+EMBEDDINGS_KEY = "chaos-embeddings-key"
+KEY_PREFIX = "chaos:"
+INDEX_PREFIX = "chaos-"
+
+# Short periods so that a run settles in about a minute after its last fault. The visibility
+# timeout bounds how long a SIGKILLed worker's messages wait before another worker takes
+# them; it must exceed the longest delay plus TASK_TIME_LIMIT_S (the settings check this).
+TIMINGS = {
+    "RETRY_BACKOFF_BASE_S": "0.5",
+    "RETRY_BACKOFF_MAX_S": "5",
+    "BREAKER_OPEN_S": "2",
+    "BREAKER_OPEN_MAX_S": "8",
+    "TASK_SOFT_TIME_LIMIT_S": "15",
+    "TASK_TIME_LIMIT_S": "20",
+    "BROKER_VISIBILITY_TIMEOUT_S": "40",
+    "BROKER_RESTORE_INTERVAL_S": "5",
+    "RECONCILE_INTERVAL_S": "3",
+    "RECONCILE_STALE_S": "8",
+    "WORKER_SOFT_SHUTDOWN_TIMEOUT_S": "10",
+    "ELASTICSEARCH_REQUEST_TIMEOUT_S": "2",
+    "CHATBOT_CONNECT_TIMEOUT_S": "1",
+    "CHATBOT_READ_TIMEOUT_S": "5",
+    "PUBLISH_MAX_RETRIES": "1",
+    "BROKER_CONNECT_TIMEOUT_S": "1",
+}
+
+
+def free_port() -> int:
+    """A TCP port on loopback nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy; TimeoutError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def port_open(port: int) -> bool:
+    """Whether something accepts connections on the loopback port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class _Spawner:
+    """Starts every child from one thread that lives as long as this process.
+
+    The kernel sends the parent-death signal when the *thread* that forked a child ends, not
+    the process: a child started from a fault's short-lived thread would be stopped as soon
+    as that thread finished.
+    """
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[Callable[[], Any], Future[Any]]] = queue.Queue()
+        threading.Thread(target=self._serve, name="spawner", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            call, future = self._requests.get()
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to the caller
+                future.set_exception(exc)
+
+    def popen(self, args: list[str], **options: Any) -> subprocess.Popen[bytes]:
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((lambda: subprocess.Popen(args, **options), future))
+        return future.result()
+
+
+_SPAWNER = _Spawner()
+
+
+@dataclass
+class Proc:
+    """One process (and its children: it leads its own process group)."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    log_path: Path
+    ready: Callable[[], bool] = lambda: True
+    popen: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self, timeout_s: float = 30) -> None:
+        """Start it and wait until it is ready."""
+        with self.log_path.open("ab") as log:
+            self.popen = _SPAWNER.popen(
+                self.args,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        self.starts += 1
+        wait_for(self._ready, timeout_s, f"{self.name} to start")
+
+    def _ready(self) -> bool:
+        if not self.alive():
+            raise RuntimeError(f"{self.name} exited at start; see {self.log_path}")
+        return self.ready()
+
+    def alive(self) -> bool:
+        """Whether the main process still runs."""
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the whole process group."""
+        if self.popen is not None and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signum)
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait for the main process to end; whether it did."""
+        if self.popen is None:
+            return True
+        try:
+            self.popen.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def kill(self) -> None:
+        """SIGKILL the group, as the kernel's OOM killer or a node failure would."""
+        if self.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait()
+
+    def stop(self, grace_s: float = 20) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`."""
+        self.signal(signal.SIGTERM)
+        if not self.wait(grace_s):
+            self.kill()
+        elif self.popen is not None:
+            # Pool children left behind by a main process that ended first.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+@dataclass
+class Stack:
+    """Every process of a run plus the addresses the load and the checks need."""
+
+    workdir: Path
+    database_url: str
+    procs: dict[str, Proc] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    # Held while a fault stops and restarts a process on purpose.
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    # Processes that exited on their own, with their exit status, in order.
+    exits: list[tuple[str, int | None]] = field(default_factory=list)
+    _watching: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['api']}"
+
+    @property
+    def es_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['es']}"
+
+    @property
+    def chatbot_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['chatbot']}"
+
+    def control_url(self, standin: str) -> str:
+        """The control API of a stand-in (es, embeddings, chatbot)."""
+        return f"http://127.0.0.1:{self.ports[standin + '-control']}"
+
+    @property
+    def workers(self) -> list[str]:
+        """Names of the worker processes."""
+        return [n for n in self.procs if n.endswith("-worker") or "-worker-" in n]
+
+    def env(self) -> dict[str, str]:
+        """The environment of every stack process."""
+        return {
+            **os.environ,
+            **TIMINGS,
+            "PYTHONPATH": str(ROOT),
+            "PYTHONUNBUFFERED": "1",
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": f"redis://127.0.0.1:{self.ports['redis']}/0",
+            "REDIS_KEY_PREFIX": KEY_PREFIX,
+            "ELASTICSEARCH_URL": self.es_url,
+            "ES_INDEX_PREFIX": INDEX_PREFIX,
+            "EMBEDDINGS_PROVIDER": "openai",
+            "EMBEDDINGS_BASE_URL": f"http://127.0.0.1:{self.ports['embeddings']}/v1",
+            "EMBEDDINGS_API_KEY": EMBEDDINGS_KEY,
+            "EMBEDDINGS_DIMENSIONS": "8",
+            "CHATBOT_URL": self.chatbot_url,
+            "CHATBOT_API_TOKEN": CHATBOT_TOKEN,
+            "STORAGE_LOCAL_DIR": str(self.workdir / "uploads"),
+            "PUBLIC_API_URL": self.api_url,
+            "API_HOST": "127.0.0.1",
+            "API_PORT": str(self.ports["api"]),
+            "LOG_JSON": "true",
+            "LOG_LEVEL": "INFO",
+        }
+
+    def _add(self, name: str, args: list[str], ready: Callable[[], bool]) -> None:
+        self.procs[name] = Proc(name, args, self.env(), self.workdir / f"{name}.log", ready=ready)
+        self.locks[name] = threading.Lock()
+
+    def build(self) -> None:
+        """Declare the processes (nothing starts yet)."""
+        for name in ("redis", "es", "es-control", "embeddings", "embeddings-control"):
+            self.ports[name] = free_port()
+        for name in ("chatbot", "chatbot-control", "api"):
+            self.ports[name] = free_port()
+        redis_dir = self.workdir / "redis"
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        redis_port = self.ports["redis"]
+        self._add(
+            "redis",
+            [
+                "redis-server",
+                "--port", str(redis_port),
+                "--bind", "127.0.0.1",
+                "--dir", str(redis_dir),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+                "--maxmemory-policy", "noeviction",
+            ],
+            lambda: port_open(redis_port),
+        )  # fmt: skip
+        for name, module, extra in (
+            ("es", "elasticsearch", ["--gc-deletes-s", "1"]),
+            ("embeddings", "embeddings", []),
+            ("chatbot", "chatbotmobile", ["--token", CHATBOT_TOKEN]),
+        ):
+            port, control = self.ports[name], self.ports[f"{name}-control"]
+            self._add(
+                f"{name}-standin",
+                [
+                    sys.executable, "-m", f"tools.standins.{module}",
+                    "--host", "127.0.0.1",
+                    "--port", str(port),
+                    "--control-port", str(control),
+                    *extra,
+                ],
+                _both_open(port, control),
+            )  # fmt: skip
+        self._add(
+            "api",
+            [sys.executable, "-m", "services.api.main"],
+            lambda: _answers(f"{self.api_url}/health/ready"),
+        )
+        celery = [sys.executable, "-m", "celery", "-A"]
+        flags = ["--without-mingle", "--without-gossip", "-l", "INFO"]
+        for name, app, consumed in (
+            ("es-worker-1", "services.es_worker", "es"),
+            ("es-worker-2", "services.es_worker", "es"),
+            ("http-worker", "services.http_worker", "http"),
+        ):
+            self._add(
+                name,
+                [*celery, app, "worker", "-Q", consumed, "-c", "2", "-n", f"{name}@%h", *flags],
+                lambda: True,
+            )
+        self._add(
+            "scheduler",
+            [
+                *celery, "services.scheduler", "worker", "--beat", "-Q", "maintenance",
+                "-c", "1", "-n", "scheduler@%h",
+                "--schedule", str(self.workdir / "celerybeat-schedule"),
+                *flags,
+            ],
+            lambda: True,
+        )  # fmt: skip
+
+    def start(self) -> None:
+        """Start every process, dependencies first, then restart whichever exits by itself."""
+        for proc in self.procs.values():
+            proc.start()
+        self._watching.set()
+        threading.Thread(target=self._watch, name="restart-policy", daemon=True).start()
+
+    def _watch(self) -> None:
+        # Kubernetes' restartPolicy: Always. A process that exits when no fault stopped it
+        # is started again after a second, and the exit is reported.
+        while self._watching.is_set():
+            for name, proc in self.procs.items():
+                lock = self.locks[name]
+                if proc.alive() or not lock.acquire(blocking=False):
+                    continue
+                try:
+                    if self._watching.is_set() and not proc.alive():
+                        status = proc.popen.returncode if proc.popen else None
+                        self.exits.append((name, status))
+                        time.sleep(1)
+                        proc.start(timeout_s=60)
+                finally:
+                    lock.release()
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop every process, workers before what they talk to."""
+        self._watching.clear()
+        for name, proc in reversed(list(self.procs.items())):
+            with self.locks[name]:
+                proc.stop(grace_s=15)
+
+
+def _both_open(port: int, control: int) -> Callable[[], bool]:
+    return lambda: port_open(port) and port_open(control)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def create_database(name: str) -> str:
+    """A fresh, migrated PostgreSQL database for the run's task log; its URL."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        raise SystemExit(
+            f"chaos: PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is needed "
+            f"(set TEST_POSTGRES_ADMIN_URL, or run tools/ensure-services.sh postgres): {exc}"
+        ) from exc
+    finally:
+        admin.dispose()
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    return url
+
+
+def drop_database(name: str) -> None:
+    """Drop the run's database."""
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
