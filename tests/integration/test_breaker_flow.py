@@ -13,9 +13,9 @@ import pytest
 
 from services.core.config import get_settings
 from services.core.db import session_factory
-from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import Bench, catalog_bench, new_customer
+from tests.support.flow import all_finished
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
@@ -40,13 +40,6 @@ def _breaker_state(bench: Bench) -> str:
     answer = bench.api.get("/health/celery")
     state: str = answer.json()["breakers"]["elasticsearch"]["state"]
     return state
-
-
-def _finished(bench: Bench, task_ids: list[str]) -> list[TaskLog] | None:
-    rows = [bench.repo.get_by_task_id(t) for t in task_ids]
-    if all(r is not None and r.is_finished for r in rows):
-        return [r for r in rows if r is not None]
-    return None
 
 
 def _metric(bench: Bench) -> float | None:
@@ -74,7 +67,7 @@ def test_an_open_breaker_parks_tasks_until_a_probe_succeeds(bench: Bench) -> Non
     wait_until(lambda: standin.current_fault() is None, OUTAGE_S + 5, what="the outage")
     during = bench.es_standin.stats()["requests"] - before
 
-    rows = wait_until(lambda: _finished(bench, task_ids), 60, what="every task to finish")
+    rows = wait_until(lambda: all_finished(bench.repo, task_ids), 60, what="every task to finish")
     assert {r.status for r in rows} == {"success"}
     # Three failures opened it; then about one probe per open period (2 s, then 4 s), plus
     # the attempts already running when it opened. Far below one request per retry.

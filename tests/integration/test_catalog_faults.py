@@ -11,9 +11,9 @@ import pytest
 from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.search.catalog import KINDS
-from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import Bench, catalog_bench, new_customer
+from tests.support.flow import all_finished
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
@@ -32,13 +32,6 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     }
     with catalog_bench(tmp_path_factory.mktemp("faults"), repo, worker_env=env) as started:
         yield started
-
-
-def _all_finished(bench: Bench, task_ids: list[str]) -> list[TaskLog] | None:
-    rows = [bench.repo.get_by_task_id(t) for t in task_ids]
-    if all(r is not None and r.is_finished for r in rows):
-        return [r for r in rows if r is not None]
-    return None
 
 
 def test_500_upserts_survive_a_two_minute_outage(bench: Bench) -> None:
@@ -72,7 +65,7 @@ def test_500_upserts_survive_a_two_minute_outage(bench: Bench) -> None:
     assert not bench.es_standin.data_port_open(), "the outage ended before all writes were sent"
 
     rows = wait_until(
-        lambda: _all_finished(bench, task_ids), OUTAGE_S + 120, interval_s=2, what="500 tasks"
+        lambda: all_finished(bench.repo, task_ids), OUTAGE_S + 120, interval_s=2, what="500 tasks"
     )
     assert time.monotonic() - started >= OUTAGE_S * 0.9
     assert {r.status for r in rows} == {"success"}

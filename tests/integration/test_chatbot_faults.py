@@ -11,9 +11,9 @@ import pytest
 
 from services.core.config import get_settings
 from services.core.db import session_factory
-from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
+from tests.support.flow import all_finished
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
@@ -26,13 +26,6 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatBench]:
     env = {"RETRY_BACKOFF_BASE_S": "1", "RETRY_BACKOFF_MAX_S": "15"}
     with chat_bench(tmp_path_factory.mktemp("chat-faults"), repo, worker_env=env) as started:
         yield started
-
-
-def _finished(bench: ChatBench, ids: list[str]) -> list[TaskLog] | None:
-    rows = [bench.repo.get_by_task_id(i) for i in ids]
-    if all(r is not None and r.is_finished for r in rows):
-        return [r for r in rows if r is not None]
-    return None
 
 
 def test_300_mixed_writes_survive_500s_then_a_refusing_service(bench: ChatBench) -> None:
@@ -60,7 +53,10 @@ def test_300_mixed_writes_survive_500s_then_a_refusing_service(bench: ChatBench)
     bench.standin.fault("down", PHASE_S)
 
     rows = wait_until(
-        lambda: _finished(bench, task_ids), 2 * PHASE_S + 120, interval_s=2, what="300 tasks"
+        lambda: all_finished(bench.repo, task_ids),
+        2 * PHASE_S + 120,
+        interval_s=2,
+        what="300 tasks",
     )
     assert time.monotonic() - started >= 2 * PHASE_S * 0.9
     assert {r.status for r in rows} == {"success"}

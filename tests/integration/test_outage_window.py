@@ -18,9 +18,9 @@ import pytest
 
 from services.core.config import get_settings
 from services.core.db import session_factory
-from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import Bench, catalog_bench, new_customer
+from tests.support.flow import all_finished
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
@@ -82,13 +82,6 @@ def _write(bench: Bench) -> Run:
     return Run(bench, customer, task_ids)
 
 
-def _finished(run: Run) -> list[TaskLog] | None:
-    rows = [run.bench.repo.get_by_task_id(t) for t in run.task_ids]
-    if all(r is not None and r.is_finished for r in rows):
-        return [r for r in rows if r is not None]
-    return None
-
-
 def test_a_40_s_outage_fails_the_plans_writes_and_not_ours(benches: dict[str, Bench]) -> None:
     for bench in benches.values():
         assert bench.es_standin is not None
@@ -97,17 +90,23 @@ def test_a_40_s_outage_fails_the_plans_writes_and_not_ours(benches: dict[str, Be
     plan, ours = _write(benches["plan"]), _write(benches["ours"])
 
     # The plan's retries run out while Elasticsearch is still down.
-    plan_rows = wait_until(lambda: _finished(plan), OUTAGE_S, what="the plan's writes to end")
+    plan_rows = wait_until(
+        lambda: all_finished(plan.bench.repo, plan.task_ids),
+        OUTAGE_S,
+        what="the plan's writes to end",
+    )
     assert time.monotonic() - outage_started < OUTAGE_S
     assert {(r.status, r.failure_reason, r.retry_count) for r in plan_rows} == {
         ("failed", "max_retries_exhausted", 5)
     }
     # Ours are still waiting for it.
-    assert _finished(ours) is None
+    assert all_finished(ours.bench.repo, ours.task_ids) is None
 
     # Once it is back (first probe after 30 s fails, the second after 60 more succeeds, and
     # the parked tasks come back within 1.2 x their open period), ours all land.
-    our_rows = wait_until(lambda: _finished(ours), 200, interval_s=1, what="our writes")
+    our_rows = wait_until(
+        lambda: all_finished(ours.bench.repo, ours.task_ids), 200, interval_s=1, what="our writes"
+    )
     assert time.monotonic() - outage_started >= OUTAGE_S
     assert {r.status for r in our_rows} == {"success"}
     stored = ours.bench.items("services", ours.customer)

@@ -45,6 +45,14 @@ def wait_finished(repo: TaskLogRepository, task_id: str, timeout_s: float = 30) 
     return wait_until(finished, timeout_s, what=f"task {task_id} to finish")  # type: ignore[no-any-return]
 
 
+def all_finished(repo: TaskLogRepository, task_ids: list[str]) -> list[TaskLog] | None:
+    """The rows of the tasks once every one has finished, else None (for `wait_until`)."""
+    rows = [repo.get_by_task_id(t) for t in task_ids]
+    if all(r is not None and r.is_finished for r in rows):
+        return [r for r in rows if r is not None]
+    return None
+
+
 def failed_task(
     repo: TaskLogRepository,
     *,
