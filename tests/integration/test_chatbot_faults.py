@@ -60,7 +60,9 @@ def test_300_mixed_writes_survive_500s_then_a_refusing_service(bench: ChatBench)
     )
     assert time.monotonic() - started >= 2 * PHASE_S * 0.9
     assert {r.status for r in rows} == {"success"}
-    assert min(r.retry_count for r in rows) >= 1
+    # Some tasks failed and were retried; once the breaker opened, the rest were parked, which
+    # spends no retry.
+    assert max(r.retry_count for r in rows) >= 1
 
     documents = bench.upstream("/v1/documents", customer_id=customer, page_size=500)
     titles = sorted(d["title"] for d in documents["items"])

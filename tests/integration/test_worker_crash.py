@@ -26,10 +26,12 @@ def test_killed_worker_is_redelivered_after_visibility_timeout(
     tmp_path: Path,
 ) -> None:
     short = {
-        "BROKER_VISIBILITY_TIMEOUT_S": "5",
+        "BROKER_VISIBILITY_TIMEOUT_S": "6",
         "BROKER_RESTORE_INTERVAL_S": "1",
         "TASK_SOFT_TIME_LIMIT_S": "3",
         "TASK_TIME_LIMIT_S": "4",
+        # Parks must fit in the visibility timeout too (the settings check it).
+        "BREAKER_OPEN_MAX_S": "0.5",
     }
     first = Worker("services.es_worker", "es", tmp_path, env=short, concurrency=1).start()
     try:
