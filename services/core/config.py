@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     # Redis has no real acks: a delivered message sits in an "unacked" hash until this many
     # seconds pass, then any worker puts it back on the queue. It must exceed the longest
     # countdown plus the longest run time, or delayed retries get delivered twice.
-    broker_visibility_timeout_s: int = Field(3600, gt=0)
+    broker_visibility_timeout_s: int = Field(1200, gt=0)
     # How often a worker sweeps the unacked hash for messages of dead workers.
     broker_restore_interval_s: int = Field(10, gt=0)
     # Publishing from the API: bounded, so an unreachable broker costs at most a few seconds.
