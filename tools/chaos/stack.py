@@ -30,6 +30,12 @@ PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 CHATBOT_TOKEN = "chaos-chatbot-token"
+# Worker processes: name -> (Celery app, queue).
+WORKERS = {
+    "es-worker-1": ("services.es_worker", "es"),
+    "es-worker-2": ("services.es_worker", "es"),
+    "http-worker": ("services.http_worker", "http"),
+}
 EMBEDDINGS_KEY = "chaos-embeddings-key"
 KEY_PREFIX = "chaos:"
 INDEX_PREFIX = "chaos-"
@@ -219,7 +225,7 @@ class Stack:
     @property
     def workers(self) -> list[str]:
         """Names of the worker processes."""
-        return [n for n in self.procs if n.endswith("-worker") or "-worker-" in n]
+        return list(WORKERS)
 
     def env(self) -> dict[str, str]:
         """The environment of every stack process."""
@@ -299,11 +305,7 @@ class Stack:
         )
         celery = [sys.executable, "-m", "celery", "-A"]
         flags = ["--without-mingle", "--without-gossip", "-l", "INFO"]
-        for name, app, consumed in (
-            ("es-worker-1", "services.es_worker", "es"),
-            ("es-worker-2", "services.es_worker", "es"),
-            ("http-worker", "services.http_worker", "http"),
-        ):
+        for name, (app, consumed) in WORKERS.items():
             self._add(
                 name,
                 [*celery, app, "worker", "-Q", consumed, "-c", "2", "-n", f"{name}@%h", *flags],
@@ -364,20 +366,25 @@ def _answers(url: str) -> bool:
         return False
 
 
-def create_database(name: str) -> str:
-    """A fresh, migrated PostgreSQL database for the run's task log; its URL."""
+def _admin_execute(*statements: str) -> None:
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
+def create_database(name: str) -> str:
+    """A fresh, migrated PostgreSQL database for the run's task log; its URL."""
+    try:
+        _admin_execute(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
     except Exception as exc:
         raise SystemExit(
             f"chaos: PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is needed "
             f"(set TEST_POSTGRES_ADMIN_URL, or run tools/ensure-services.sh postgres): {exc}"
         ) from exc
-    finally:
-        admin.dispose()
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     migrate.upgrade(url)
     return url
@@ -385,9 +392,4 @@ def create_database(name: str) -> str:
 
 def drop_database(name: str) -> None:
     """Drop the run's database."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
