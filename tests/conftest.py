@@ -35,6 +35,8 @@ os.environ.update(
     # a module that took a stand-in down does not hold up the next one.
     BREAKER_OPEN_S="0.5",
     BREAKER_OPEN_MAX_S="2",
+    # The scheduler releases tasks held in the log twice a second.
+    RELEASE_INTERVAL_S="0.5",
 )
 
 from redis import Redis  # noqa: E402

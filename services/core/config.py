@@ -133,6 +133,23 @@ class Settings(BaseSettings):
     # Most failed tasks one redrive call may re-enqueue.
     redrive_max_per_call: int = Field(500, ge=1, le=10_000)
 
+    # Waits longer than LONG_WAIT_S (a long backoff, a rate-limit window) are kept in the task
+    # log with no broker message and released by the scheduler when due; shorter ones are
+    # countdown messages, which a worker holds in memory and Redis in its unacked hash until
+    # they are due. Breaker waits and ordering waits are always kept in the log.
+    long_wait_s: float = Field(10.0, gt=0)
+    # The scheduler's releaser: how often it runs, how many messages it keeps waiting in a
+    # queue at most (so a drained backlog never floods Redis), and how many it publishes a run.
+    release_interval_s: float = Field(1.0, gt=0)
+    release_queue_depth: int = Field(500, ge=1)
+    release_batch: int = Field(500, ge=1)
+    # One live attempt per task: a claim holds a lease for the task's hard time limit plus
+    # this margin (the pool kills the attempt first); no other delivery may claim it meanwhile.
+    lease_margin_s: float = Field(30.0, gt=0)
+    # A task waiting for an earlier write of the same entity is woken when that write
+    # finishes; this is the safety net if a wake-up was missed.
+    order_recheck_s: float = Field(300.0, gt=0)
+
     # The reconciler republishes accepted tasks whose broker message is gone; a task must
     # have been quiet this long before it is looked at.
     reconcile_interval_s: float = Field(30.0, gt=0)
@@ -170,15 +187,14 @@ class Settings(BaseSettings):
     def _check_consistency(self) -> Settings:
         if self.task_soft_time_limit_s >= self.task_time_limit_s:
             raise ValueError("TASK_SOFT_TIME_LIMIT_S must be below TASK_TIME_LIMIT_S")
-        # A parked task waits up to 1.2 x the open period plus half a second (jitter).
-        longest_delay = max(self.retry_backoff_max_s, self.breaker_open_max_s * 1.2 + 0.5)
-        longest = longest_delay + self.task_time_limit_s
+        # The longest countdown message is LONG_WAIT_S (longer waits live in the task log);
+        # a running attempt's lease outlives its hard time limit by LEASE_MARGIN_S.
+        longest = self.long_wait_s + self.task_time_limit_s + self.lease_margin_s
         if self.broker_visibility_timeout_s <= longest:
             raise ValueError(
-                "BROKER_VISIBILITY_TIMEOUT_S must exceed the longest delay (RETRY_BACKOFF_MAX_S, "
-                "or 1.2 x BREAKER_OPEN_MAX_S + 0.5) + TASK_TIME_LIMIT_S "
-                f"({longest:g} s); otherwise Redis redelivers delayed retries while a worker "
-                "still holds them"
+                "BROKER_VISIBILITY_TIMEOUT_S must exceed LONG_WAIT_S + TASK_TIME_LIMIT_S + "
+                f"LEASE_MARGIN_S ({longest:g} s); otherwise Redis redelivers a message while a "
+                "worker still holds it, or while its attempt's lease keeps it out"
             )
         if self.breaker_open_max_s < self.breaker_open_s:
             raise ValueError("BREAKER_OPEN_MAX_S must be at least BREAKER_OPEN_S")
@@ -214,6 +230,16 @@ class Settings(BaseSettings):
     def allowed_upload_types(self) -> frozenset[str]:
         """Content types accepted for uploads."""
         return frozenset(t.strip() for t in self.upload_allowed_types.split(",") if t.strip())
+
+    def time_limits(self, soft_s: int | None, hard_s: int | None) -> tuple[float, float]:
+        """A task's (soft, hard) run-time limits: its own, capped by the settings' limits.
+
+        The settings' limits are the default of a task without its own and the most any task
+        may run, so that the visibility timeout and the attempt lease can be checked here.
+        """
+        hard = float(min(hard_s or self.task_time_limit_s, self.task_time_limit_s))
+        soft = float(min(soft_s or self.task_soft_time_limit_s, self.task_soft_time_limit_s))
+        return (soft if soft < hard else hard * 0.8), hard
 
     @property
     def processing_stale_s(self) -> float:

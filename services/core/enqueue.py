@@ -13,7 +13,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from services.core import metrics
 from services.core.config import Settings
@@ -21,7 +21,7 @@ from services.core.retry import deadline_from
 from services.core.secrecy import Sealer, find_secret_fields
 from services.core.taskdefs import spec_for
 from services.core.tasklog.models import utcnow
-from services.core.tasklog.repository import TaskLogRepository
+from services.core.tasklog.repository import BeforeInsert, TaskLogRepository
 
 log = logging.getLogger("services.enqueue")
 
@@ -39,6 +39,27 @@ class Enqueued:
 
 class IdempotencyConflict(ValueError):
     """An idempotency key reused for a different request."""
+
+
+@dataclass(frozen=True)
+class RetryOf:
+    """The write a manual retry retries: its acceptance number and identity are kept."""
+
+    task_id: str
+    seq: int
+    origin_task_id: str
+    checkpoint: dict[str, Any] | None = None
+
+
+# Acceptance hooks by task name: run inside the transaction that records the task (see
+# `TaskLogRepository.create`); a domain registers one to keep related state atomic with it.
+_ACCEPT_HOOKS: dict[str, BeforeInsert] = {}
+
+
+def on_accept(task_names: list[str], hook: BeforeInsert) -> None:
+    """Run `hook` in the acceptance transaction of every task named."""
+    for name in task_names:
+        _ACCEPT_HOOKS[name] = hook
 
 
 class Enqueuer:
@@ -69,7 +90,7 @@ class Enqueuer:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         task_id: str | None = None,
-        retry_of: str | None = None,
+        retry_of: RetryOf | None = None,
     ) -> Enqueued:
         """Record the task as pending, then publish it.
 
@@ -86,6 +107,7 @@ class Enqueuer:
         json.dumps(body)  # refuse what the JSON serializer could not carry, before storing
         task_id = task_id or str(uuid.uuid4())
         now = self._clock()
+        ordering = spec.ordering
         create = dict(
             task_id=task_id,
             task_name=spec.name,
@@ -97,7 +119,13 @@ class Enqueuer:
             idempotency_key=idempotency_key,
             sealed_secrets=self._sealer.seal(secrets or {}),
             request_hash=request_hash,
-            retry_of=retry_of,
+            retry_of=retry_of.task_id if retry_of else None,
+            seq=retry_of.seq if retry_of else None,
+            origin_task_id=retry_of.origin_task_id if retry_of else None,
+            checkpoint=retry_of.checkpoint if retry_of else None,
+            order_scope=ordering.scope_of(body) if ordering else None,
+            order_key=ordering.key_of(body) if ordering else None,
+            before_insert=_ACCEPT_HOOKS.get(spec.name),
             now=now,
         )
         try:
@@ -121,8 +149,25 @@ class Enqueuer:
                 extra={"task_id": task_id, "task_name": spec.name, "error": type(exc).__name__},
             )
             return Enqueued(task_id, spec.name, published=False)
-        self._repo.mark_published(task_id)
+        try:
+            self._repo.mark_published(task_id)
+        except SQLAlchemyError as exc:
+            # The write is accepted and its message is out: a bookkeeping note must not turn
+            # it into an error (a client resending without a key would duplicate it).
+            log.warning(
+                "published, but the note of it was not recorded",
+                extra={"task_id": task_id, "task_name": spec.name, "error": type(exc).__name__},
+            )
         return Enqueued(task_id, spec.name, published=True)
+
+    def reserve(self, task_name: str, payload: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A place in acceptance order for a write done now, without a task (async_mode=False).
+
+        The task's acceptance hook runs in the same transaction, as for a queued write; the
+        returned payload is the one to carry out.
+        """
+        hook = _ACCEPT_HOOKS.get(spec_for(task_name).name)
+        return self._repo.reserve(dict(payload), hook)
 
     def _earlier(
         self, customer_id: str | None, key: str, request_hash: str | None, now: datetime

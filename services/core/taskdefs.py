@@ -27,6 +27,35 @@ class Downstream(StrEnum):
 
 
 @dataclass(frozen=True)
+class Ordering:
+    """Writes of one scope take effect in acceptance order where their keys meet.
+
+    The scope is per customer (`<scope>:<customer_id>`); the key is the payload field that
+    names the entity, or None for a write that covers the whole scope (a delete-all). Two
+    writes meet when their keys are equal or either covers the scope. A later write waits
+    (in the log, spending no retries) while an earlier one it meets is unfinished.
+    `replaces`: once this write succeeded, an earlier write it meets that runs only now (a
+    manual retry of it) is obsolete and ends as superseded instead of undoing this one.
+    """
+
+    scope: str
+    key_field: str | None
+    replaces: bool
+
+    def scope_of(self, payload: dict[str, object]) -> str:
+        """The ordering scope of a payload."""
+        return f"{self.scope}:{payload['customer_id']}"
+
+    def key_of(self, payload: dict[str, object]) -> str | None:
+        """The ordering key of a payload (None: the whole scope)."""
+        if self.key_field is None:
+            return None
+        # A document without a source has key "": it meets other such uploads and the
+        # delete-alls, never a delete-by-source (which needs a source).
+        return str(payload.get(self.key_field) or "")
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """What every process needs to know about a task without importing its body."""
 
@@ -38,6 +67,8 @@ class TaskSpec:
     # an open breaker of any of them parks the task instead of running it.
     downstreams: tuple[Downstream, ...] = ()
     optional_downstreams: tuple[tuple[str, Downstream], ...] = ()
+    # Per-entity ordering for downstreams without versions (ChatbotMobile); None: none.
+    ordering: Ordering | None = None
 
     def downstreams_for(self, payload: dict[str, object]) -> tuple[Downstream, ...]:
         """The downstreams an attempt with this payload talks to."""
@@ -74,6 +105,11 @@ def all_specs() -> list[TaskSpec]:
     return list(_REGISTRY.values())
 
 
+def replacing_task_names() -> frozenset[str]:
+    """Names of the ordered writes whose success makes earlier writes they meet obsolete."""
+    return frozenset(s.name for s in _REGISTRY.values() if s.ordering and s.ordering.replaces)
+
+
 # Synthetic end-to-end probe, one per worker queue: API -> broker -> worker -> task log.
 CANARY = {
     Queue.ES: TaskSpec("canary_es", Queue.ES),
@@ -82,30 +118,46 @@ CANARY = {
 TASKLOG_CLEANUP = TaskSpec("tasklog_cleanup", Queue.MAINTENANCE)
 STORED_FILES_CLEANUP = TaskSpec("stored_files_cleanup", Queue.MAINTENANCE)
 TASKLOG_RECONCILE = TaskSpec("tasklog_reconcile", Queue.MAINTENANCE)
+# Untracked upkeep (beat fires it every few seconds): publishes tasks held in the log.
+TASKLOG_RELEASE = TaskSpec("tasklog_release", Queue.MAINTENANCE)
 
 
-def _http(name: str, soft: int = 50, hard: int = 60) -> TaskSpec:
+def _http(name: str, ordering: Ordering, soft: int = 50, hard: int = 60) -> TaskSpec:
     return TaskSpec(
         name,
         Queue.HTTP,
         soft_time_limit_s=soft,
         time_limit_s=hard,
         downstreams=(Downstream.CHATBOT,),
+        ordering=ordering,
     )
 
 
+# The ordering keys of ChatbotMobile writes, which carry no versions: documents of one
+# customer by source, FAQs of one customer by id; delete-alls, imports and reindexes cover
+# their whole scope.
+DOCUMENT_ADDED = Ordering("docs", "source", replaces=False)
+DOCUMENTS_REMOVED = Ordering("docs", "source", replaces=True)
+ALL_DOCUMENTS_REMOVED = Ordering("docs", None, replaces=True)
+ALL_DOCUMENTS_READ = Ordering("docs", None, replaces=False)
+FAQ_WRITTEN = Ordering("faq", "faq_id", replaces=True)
+# An update replaces only the fields it gives, so it does not make an earlier write obsolete.
+FAQ_CHANGED = Ordering("faq", "faq_id", replaces=False)
+ALL_FAQS_REMOVED = Ordering("faq", None, replaces=True)
+FAQS_ADDED = Ordering("faq", None, replaces=False)
+
 # ChatbotMobile writes (the plan's names); file work gets the plan's 120 s, imports 300 s.
-DOC_UPLOAD_TEXT = _http("doc_upload_text")
-DOC_UPLOAD_FILE = _http("doc_upload_file", 100, 120)
-DOC_UPLOAD_URL = _http("doc_upload_url")
-DOC_DELETE_ALL = _http("doc_delete_all")
-DOC_DELETE_BY_SOURCE = _http("doc_delete_by_source")
-DOC_TRIGGER_REINDEX = _http("doc_trigger_reindex")
-FAQ_CREATE = _http("faq_create", 100, 120)
-FAQ_UPDATE = _http("faq_update", 100, 120)
-FAQ_DELETE = _http("faq_delete")
-FAQ_DELETE_ALL = _http("faq_delete_all")
-FAQ_IMPORT = _http("faq_import", 240, 300)
+DOC_UPLOAD_TEXT = _http("doc_upload_text", DOCUMENT_ADDED)
+DOC_UPLOAD_FILE = _http("doc_upload_file", DOCUMENT_ADDED, 100, 120)
+DOC_UPLOAD_URL = _http("doc_upload_url", DOCUMENT_ADDED)
+DOC_DELETE_ALL = _http("doc_delete_all", ALL_DOCUMENTS_REMOVED)
+DOC_DELETE_BY_SOURCE = _http("doc_delete_by_source", DOCUMENTS_REMOVED)
+DOC_TRIGGER_REINDEX = _http("doc_trigger_reindex", ALL_DOCUMENTS_READ)
+FAQ_CREATE = _http("faq_create", FAQ_WRITTEN, 100, 120)
+FAQ_UPDATE = _http("faq_update", FAQ_CHANGED, 100, 120)
+FAQ_DELETE = _http("faq_delete", FAQ_WRITTEN)
+FAQ_DELETE_ALL = _http("faq_delete_all", ALL_FAQS_REMOVED)
+FAQ_IMPORT = _http("faq_import", FAQS_ADDED, 240, 300)
 CHATBOT_TASKS = (
     DOC_UPLOAD_TEXT,
     DOC_UPLOAD_FILE,
@@ -120,5 +172,7 @@ CHATBOT_TASKS = (
     FAQ_IMPORT,
 )
 
-register(*CANARY.values(), TASKLOG_CLEANUP, STORED_FILES_CLEANUP, TASKLOG_RECONCILE)
+register(
+    *CANARY.values(), TASKLOG_CLEANUP, STORED_FILES_CLEANUP, TASKLOG_RECONCILE, TASKLOG_RELEASE
+)
 register(*CHATBOT_TASKS)

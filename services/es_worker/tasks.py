@@ -24,6 +24,7 @@ def _body(kind: Kind, op: Operation) -> Body:
                 kind,
                 op,
                 payload,
+                seq=ctx.seq,
                 api_key=ctx.secrets.get("api_key"),
                 progress=progress,
             )

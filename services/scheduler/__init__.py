@@ -9,14 +9,27 @@ scale with the write load, so the scheduler consumes its own queue.
 from services.core.celery_app import app
 from services.core.config import get_settings
 from services.core.storage import tasks as storage_tasks
-from services.core.taskdefs import STORED_FILES_CLEANUP, TASKLOG_CLEANUP, TASKLOG_RECONCILE
-from services.core.tasklog import tasks as tasklog_tasks
+from services.core.taskdefs import (
+    STORED_FILES_CLEANUP,
+    TASKLOG_CLEANUP,
+    TASKLOG_RECONCILE,
+    TASKLOG_RELEASE,
+)
+from services.scheduler import tasks as tasklog_tasks
+
+_settings = get_settings()
 
 app.conf.beat_schedule = {
+    "tasklog-release": {
+        "task": TASKLOG_RELEASE.name,
+        "schedule": _settings.release_interval_s,
+        # Each pass looks at the whole log; a pass that could not run in time is not kept.
+        "options": {"expires": max(_settings.release_interval_s * 2, 1.0)},
+    },
     "tasklog-reconcile": {
         "task": TASKLOG_RECONCILE.name,
-        "schedule": get_settings().reconcile_interval_s,
-        "options": {"expires": get_settings().reconcile_interval_s},
+        "schedule": _settings.reconcile_interval_s,
+        "options": {"expires": _settings.reconcile_interval_s},
         "kwargs": {"payload": {}},
     },
     "tasklog-cleanup-hourly": {

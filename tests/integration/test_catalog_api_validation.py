@@ -98,8 +98,10 @@ def test_accepted_upsert_answers_202_with_status_url_and_a_versioned_row(
         "item_id": "p-1",
         "data": {"name": "Lamp"},
         "with_embedding": False,
-        "version": 3,
+        "caller_version": 3,
+        "caller_version_source": "version",
     }
+    assert row.seq > 0
     assert row.customer_id == "c1"
     assert "sk-should-not-be-stored" not in repr(row.payload) + (row.sealed_secrets or "")
     assert row.sealed_secrets is not None

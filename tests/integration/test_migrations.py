@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
+from services.core.db import session_factory
 from services.core.tasklog import migrate
+from services.core.tasklog.models import utcnow
+from services.core.tasklog.repository import TaskLogRepository
 from tests.conftest import create_pg_database, drop_pg_database
 
 COLUMNS = {
@@ -38,8 +42,24 @@ COLUMNS = {
     "progress_total",
     "request_hash",
     "retry_of",
+    "seq",
+    "origin_task_id",
+    "order_scope",
+    "order_key",
+    "held",
+    "wait_reason",
+    "waiting_for",
+    "lease_until",
+    "lease_owner",
 }
-TABLES = {"task_log", "es_tombstones", "es_delete_watermarks", "stored_files"}
+TABLES = {
+    "task_log",
+    "es_tombstones",
+    "es_delete_watermarks",
+    "stored_files",
+    "es_caller_versions",
+    "task_seq",
+}
 
 
 def _check_up_down(url: str) -> None:
@@ -75,3 +95,48 @@ def test_migrations_upgrade_and_downgrade_on_postgresql() -> None:
 
 def test_migrations_upgrade_and_downgrade_on_sqlite(tmp_path: Path) -> None:
     _check_up_down(f"sqlite:///{tmp_path / 'tasklog.db'}")
+
+
+def _rows_keep_their_order_across_the_acceptance_sequence(url: str) -> None:
+    migrate.upgrade(url, "0004")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for n in range(3):
+                conn.execute(
+                    text(
+                        "INSERT INTO task_log (task_id, task_name, queue, payload, status, "
+                        "retry_count, attempts, deadline_at, created_at, updated_at) VALUES "
+                        "(:t, 'es_upsert_product', 'es', '{}', 'pending', 0, 0, :d, :d, :d)"
+                    ),
+                    {"t": f"old-{n}", "d": utcnow().replace(tzinfo=None)},
+                )
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            old = conn.execute(text("SELECT id, seq FROM task_log ORDER BY id")).all()
+        assert [seq for _, seq in old] == [row_id for row_id, _ in old]
+    finally:
+        engine.dispose()
+    repo = TaskLogRepository(session_factory(url))
+    repo.create(
+        task_id="new",
+        task_name="es_upsert_product",
+        queue="es",
+        payload={},
+        deadline_at=utcnow() + timedelta(hours=1),
+    )
+    new = repo.get_by_task_id("new")
+    assert new is not None and new.seq > max(seq for _, seq in old)
+
+
+def test_existing_rows_keep_their_order_on_postgresql() -> None:
+    name = f"durable_mig_{uuid.uuid4().hex[:10]}"
+    url = create_pg_database(name)
+    try:
+        _rows_keep_their_order_across_the_acceptance_sequence(url)
+    finally:
+        drop_pg_database(name)
+
+
+def test_existing_rows_keep_their_order_on_sqlite(tmp_path: Path) -> None:
+    _rows_keep_their_order_across_the_acceptance_sequence(f"sqlite:///{tmp_path / 'log.db'}")

@@ -5,6 +5,10 @@ Runs on a task log and a Redis of its own: a pass looks at every task of its dat
 
 from __future__ import annotations
 
+import json
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -133,3 +137,60 @@ def test_a_second_pass_waits_for_the_first(isolated: tuple[Settings, RedisServer
     client.set(f"{settings.redis_key_prefix}{LOCK_KEY}", "1", ex=30)
     assert _reconciler(settings, client).run_once().ran is False
     client.close()
+
+
+def test_live_messages_are_read_in_one_step_while_a_worker_takes_one(settings: Settings) -> None:
+    # A message moves from a queue list into kombu's unacked hash (a worker taking it) and
+    # back (a restore), over and over. Read in separate steps, it can be in neither place at
+    # the moments its two places are read, and would be republished as lost.
+    from services.core.tasklog.reconciler import live_task_ids
+
+    prefix = f"{settings.redis_key_prefix}atomic-{uuid.uuid4().hex[:6]}:"
+    client = Redis.from_url(settings.redis_url)
+    message = json.dumps({"headers": {"id": "moving-task"}, "body": ""})
+    unacked = json.dumps([json.loads(message), "tasks", "es"])
+    move = client.register_script(
+        "if redis.call('LREM', KEYS[1], 0, ARGV[1]) == 1 then "
+        "redis.call('HSET', KEYS[2], 'tag', ARGV[2]) else "
+        "redis.call('HDEL', KEYS[2], 'tag'); redis.call('LPUSH', KEYS[1], ARGV[1]) end"
+    )
+    keys = [f"{prefix}es", f"{prefix}unacked"]
+    client.lpush(keys[0], message)
+    stop = threading.Event()
+
+    def mover() -> None:
+        mover_client = Redis.from_url(settings.redis_url)
+        while not stop.is_set():
+            move(keys=keys, args=[message, unacked], client=mover_client)
+        mover_client.close()
+
+    thread = threading.Thread(target=mover, daemon=True)
+    thread.start()
+    try:
+        missed = sum("moving-task" not in live_task_ids(client, prefix) for _ in range(300))
+    finally:
+        stop.set()
+        thread.join(5)
+        client.delete(*keys)
+        client.close()
+    assert missed == 0
+
+
+def test_an_expired_upkeep_lock_is_not_released_by_its_old_holder(settings: Settings) -> None:
+    from services.core.guards.lock import RedisLock
+
+    client = Redis.from_url(settings.redis_url)
+    key = f"{settings.redis_key_prefix}lock-{uuid.uuid4().hex[:6]}"
+    try:
+        first, second = RedisLock(client, key), RedisLock(client, key)
+        old = first.acquire(ttl_s=0.2)
+        assert old is not None and second.acquire(ttl_s=5) is None
+        time.sleep(0.3)  # the first pass overran its lock
+        new = second.acquire(ttl_s=5)
+        assert new is not None
+        assert not first.release(old)  # the overrunning pass must not free the new one's lock
+        assert client.get(key) == new.encode()
+        assert second.release(new) and client.get(key) is None
+    finally:
+        client.delete(key)
+        client.close()

@@ -7,7 +7,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from services.core.tasklog.models import TaskStatus, utcnow
-from services.core.tasklog.repository import TaskLogRepository
+from services.core.tasklog.repository import Claim, Refusal, TaskLogRepository
+
+
+def claimed(repo: TaskLogRepository, task_id: str, **kwargs: object) -> Claim:
+    """Claim a task that must be claimable."""
+    claim = repo.claim(task_id, **kwargs)  # type: ignore[arg-type]
+    assert isinstance(claim, Claim), claim
+    return claim
 
 
 def _new(repo: TaskLogRepository, **extra: object) -> str:
@@ -25,8 +32,8 @@ def _new(repo: TaskLogRepository, **extra: object) -> str:
 
 def test_success_path_records_result(repo: TaskLogRepository) -> None:
     task_id = _new(repo, user_id="u1", customer_id="c1")
-    claim = repo.claim(task_id)
-    assert claim is not None and claim.attempt == 1
+    claim = claimed(repo, task_id)
+    assert claim.attempt == 1
     assert repo.get_by_task_id(task_id).status == TaskStatus.PROCESSING  # type: ignore[union-attr]
     assert repo.update_status(task_id, TaskStatus.SUCCESS, result={"result": "created"})
     row = repo.get_by_task_id(task_id)
@@ -37,9 +44,9 @@ def test_success_path_records_result(repo: TaskLogRepository) -> None:
 
 def test_a_finished_task_never_goes_back_to_processing(repo: TaskLogRepository) -> None:
     task_id = _new(repo)
-    repo.claim(task_id)
+    claimed(repo, task_id)
     assert repo.update_status(task_id, TaskStatus.SUCCESS, result={"ok": True})
-    assert repo.claim(task_id) is None
+    assert repo.claim(task_id) is Refusal.FINISHED
     assert not repo.update_status(task_id, TaskStatus.PROCESSING)
     assert not repo.update_status(task_id, TaskStatus.FAILED, error="late", error_kind="permanent")
     assert not repo.increment_retry(task_id)
@@ -47,15 +54,47 @@ def test_a_finished_task_never_goes_back_to_processing(repo: TaskLogRepository) 
     assert row is not None and row.status == "success" and row.error_message is None
 
 
-def test_concurrent_claims_get_distinct_attempts_and_lose_no_update(
+def test_concurrent_claims_one_wins_the_lease_the_others_are_refused(
     repo: TaskLogRepository,
 ) -> None:
     task_id = _new(repo)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        claims = list(pool.map(lambda _: repo.claim(task_id), range(20)))
-    attempts = sorted(c.attempt for c in claims if c is not None)
-    assert attempts == list(range(1, 21))
-    assert repo.get_by_task_id(task_id).attempts == 20  # type: ignore[union-attr]
+        claims = list(pool.map(lambda _: repo.claim(task_id, lease_s=60), range(20)))
+    won = [c for c in claims if isinstance(c, Claim)]
+    assert len(won) == 1 and won[0].attempt == 1
+    assert claims.count(Refusal.BUSY) == 19
+    assert repo.get_by_task_id(task_id).attempts == 1  # type: ignore[union-attr]
+
+
+def test_a_lapsed_lease_lets_the_next_delivery_claim(repo: TaskLogRepository) -> None:
+    task_id = _new(repo)
+    first = claimed(repo, task_id, lease_s=30)
+    assert repo.claim(task_id, now=utcnow() + timedelta(seconds=29)) is Refusal.BUSY
+    second = claimed(repo, task_id, now=utcnow() + timedelta(seconds=31))
+    assert (first.attempt, second.attempt) == (1, 2)
+
+
+def test_a_lost_attempt_is_recovered_only_by_the_process_that_ran_it(
+    repo: TaskLogRepository,
+) -> None:
+    task_id = _new(repo)
+    claimed(repo, task_id, owner="node-a:11")
+    assert repo.lost_attempt(task_id, owner="node-b:22") is None
+    lost = repo.lost_attempt(task_id, owner="node-a:11")
+    assert lost is not None and lost.attempt == 1
+    # Another delivery took over after the lease lapsed: the old process's loss is old news.
+    claimed(repo, task_id, owner="node-b:22", now=utcnow() + timedelta(hours=2))
+    assert repo.lost_attempt(task_id, owner="node-a:11") is None
+
+
+def test_acceptance_numbers_increase_and_retries_keep_theirs(repo: TaskLogRepository) -> None:
+    first, second = _new(repo), _new(repo)
+    a, b = repo.get_by_task_id(first), repo.get_by_task_id(second)
+    assert a is not None and b is not None and a.seq < b.seq
+    retry = _new(repo, seq=a.seq, origin_task_id=first, retry_of=first)
+    row = repo.get_by_task_id(retry)
+    assert row is not None and row.seq == a.seq and row.idempotency_origin == first
+    assert repo.reserve({})[0] > b.seq
 
 
 def test_concurrent_retry_increments_are_all_counted(repo: TaskLogRepository) -> None:
@@ -67,9 +106,8 @@ def test_concurrent_retry_increments_are_all_counted(repo: TaskLogRepository) ->
 
 def test_a_stale_attempt_cannot_overwrite_a_newer_one(repo: TaskLogRepository) -> None:
     task_id = _new(repo)
-    old = repo.claim(task_id)
-    new = repo.claim(task_id)
-    assert old is not None and new is not None
+    old = claimed(repo, task_id, lease_s=1)
+    new = claimed(repo, task_id, now=utcnow() + timedelta(seconds=2))
     later = utcnow() + timedelta(seconds=5)
     assert not repo.mark_retrying(
         task_id, attempt=old.attempt, error="old", error_kind="transient", next_attempt_at=later
@@ -91,8 +129,7 @@ def test_a_stale_attempt_cannot_overwrite_a_newer_one(repo: TaskLogRepository) -
 
 def test_racing_finishers_first_one_wins(repo: TaskLogRepository) -> None:
     task_id = _new(repo)
-    claim = repo.claim(task_id)
-    assert claim is not None
+    claim = claimed(repo, task_id)
 
     def finish(i: int) -> bool:
         if i % 2:
@@ -113,8 +150,7 @@ def test_failed_and_user_queries(repo: TaskLogRepository) -> None:
     user = f"u-{uuid.uuid4().hex[:6]}"
     ids = [_new(repo, user_id=user) for _ in range(3)]
     for task_id in ids[:2]:
-        claim = repo.claim(task_id)
-        assert claim is not None
+        claim = claimed(repo, task_id)
         repo.update_status(
             task_id, TaskStatus.FAILED, error="bad", error_kind="permanent", attempt=claim.attempt
         )
@@ -126,7 +162,7 @@ def test_failed_and_user_queries(repo: TaskLogRepository) -> None:
 
 def test_cleanup_deletes_only_finished_rows_past_retention(repo: TaskLogRepository) -> None:
     done, pending = _new(repo), _new(repo)
-    repo.claim(done)
+    claimed(repo, done)
     old = utcnow() - timedelta(days=10)
     repo.update_status(done, TaskStatus.SUCCESS, result={}, now=old)
     assert repo.delete_finished_before(status=TaskStatus.SUCCESS, before=utcnow()) >= 1

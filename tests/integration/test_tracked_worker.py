@@ -145,3 +145,28 @@ def test_killed_pool_process_requeues_at_once_and_completes_once(
     assert (row.status, row.attempts) == ("success", 2)
     assert redis.llen(started) == 2
     assert effects(redis, key) == [task_id]
+
+
+def test_a_duplicate_delivered_while_the_task_runs_is_dropped_not_run(
+    worker: Worker, settings: Settings, pg_repo: TaskLogRepository, redis: Redis
+) -> None:
+    task_id, key = send(settings, sleep_s=3)
+    started = trace_key("started", key)
+    wait_until(lambda: redis.llen(started) == 1, 30, what="the task to start")
+    # A second message of the same task (a reconciler pass, a redelivery) reaches the
+    # worker's other pool process while the first attempt holds its lease.
+    make_celery_app(settings).send_task(
+        TEST_EFFECT.name, kwargs={"payload": {"key": key, "sleep_s": 3}}, task_id=task_id
+    )
+    wait_until(
+        lambda: any(
+            task_id in ln and "another delivery is running" in ln
+            for ln in worker.log().splitlines()
+        ),
+        30,
+        what="the duplicate to be dropped",
+    )
+    row = wait_finished(pg_repo, task_id)
+    assert (row.status, row.attempts) == ("success", 1)
+    assert redis.llen(started) == 1
+    assert effects(redis, key) == [task_id]

@@ -30,8 +30,9 @@ def test_killed_worker_is_redelivered_after_visibility_timeout(
         "BROKER_RESTORE_INTERVAL_S": "1",
         "TASK_SOFT_TIME_LIMIT_S": "3",
         "TASK_TIME_LIMIT_S": "4",
-        # Parks must fit in the visibility timeout too (the settings check it).
-        "BREAKER_OPEN_MAX_S": "0.5",
+        # Countdowns and the attempt's lease must fit in the visibility timeout too.
+        "LONG_WAIT_S": "0.5",
+        "LEASE_MARGIN_S": "1",
     }
     first = Worker("services.es_worker", "es", tmp_path, env=short, concurrency=1).start()
     try:

@@ -17,7 +17,7 @@ from services.core.config import Settings, get_settings
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import wait_finished
-from tests.support.procs import Worker
+from tests.support.procs import BENCH_SCHEDULER, Worker, scheduler
 from tests.support.server import running_api
 from tests.support.standins import Standin
 
@@ -124,6 +124,10 @@ def catalog_bench(
         worker = Worker("services.es_worker", "es", log_dir, env=env, include="")
         stack.callback(worker.stop)
         worker.start()
+        # Releases tasks held in the log (open breaker, long backoff).
+        upkeep = scheduler(log_dir, {**env, **BENCH_SCHEDULER})
+        stack.callback(upkeep.stop)
+        upkeep.start()
         api = stack.enter_context(running_api(settings))
         es = Elasticsearch(url, request_timeout=10)
         stack.callback(es.close)

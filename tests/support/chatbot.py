@@ -15,7 +15,7 @@ from services.core.config import Settings, get_settings
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import wait_finished
-from tests.support.procs import Worker, free_port
+from tests.support.procs import BENCH_SCHEDULER, Worker, free_port, scheduler
 from tests.support.server import running_api
 from tests.support.standins import Standin
 
@@ -92,4 +92,8 @@ def chat_bench(
         worker = Worker("services.http_worker", "http", log_dir, env=env, include="")
         stack.callback(worker.stop)
         worker.start()
+        # Releases tasks held in the log (open breaker, ordering, long backoff).
+        upkeep = scheduler(log_dir, {**env, **BENCH_SCHEDULER})
+        stack.callback(upkeep.stop)
+        upkeep.start()
         yield ChatBench(settings, standin, worker, api, repo, storage_dir)

@@ -13,7 +13,7 @@ from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
 from services.core.tasklog.models import TaskLog, TaskStatus, utcnow
-from services.core.tasklog.repository import TaskLogRepository
+from services.core.tasklog.repository import Claim, TaskLogRepository
 from tests.support.procs import wait_until
 from tests.support.tasks import TEST_EFFECT, trace_key
 
@@ -73,7 +73,7 @@ def failed_task(
         deadline_at=utcnow() + timedelta(hours=1),
     )
     claim = repo.claim(task_id)
-    assert claim is not None
+    assert isinstance(claim, Claim)
     repo.update_status(
         task_id,
         TaskStatus.FAILED,

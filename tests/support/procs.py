@@ -45,6 +45,7 @@ class Worker:
         env: dict[str, str] | None = None,
         concurrency: int = 2,
         include: str = "tests.support.tasks",
+        beat: bool = False,
     ) -> None:
         self.name = f"{queues.replace(',', '-')}-{uuid.uuid4().hex[:6]}"
         self.log_path = log_dir / f"worker-{self.name}.log"
@@ -69,6 +70,9 @@ class Worker:
         ]
         if include:
             self.args += ["-I", include]
+        if beat:
+            # Embedded beat keeps its schedule file with the logs, not in the working tree.
+            self.args += ["--beat", "--schedule", str(log_dir / f"beat-{self.name}")]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 30) -> Worker:
@@ -181,3 +185,15 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(10)
+
+
+# A bench's scheduler releases held tasks; its reconciler stays out of the way of tests that
+# write rows straight into the log (the reconciler has tests of its own).
+BENCH_SCHEDULER = {"RECONCILE_INTERVAL_S": "3600"}
+
+
+def scheduler(log_dir: Path, env: dict[str, str] | None = None) -> Worker:
+    """The scheduler deployable: beat plus the one consumer of the maintenance queue."""
+    return Worker(
+        "services.scheduler", "maintenance", log_dir, env=env, concurrency=1, include="", beat=True
+    )

@@ -5,10 +5,21 @@ from services.core.config import Settings
 from services.core.taskdefs import Queue
 
 
-def test_visibility_timeout_must_exceed_countdown_plus_run_time() -> None:
+def test_visibility_timeout_must_exceed_countdown_plus_run_time_plus_lease_margin() -> None:
+    # The longest countdown message is LONG_WAIT_S: longer waits are held in the task log.
     with pytest.raises(ValidationError, match="BROKER_VISIBILITY_TIMEOUT_S"):
-        Settings(broker_visibility_timeout_s=800, retry_backoff_max_s=600, task_time_limit_s=300)
-    Settings(broker_visibility_timeout_s=901, retry_backoff_max_s=600, task_time_limit_s=300)
+        Settings(broker_visibility_timeout_s=340, long_wait_s=10, task_time_limit_s=300)
+    with pytest.raises(ValidationError, match="BROKER_VISIBILITY_TIMEOUT_S"):
+        Settings(broker_visibility_timeout_s=600, long_wait_s=300, task_time_limit_s=300)
+    Settings(broker_visibility_timeout_s=341, long_wait_s=10, task_time_limit_s=300)
+    # Long backoffs and breaker periods no longer bound it: they wait in the log.
+    Settings(
+        broker_visibility_timeout_s=341,
+        long_wait_s=10,
+        task_time_limit_s=300,
+        retry_backoff_max_s=3600,
+        breaker_open_max_s=3600,
+    )
 
 
 def test_production_refuses_the_development_secrets_key() -> None:
@@ -33,3 +44,12 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [name.upper() for name in Settings.model_fields if f"`{name.upper()}" not in readme]
     assert missing == []
+
+
+def test_a_tasks_own_time_limits_are_capped_by_the_settings() -> None:
+    s = Settings(task_soft_time_limit_s=15, task_time_limit_s=20)
+    assert s.time_limits(240, 300) == (15, 20)
+    assert s.time_limits(5, 10) == (5, 10)
+    assert s.time_limits(None, None) == (15, 20)
+    # A soft limit is always below the hard one.
+    assert s.time_limits(18, 12) == (12 * 0.8, 12)

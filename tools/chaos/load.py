@@ -2,9 +2,10 @@
 
 Every request carries an Idempotency-Key and is sent again with the same key when the API
 cannot be reached or answers 5xx (the API restarts during a run), so a request is either
-accepted once or reported as never accepted. Writes that depend on another one (an FAQ
-update after its create, a delete-by-source or delete-all after the writes it removes) are
-sent only once the first has succeeded, as seen through the task status API.
+accepted once or reported as never accepted. Requests go one after the other, so acceptance
+order is send order. Writes that depend on another one (an FAQ update after its create, a
+delete-by-source or delete-all after the writes it removes) are sent at once, relying on
+per-entity ordering, or (half of the FAQ follow-ups) once the first succeeded.
 """
 
 from __future__ import annotations
@@ -107,7 +108,12 @@ class Load:
         self.serial += 1
         return f"{stem}-{self.serial}"
 
-    # -- catalog (commutative thanks to explicit versions) -----------------------------
+    # -- catalog ----------------------------------------------------------------------
+    # Requests go one after the other, so acceptance order is the order of `version`; a
+    # third of the writes leave their version out (acceptance order alone decides then).
+
+    def _maybe(self, version: int) -> dict[str, int]:
+        return {} if self.rng.random() < 0.33 else {"version": version}
 
     def es_upsert(self) -> None:
         plural, shop, item = self.rng.choice(KINDS), self.rng.choice(SHOPS), self._item()
@@ -116,7 +122,7 @@ class Load:
         body = {
             "customer_id": shop,
             "data": data,
-            "version": version,
+            **self._maybe(version),
             "with_embedding": self.rng.random() < 0.3,
         }
         if self._send("es_upsert", "PUT", f"/api/v1/{plural}/{item}", json=body):
@@ -125,7 +131,7 @@ class Load:
     def es_delete(self) -> None:
         plural, shop, item = self.rng.choice(KINDS), self.rng.choice(SHOPS), self._item()
         version = self._next_version()
-        params = {"customer_id": shop, "version": version}
+        params = {"customer_id": shop, **self._maybe(version)}
         if self._send("es_delete", "DELETE", f"/api/v1/{plural}/{item}", params=params):
             self.want.es_writes[(plural, shop, item)].append(EsWrite(version, None))
 
@@ -136,7 +142,8 @@ class Load:
         body = {
             "customer_id": shop,
             "items": [
-                {"id": i, "data": {"name": f"{i}@v{version}"}, "version": version} for i in items
+                {"id": i, "data": {"name": f"{i}@v{version}"}, **self._maybe(version)}
+                for i in items
             ],
         }
         if self._send("es_bulk_upsert", "POST", f"/api/v1/{plural}/bulk-upsert", json=body):
@@ -149,17 +156,19 @@ class Load:
         plural, shop = self.rng.choice(KINDS), self.rng.choice(SHOPS)
         version = self._next_version()
         items = sorted({self._item() for _ in range(self.rng.randint(2, 5))})
-        body = {"customer_id": shop, "ids": items, "version": version}
+        body = {"customer_id": shop, "ids": items, **self._maybe(version)}
         if self._send("es_bulk_delete", "POST", f"/api/v1/{plural}/bulk-delete", json=body):
             for i in items:
                 self.want.es_writes[(plural, shop, i)].append(EsWrite(version, None))
 
     def es_delete_all(self) -> None:
         plural, shop = self.rng.choice(KINDS), self.rng.choice(SHOPS)
-        version = self._next_version()
-        params = {"customer_id": shop, "version": version}
+        # A delete-all takes no version: it is ordered by acceptance. Requests are sent one
+        # after the other, so its place in the sequence is the count of writes sent so far.
+        position = self._next_version()
+        params = {"customer_id": shop}
         if self._send("es_delete_all", "DELETE", f"/api/v1/{plural}", params=params):
-            self.want.es_wipes[(plural, shop)].append(version)
+            self.want.es_wipes[(plural, shop)].append(position)
 
     def _item(self) -> str:
         return f"i{self.rng.randint(1, 40)}"
@@ -207,14 +216,19 @@ class Load:
         if answer is None:
             return
         self.want.faqs[customer][faq_id] = "first"
-        if customer != GONE and self.rng.random() < 0.6:
-            self.pending.append(
-                Pending(
-                    [answer["task_id"]],
-                    lambda: self._faq_follow_up(customer, faq_id),
-                    f"update of {faq_id}",
-                )
+        if customer == GONE or self.rng.random() >= 0.6:
+            return
+        if self.rng.random() < 0.5:
+            # Sent at once: ChatbotMobile writes of one FAQ take effect in acceptance order.
+            self._faq_follow_up(customer, faq_id)
+            return
+        self.pending.append(
+            Pending(
+                [answer["task_id"]],
+                lambda: self._faq_follow_up(customer, faq_id),
+                f"update of {faq_id}",
             )
+        )
 
     def _faq_follow_up(self, customer: str, faq_id: str) -> None:
         if self.rng.random() < 0.4:
@@ -307,8 +321,8 @@ class Load:
         self.pending = still + self.pending
 
     def finish(self) -> None:
-        """Queue the end-of-run wipes: they wait for every write they remove."""
-        gone = list(self.by_customer.get(GONE, []))
+        """Send the end-of-run wipes at once: they wait in the log for every write they remove
+        (per-entity ordering), so no client-side waiting is needed."""
 
         def wipe() -> None:
             params = {"customer_id": GONE}
@@ -319,8 +333,7 @@ class Load:
             if self._send("faq_delete_all", "DELETE", "/api/v1/mobile-faqs", params=params):
                 self.want.wiped_faqs.add(GONE)
 
-        self.pending.append(Pending(gone, wipe, "wipe of chat-gone"))
-        retired = [a.task_id for a in self.accepted if a.what.startswith("doc_")]
+        wipe()
         customer = CHATS[0]
 
         def retire() -> None:
@@ -329,4 +342,4 @@ class Load:
             if self._send("doc_delete_by_source", "DELETE", path, params=params):
                 self.want.gone_sources[customer].add(RETIRED_SOURCE)
 
-        self.pending.append(Pending(retired, retire, "delete of the retired source"))
+        retire()

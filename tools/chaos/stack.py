@@ -42,8 +42,12 @@ INDEX_PREFIX = "chaos-"
 
 # Short periods so that a run settles in about a minute after its last fault. The visibility
 # timeout bounds how long a SIGKILLed worker's messages wait before another worker takes
-# them; it must exceed the longest delay plus TASK_TIME_LIMIT_S (the settings check this).
+# them; it must exceed LONG_WAIT_S + TASK_TIME_LIMIT_S + LEASE_MARGIN_S (the settings check
+# this; TASK_TIME_LIMIT_S caps every task's own limit).
 TIMINGS = {
+    "LONG_WAIT_S": "5",
+    "LEASE_MARGIN_S": "5",
+    "RELEASE_INTERVAL_S": "0.5",
     "RETRY_BACKOFF_BASE_S": "0.5",
     "RETRY_BACKOFF_MAX_S": "5",
     "BREAKER_OPEN_S": "2",

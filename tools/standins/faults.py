@@ -11,6 +11,10 @@ A fault has a mode and ends by itself `duration_s` seconds after it was set:
 - stand-in specific modes (such as Elasticsearch's `bulk_reject`) that the stand-in reads
   from `FaultState.current()` itself.
 
+An `error`, `slow` or `timeout` fault may be narrowed with `match` to the requests it hits:
+`{"method": "PUT", "path_prefix": "/v1/faqs", "body_contains": "text"}` (each part optional),
+so a test can fail one write while the others go through.
+
 Control API (its own port): `POST /faults`, `DELETE /faults`, `GET /faults`, `POST /reset`,
 `GET /stats`.
 """
@@ -32,7 +36,8 @@ from aiohttp.typedefs import Middleware
 log = logging.getLogger("standins")
 
 BASE_MODES = frozenset({"down", "error", "slow", "timeout"})
-_FIELDS = frozenset({"mode", "duration_s", "status", "retry_after_s", "delay_s"})
+_FIELDS = frozenset({"mode", "duration_s", "status", "retry_after_s", "delay_s", "match"})
+_MATCH_FIELDS = frozenset({"method", "path_prefix", "body_contains"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # Renders the stand-in's own error body for an injected `error` fault: (status, message).
@@ -53,6 +58,22 @@ class Fault:
     status: int = 503
     retry_after_s: float | None = None
     delay_s: float = 0.0
+    # Only requests matching all of these are hit (method, path_prefix, body_contains).
+    match: tuple[tuple[str, str], ...] = ()
+
+    async def hits(self, request: web.Request) -> bool:
+        """Whether this fault applies to `request`."""
+        wanted = dict(self.match)
+        if "method" in wanted and request.method != wanted["method"].upper():
+            return False
+        if "path_prefix" in wanted and not request.path.startswith(wanted["path_prefix"]):
+            return False
+        if "body_contains" in wanted:
+            # aiohttp keeps the body read here for the handler.
+            body = (await request.read()).decode(errors="replace")
+            if wanted["body_contains"] not in body:
+                return False
+        return True
 
     def describe(self) -> dict[str, Any]:
         """The fault as the control API shows it."""
@@ -63,6 +84,7 @@ class Fault:
             "status": self.status if self.mode == "error" else None,
             "retry_after_s": self.retry_after_s,
             "delay_s": self.delay_s if self.mode in ("slow", "timeout") else None,
+            "match": dict(self.match) or None,
         }
 
 
@@ -112,7 +134,23 @@ def parse_fault(body: object, modes: Collection[str]) -> Fault:
         status=status,
         retry_after_s=retry_after_s,
         delay_s=delay_s,
+        match=_parse_match(body.get("match"), mode),
     )
+
+
+def _parse_match(raw: object, mode: str) -> tuple[tuple[str, str], ...]:
+    if raw is None:
+        return ()
+    if mode not in BASE_MODES - {"down"}:
+        raise FaultInputError("match applies only to modes 'error', 'slow' and 'timeout'")
+    if not isinstance(raw, dict) or not raw:
+        raise FaultInputError("match must be a non-empty object")
+    unknown = sorted(set(raw) - _MATCH_FIELDS)
+    if unknown:
+        raise FaultInputError(f"unknown match fields {unknown}; allowed: {sorted(_MATCH_FIELDS)}")
+    if not all(isinstance(v, str) and v for v in raw.values()):
+        raise FaultInputError("match values must be non-empty strings")
+    return tuple(sorted(raw.items()))
 
 
 class FaultState:
@@ -149,7 +187,7 @@ def fault_middleware(faults: FaultState, render_error: ErrorRenderer) -> Middlew
     @web.middleware
     async def apply_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
         fault = faults.current()
-        if fault is None:
+        if fault is None or not await fault.hits(request):
             return await handler(request)
         if fault.mode == "error":
             # Read the body so the keep-alive connection stays usable for the next request.

@@ -13,7 +13,6 @@ from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep
 from services.api.schemas import QueuedResponse
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
-from services.core.tasklog.models import utcnow
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -123,7 +122,6 @@ def upsert_item(
             body.data,
             with_embedding=body.with_embedding,
             version=body.version,
-            accepted_at=utcnow(),
         ),
         {"item_id": item_id, **body.model_dump()},
         api_key=api_key,
@@ -147,7 +145,7 @@ def delete_item(
         idempotency_key,
         kind_of(kind),
         Operation.DELETE,
-        lambda: payloads.delete(customer_id, item_id, version=version, accepted_at=utcnow()),
+        lambda: payloads.delete(customer_id, item_id, version=version),
         {"item_id": item_id, "customer_id": customer_id, "version": version},
     )
 
@@ -173,7 +171,6 @@ def bulk_upsert(
             body.customer_id,
             [i.model_dump() for i in body.items],
             with_embedding=body.with_embedding,
-            accepted_at=utcnow(),
         ),
         body.model_dump(),
         api_key=api_key,
@@ -197,9 +194,7 @@ def bulk_delete(
         idempotency_key,
         kind_of(kind),
         Operation.BULK_DELETE,
-        lambda: payloads.bulk_delete(
-            body.customer_id, body.ids, version=body.version, accepted_at=utcnow()
-        ),
+        lambda: payloads.bulk_delete(body.customer_id, body.ids, version=body.version),
         body.model_dump(),
         where=("body", "ids"),
     )
@@ -211,16 +206,24 @@ def delete_all(
     runtime: RuntimeDep,
     principal: PrincipalDep,
     customer_id: Annotated[str, Query(pattern=payloads.CUSTOMER_ID_PATTERN)],
-    version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+    version: Annotated[
+        int | None, Query(description="not accepted: a delete-all is ordered by acceptance")
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
-    """Queue a delete of every item of a customer."""
+    """Queue a delete of every item of a customer; it removes every write accepted before it."""
+    if version is not None:
+        raise _invalid(
+            ("query", "version"),
+            "a delete-all takes no version: it removes every write accepted before it and "
+            "none accepted after it",
+        )
     return _queue(
         runtime,
         principal,
         idempotency_key,
         kind_of(kind),
         Operation.DELETE_ALL,
-        lambda: payloads.delete_all(customer_id, version=version, accepted_at=utcnow()),
-        {"customer_id": customer_id, "version": version},
+        lambda: payloads.delete_all(customer_id),
+        {"customer_id": customer_id},
     )

@@ -28,6 +28,19 @@ class Progress(BaseModel):
     total: int | None
 
 
+class Waiting(BaseModel):
+    """Why a task waits without a broker message, and until when at the latest.
+
+    `reason`: `breaker:<downstream>` (released once the breaker's probe succeeded), `backoff`,
+    `rate_limit`, or `order` (an earlier write of the same entity, `waiting_for`, is still
+    unfinished; released when it finishes).
+    """
+
+    reason: str | None
+    waiting_for: str | None
+    release_at: datetime | None
+
+
 class TaskStatusAnswer(BaseModel):
     """Where a task stands, with secrets redacted."""
 
@@ -52,6 +65,10 @@ class TaskStatusAnswer(BaseModel):
     deadline_at: datetime
     retry_of: str | None
     retried_as: str | None = None
+    # Acceptance order: the version domain of the write (kept by a manual retry).
+    seq: int
+    # Set while the task waits in the task log (no broker message).
+    waiting: Waiting | None = None
 
 
 class TaskPage(BaseModel):
@@ -88,6 +105,16 @@ def answer_for(row: TaskLog, retried_as: str | None = None) -> TaskStatusAnswer:
         deadline_at=row.deadline_at,
         retry_of=row.retry_of,
         retried_as=retried_as,
+        seq=row.seq,
+        waiting=(
+            Waiting(
+                reason=row.wait_reason,
+                waiting_for=row.waiting_for,
+                release_at=row.next_attempt_at,
+            )
+            if row.held
+            else None
+        ),
     )
 
 

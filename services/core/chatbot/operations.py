@@ -1,7 +1,8 @@
 """What each ChatbotMobile task does: one contract call (or a chunked series) per task.
 
-Every write sends `Idempotency-Key`: the task id, or task id and chunk number for imports,
-so a retry after "applied, but the answer was lost" changes nothing.
+Every write sends `Idempotency-Key`: the task id (a manual retry sends the id of the task it
+retries, `ctx.idempotency_key`), or that id and the chunk number for imports, so a retry after
+"applied, but the answer was lost" changes nothing, however it was retried.
 """
 
 from __future__ import annotations
@@ -49,32 +50,32 @@ def _fields(payload: dict[str, Any], *names: str) -> dict[str, Any]:
 
 def upload_text(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = _fields(p, "customer_id", "title", "text", "source")
-    return env.client.write("POST", "/v1/documents/text", ctx.task_id, json=body)
+    return env.client.write("POST", "/v1/documents/text", ctx.idempotency_key, json=body)
 
 
 def upload_file(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = {**env.attachment(p["file"]), **_fields(p, "customer_id", "source")}
-    return env.client.write("POST", "/v1/documents/file", ctx.task_id, json=body)
+    return env.client.write("POST", "/v1/documents/file", ctx.idempotency_key, json=body)
 
 
 def upload_url(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = _fields(p, "customer_id", "url", "source")
-    return env.client.write("POST", "/v1/documents/url", ctx.task_id, json=body)
+    return env.client.write("POST", "/v1/documents/url", ctx.idempotency_key, json=body)
 
 
 def delete_all_documents(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     params = {"customer_id": p["customer_id"]}
-    return env.client.write("DELETE", "/v1/documents", ctx.task_id, params=params)
+    return env.client.write("DELETE", "/v1/documents", ctx.idempotency_key, params=params)
 
 
 def delete_by_source(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     params = _fields(p, "customer_id", "source")
-    return env.client.write("DELETE", "/v1/documents/by-source", ctx.task_id, params=params)
+    return env.client.write("DELETE", "/v1/documents/by-source", ctx.idempotency_key, params=params)
 
 
 def trigger_reindex(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = {"customer_id": p["customer_id"]}
-    return env.client.write("POST", "/v1/graphrag/reindex", ctx.task_id, json=body)
+    return env.client.write("POST", "/v1/graphrag/reindex", ctx.idempotency_key, json=body)
 
 
 def _faq_body(env: HttpEnv, p: dict[str, Any]) -> dict[str, Any]:
@@ -85,12 +86,12 @@ def _faq_body(env: HttpEnv, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def faq_create(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
-    return env.client.write("POST", "/v1/faqs", ctx.task_id, json=_faq_body(env, p))
+    return env.client.write("POST", "/v1/faqs", ctx.idempotency_key, json=_faq_body(env, p))
 
 
 def faq_update(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     path = f"/v1/faqs/{p['faq_id']}"
-    return env.client.write("PUT", path, ctx.task_id, json=_faq_body(env, p))
+    return env.client.write("PUT", path, ctx.idempotency_key, json=_faq_body(env, p))
 
 
 def faq_delete(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +99,7 @@ def faq_delete(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, A
         return env.client.write(
             "DELETE",
             f"/v1/faqs/{p['faq_id']}",
-            ctx.task_id,
+            ctx.idempotency_key,
             params={"customer_id": p["customer_id"]},
         )
     except ChatbotRejected as exc:
@@ -109,7 +110,7 @@ def faq_delete(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, A
 
 def faq_delete_all(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     params = {"customer_id": p["customer_id"]}
-    return env.client.write("DELETE", "/v1/faqs", ctx.task_id, params=params)
+    return env.client.write("DELETE", "/v1/faqs", ctx.idempotency_key, params=params)
 
 
 def faq_import(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -128,7 +129,7 @@ def faq_import(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, A
         answer = env.client.write(
             "POST",
             "/v1/faqs/import",
-            f"{ctx.task_id}:{number}",
+            f"{ctx.idempotency_key}:{number}",
             json={
                 "customer_id": p["customer_id"],
                 "rows": rows[number * size : (number + 1) * size],

@@ -159,6 +159,22 @@ class Breaker:
             TRANSITIONS.labels(self.downstream.value, BreakerState.CLOSED).inc()
             log.warning("breaker closed", extra={"downstream": self.downstream.value})
 
+    def releasable(self) -> int | None:
+        """How many waiting tasks may be sent its way now: None any, 0 none, 1 (the probe).
+
+        Read-only: the task sent as the probe claims the probe slot itself when it runs.
+        """
+        with self._redis.pipeline(transaction=False) as pipe:
+            pipe.pttl(self._keys[1])
+            pipe.exists(self._keys[2])
+            pipe.exists(self._keys[3])
+            open_ms, tripped, probing = pipe.execute()
+        if open_ms is not None and open_ms > 0:
+            return 0
+        if not tripped:
+            return None
+        return 0 if probing else 1
+
     def state(self) -> dict[str, object]:
         """The breaker as health checks and metrics show it (read-only)."""
         with self._redis.pipeline(transaction=False) as pipe:

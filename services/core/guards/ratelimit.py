@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from redis import Redis
 
 # KEYS: the limit's key. ARGV: emission_ms, tolerance_ms, max_wait_ms.
-# Returns the wait in ms (slot reserved) or minus the wait (nothing reserved).
+# Returns {wait in ms (slot reserved) or minus the wait (nothing reserved), Redis' now in ms}.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -27,10 +27,10 @@ if tat < now then tat = now end
 local wait = tat - tonumber(ARGV[2]) - now
 if wait < 0 then wait = 0 end
 wait = math.ceil(wait)
-if wait > tonumber(ARGV[3]) then return -wait end
+if wait > tonumber(ARGV[3]) then return {-wait, now} end
 local next_tat = tat + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
-return wait
+return {wait, now}
 """
 
 _PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
@@ -81,6 +81,8 @@ class Grant:
 
     reserved: bool
     wait_s: float
+    # When the slot starts, on Redis' clock (ms since the epoch): the one clock all share.
+    starts_at_ms: int = 0
 
 
 class RateLimiter:
@@ -99,10 +101,13 @@ class RateLimiter:
             return None
         emission = rate.interval_ms
         tolerance = max(rate.period_s * 1000 - emission, 0.0)
-        waited = int(
-            self._acquire(
+        waited, now_ms = (
+            int(v)
+            for v in self._acquire(
                 keys=[f"{self._prefix}ratelimit:{name}"],
                 args=[emission, tolerance, self._max_wait_ms],
             )
         )
-        return Grant(reserved=waited >= 0, wait_s=abs(waited) / 1000)
+        return Grant(
+            reserved=waited >= 0, wait_s=abs(waited) / 1000, starts_at_ms=now_ms + abs(waited)
+        )

@@ -5,8 +5,9 @@
     -> {"status": "queued", "task_id": "..."}        (async_mode=True, the default)
     -> {"result": "created", "id": "...", ...}        (async_mode=False: the ES result)
 
-Items carry their id in `data["id"]`. Every function also takes an optional keyword `version`
-(see `versions.py`) and `user_id` (recorded in the task log).
+Items carry their id in `data["id"]`. Every function takes an optional keyword `user_id`
+(recorded in the task log); all but the delete-alls also take the caller's `version`, which
+only refuses a write older than one sent before for the same item (see `versions.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from services.core.search import payloads
 from services.core.search.catalog import ACCESSORIES, PRODUCTS, SERVICES, Kind, Operation
 from services.core.search.runtime import make_writer
 from services.core.search.writer import CatalogWriter
-from services.core.tasklog.models import utcnow
 from services.core.tasklog.repository import TaskLogRepository
 
 
@@ -68,17 +68,22 @@ class CatalogService:
         user_id: str | None = None,
     ) -> dict[str, Any]:
         """Queue the write (async_mode) or perform it now."""
-        if async_mode:
-            accepted = await asyncio.to_thread(
-                self.enqueuer().enqueue,
-                kind.task_name(op),
-                payload,
-                user_id=user_id,
-                customer_id=payload["customer_id"],
-                secrets={"api_key": api_key} if api_key else None,
+        if not async_mode:
+            seq, payload = await asyncio.to_thread(
+                self.enqueuer().reserve, kind.task_name(op), payload
             )
-            return {"status": "queued", "task_id": accepted.task_id}
-        return await payloads.execute(self._writer(), kind, op, payload, api_key=api_key)
+            return await payloads.execute(
+                self._writer(), kind, op, payload, seq=seq, api_key=api_key
+            )
+        accepted = await asyncio.to_thread(
+            self.enqueuer().enqueue,
+            kind.task_name(op),
+            payload,
+            user_id=user_id,
+            customer_id=payload["customer_id"],
+            secrets={"api_key": api_key} if api_key else None,
+        )
+        return {"status": "queued", "task_id": accepted.task_id}
 
     async def upsert(
         self,
@@ -100,7 +105,6 @@ class CatalogService:
             data,
             with_embedding=with_embedding,
             version=version,
-            accepted_at=utcnow(),
         )
         return await self.submit(
             kind, Operation.UPSERT, payload, api_key=api_key, async_mode=async_mode, user_id=user_id
@@ -116,7 +120,7 @@ class CatalogService:
         user_id: str | None,
     ) -> dict[str, Any]:
         """Delete one item."""
-        payload = payloads.delete(customer_id, item_id, version=version, accepted_at=utcnow())
+        payload = payloads.delete(customer_id, item_id, version=version)
         return await self.submit(
             kind, Operation.DELETE, payload, api_key=None, async_mode=async_mode, user_id=user_id
         )
@@ -133,9 +137,7 @@ class CatalogService:
     ) -> dict[str, Any]:
         """Upsert many items, each with its id in data["id"] (and optional "version")."""
         items = [{"id": d.get("id"), "data": d, "version": d.get("version")} for d in items_data]
-        payload = payloads.bulk_upsert(
-            customer_id, items, with_embedding=with_embedding, accepted_at=utcnow()
-        )
+        payload = payloads.bulk_upsert(customer_id, items, with_embedding=with_embedding)
         return await self.submit(
             kind,
             Operation.BULK_UPSERT,
@@ -155,7 +157,7 @@ class CatalogService:
         user_id: str | None,
     ) -> dict[str, Any]:
         """Delete many items."""
-        payload = payloads.bulk_delete(customer_id, item_ids, version=version, accepted_at=utcnow())
+        payload = payloads.bulk_delete(customer_id, item_ids, version=version)
         return await self.submit(
             kind,
             Operation.BULK_DELETE,
@@ -170,11 +172,10 @@ class CatalogService:
         kind: Kind,
         customer_id: str,
         async_mode: bool,
-        version: int | None,
         user_id: str | None,
     ) -> dict[str, Any]:
-        """Delete every item of a customer."""
-        payload = payloads.delete_all(customer_id, version=version, accepted_at=utcnow())
+        """Delete every item of a customer (ordered by acceptance: no version applies)."""
+        payload = payloads.delete_all(customer_id)
         return await self.submit(
             kind,
             Operation.DELETE_ALL,
@@ -387,32 +388,27 @@ async def delete_all_products(
     customer_id: str,
     async_mode: bool = True,
     *,
-    version: int | None = None,
     user_id: str | None = None,
 ) -> dict[str, Any]:
     """Delete all products of a customer."""
-    return await catalog_service().delete_all(PRODUCTS, customer_id, async_mode, version, user_id)
+    return await catalog_service().delete_all(PRODUCTS, customer_id, async_mode, user_id)
 
 
 async def delete_all_services(
     customer_id: str,
     async_mode: bool = True,
     *,
-    version: int | None = None,
     user_id: str | None = None,
 ) -> dict[str, Any]:
     """Delete all services of a customer."""
-    return await catalog_service().delete_all(SERVICES, customer_id, async_mode, version, user_id)
+    return await catalog_service().delete_all(SERVICES, customer_id, async_mode, user_id)
 
 
 async def delete_all_accessories(
     customer_id: str,
     async_mode: bool = True,
     *,
-    version: int | None = None,
     user_id: str | None = None,
 ) -> dict[str, Any]:
     """Delete all accessories of a customer."""
-    return await catalog_service().delete_all(
-        ACCESSORIES, customer_id, async_mode, version, user_id
-    )
+    return await catalog_service().delete_all(ACCESSORIES, customer_id, async_mode, user_id)

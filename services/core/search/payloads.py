@@ -1,20 +1,21 @@
 """Task payloads of catalog writes, and the one dispatcher that executes them.
 
 The API, the facade and the worker all go through here: the API and the facade build a
-payload (resolving each write's version at acceptance), the worker or `async_mode=False`
-executes it.
+payload (with the caller's version, if any, which is checked when the task is accepted), the
+worker or `async_mode=False` executes it with the write's place in acceptance order.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime
 from typing import Any
 
+# Importing the payload builders also registers the caller-version check run at acceptance.
+from services.core.search import caller_versions  # noqa: F401
 from services.core.search.catalog import Kind, Operation
-from services.core.search.versions import write_version
-from services.core.search.writer import BulkProgress, CatalogWriter, Item
+from services.core.search.versions import caller_version, write_version
+from services.core.search.writer import SUPERSEDED, BulkProgress, CatalogWriter, Item
 
 CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ITEM_ID_PATTERN = r"^[^/\s\x00-\x1f][^/\x00-\x1f]{0,255}$"
@@ -47,6 +48,11 @@ def _unique(ids: list[str]) -> list[str]:
     return ids
 
 
+def _versioned(version: int | None, data: dict[str, Any] | None) -> dict[str, Any]:
+    found = caller_version(version, data)
+    return found.as_payload() if found is not None else {}
+
+
 def upsert(
     customer_id: str,
     item_id: Any,
@@ -54,7 +60,6 @@ def upsert(
     *,
     with_embedding: bool,
     version: int | None,
-    accepted_at: datetime,
 ) -> dict[str, Any]:
     """Payload of a single upsert."""
     return {
@@ -62,27 +67,21 @@ def upsert(
         "item_id": check_item_id(item_id),
         "data": data,
         "with_embedding": with_embedding,
-        "version": write_version(version, data, accepted_at),
+        **_versioned(version, data),
     }
 
 
-def delete(
-    customer_id: str, item_id: Any, *, version: int | None, accepted_at: datetime
-) -> dict[str, Any]:
+def delete(customer_id: str, item_id: Any, *, version: int | None) -> dict[str, Any]:
     """Payload of a single delete."""
     return {
         "customer_id": check_customer_id(customer_id),
         "item_id": check_item_id(item_id),
-        "version": write_version(version, None, accepted_at),
+        **_versioned(version, None),
     }
 
 
 def bulk_upsert(
-    customer_id: str,
-    items: list[dict[str, Any]],
-    *,
-    with_embedding: bool,
-    accepted_at: datetime,
+    customer_id: str, items: list[dict[str, Any]], *, with_embedding: bool
 ) -> dict[str, Any]:
     """Payload of a bulk upsert; items are {"id", "data", "version"?}."""
     if not items:
@@ -91,7 +90,7 @@ def bulk_upsert(
         {
             "id": check_item_id(i.get("id")),
             "data": i.get("data") or {},
-            "version": write_version(i.get("version"), i.get("data"), accepted_at),
+            **_versioned(i.get("version"), i.get("data")),
         }
         for i in items
     ]
@@ -103,25 +102,20 @@ def bulk_upsert(
     }
 
 
-def bulk_delete(
-    customer_id: str, ids: list[Any], *, version: int | None, accepted_at: datetime
-) -> dict[str, Any]:
+def bulk_delete(customer_id: str, ids: list[Any], *, version: int | None) -> dict[str, Any]:
     """Payload of a bulk delete."""
     if not ids:
         raise ValueError("ids must not be empty")
     return {
         "customer_id": check_customer_id(customer_id),
         "ids": _unique([check_item_id(i) for i in ids]),
-        "version": write_version(version, None, accepted_at),
+        **_versioned(version, None),
     }
 
 
-def delete_all(customer_id: str, *, version: int | None, accepted_at: datetime) -> dict[str, Any]:
-    """Payload of deleting all items of a customer."""
-    return {
-        "customer_id": check_customer_id(customer_id),
-        "version": write_version(version, None, accepted_at),
-    }
+def delete_all(customer_id: str) -> dict[str, Any]:
+    """Payload of deleting all items of a customer (ordered by acceptance alone)."""
+    return {"customer_id": check_customer_id(customer_id)}
 
 
 async def execute(
@@ -130,21 +124,29 @@ async def execute(
     op: Operation,
     payload: dict[str, Any],
     *,
+    seq: int,
     api_key: str | None = None,
     progress: BulkProgress | None = None,
 ) -> dict[str, Any]:
-    """Carry out a catalog payload against Elasticsearch."""
+    """Carry out a catalog payload accepted as number `seq` against Elasticsearch."""
     customer = payload["customer_id"]
     progress = progress or BulkProgress()
+    version = write_version(payload, seq)
+    if payload.get("superseded"):
+        # Refused at acceptance: an older caller version than one accepted before it.
+        return {"result": SUPERSEDED, "reason": payload["superseded"]}
     if op is Operation.UPSERT:
-        item = Item(payload["item_id"], payload["data"], payload["version"])
+        item = Item(payload["item_id"], payload["data"], version)
         return await writer.upsert(
             kind, customer, item, with_embedding=payload["with_embedding"], api_key=api_key
         )
     if op is Operation.DELETE:
-        return await writer.delete(kind, customer, payload["item_id"], payload["version"])
+        return await writer.delete(kind, customer, payload["item_id"], version)
     if op is Operation.BULK_UPSERT:
-        items = [Item(i["id"], i["data"], i["version"]) for i in payload["items"]]
+        items = [
+            Item(i["id"], i["data"], write_version(i, seq), refused=bool(i.get("superseded")))
+            for i in payload["items"]
+        ]
         return await writer.bulk_upsert(
             kind,
             customer,
@@ -155,6 +157,11 @@ async def execute(
         )
     if op is Operation.BULK_DELETE:
         return await writer.bulk_delete(
-            kind, customer, payload["ids"], payload["version"], progress
+            kind,
+            customer,
+            payload["ids"],
+            version,
+            progress,
+            refused=frozenset(payload.get("superseded_ids") or ()),
         )
-    return await writer.delete_all(kind, customer, payload["version"])
+    return await writer.delete_all(kind, customer, version)

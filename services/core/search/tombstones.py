@@ -2,22 +2,24 @@
 
 ES keeps a deleted document's version only for `index.gc_deletes` (60 s by default); after
 that an older upsert retried late would bring the document back. We record the version of
-every delete per document, and of every delete-all per customer (a watermark), and refuse
-upserts that are not newer. The check and the write to ES are milliseconds apart, far inside
-ES's own 60 s memory, which covers the race between them.
+every delete per document, and of every delete-all per customer (a watermark); an upsert
+that is not newer is refused before it writes, and undoes itself if such a delete was
+recorded while it wrote (`writer`). A tombstone is needed only while a write accepted before
+it may still run, so tombstones older than every open or failed task are pruned.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, String, func, select
+from sqlalchemy import BigInteger, String, delete, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.core.db import transaction
+from services.core.db import rowcount, transaction
+from services.core.search.versions import SEQ_VERSION_BASE
 from services.core.tasklog.models import Base, UTCDateTime, utcnow
 
 
@@ -107,3 +109,24 @@ class DeleteMemory:
             if candidates:
                 covered[doc] = max(candidates)
         return covered
+
+    def prune(self, *, below: int, legacy_before: datetime, quiet_s: float = 3600.0) -> int:
+        """Drop tombstones no write still to run can be older than; how many went.
+
+        `below` is the version of the oldest task that may still run (or be retried by
+        hand). Tombstones must also be `quiet_s` old, so that a write whose number was drawn
+        but whose acceptance was not yet committed when `below` was read is still covered.
+        Tombstones of versions from before the acceptance-order rule go once every task of
+        that time is gone (`legacy_before`: the longest retention plus the retry budget).
+        """
+        quiet = utcnow() - timedelta(seconds=quiet_s)
+        current = delete(Tombstone).where(
+            Tombstone.version >= SEQ_VERSION_BASE,
+            Tombstone.version < below,
+            Tombstone.updated_at < quiet,
+        )
+        legacy = delete(Tombstone).where(
+            Tombstone.version < SEQ_VERSION_BASE, Tombstone.updated_at < legacy_before
+        )
+        with transaction(self._sessions) as session:
+            return rowcount(session.execute(current)) + rowcount(session.execute(legacy))

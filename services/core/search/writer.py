@@ -1,12 +1,21 @@
 """Versioned writes of catalog items to Elasticsearch (what a worker does for each task).
 
-Every write carries an external version, so ES keeps the newest one whatever order retries
-arrive in; a write refused as outdated ends as "superseded", a success. Bulk writes remember
-per item what is done, so a retry sends only the items that failed transiently.
+Every write carries an external version (its place in acceptance order, `versions`), so ES
+keeps the newest one whatever order retries arrive in; a write refused as outdated ends as
+"superseded", a success. Bulk writes remember per item what is done, so a retry sends only
+the items that failed transiently.
+
+Deletes are fenced against upserts still in flight. An upsert checks the delete memory
+before it writes and again after: a delete or delete-all accepted after it that ran in
+between (while the upsert waited for embeddings, say) left a tombstone or watermark, and the
+upsert then deletes what it wrote, at the delete's version. A delete-all refreshes the index
+after recording its watermark, so every upsert indexed before the watermark is visible to
+its delete-by-query, and every one indexed after sees the watermark in its second check.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,6 +43,8 @@ class Item:
     item_id: str
     data: dict[str, Any]
     version: int
+    # Refused at acceptance (an older caller version): not sent, reported as superseded.
+    refused: bool = False
 
 
 @dataclass
@@ -165,7 +176,37 @@ class CatalogWriter:
             )
         except ConflictError:
             return {"result": SUPERSEDED, "reason": "a newer version is stored", "id": key}
+        if await self._undo_if_deleted(index, customer_id, {key: item.version}):
+            return {"result": SUPERSEDED, "reason": "deleted by a later delete", "id": key}
         return {"result": answer["result"], "id": key, "version": item.version}
+
+    async def _undo_if_deleted(
+        self, index: str, customer_id: str, written: dict[str, int]
+    ) -> set[str]:
+        """Delete what we just wrote where a later delete was recorded meanwhile.
+
+        The delete is sent at the later delete's version, so it removes exactly the document
+        we wrote (or an older one) and never a newer write. The ids undone are returned.
+        """
+        covered = self._deletes.deleted_versions(index, customer_id, list(written))
+        undone: set[str] = set()
+        for key, version in written.items():
+            later = covered.get(key)
+            if later is None or later <= version:
+                continue
+            # A conflict means a newer write is stored; not found, the delete got there first.
+            with contextlib.suppress(ConflictError, NotFoundError):
+                await _es(
+                    self._client.delete(
+                        index=index,
+                        id=key,
+                        version=later,
+                        version_type="external",
+                        routing=customer_id,
+                    )
+                )
+            undone.add(key)
+        return undone
 
     async def delete(
         self, kind: Kind, customer_id: str, item_id: str, version: int
@@ -194,6 +235,9 @@ class CatalogWriter:
         """Delete a customer's items written before `version`; newer ones stay."""
         index = await _es(self._indices.ensure(kind))
         self._deletes.record_delete_all(index, customer_id, version)
+        # Make every upsert indexed before the watermark visible to the delete-by-query (ES
+        # searches the last refreshed view); later ones see the watermark and undo themselves.
+        await _es(self._client.indices.refresh(index=index))
         answer = await _es(
             self._client.delete_by_query(
                 index=index,
@@ -231,7 +275,7 @@ class CatalogWriter:
         deleted = self._deletes.deleted_versions(index, customer_id, keys)
         live: list[Item] = []
         for item, key in zip(pending, keys, strict=True):
-            if deleted.get(key, -1) >= item.version:
+            if item.refused or deleted.get(key, -1) >= item.version:
                 progress.done[key] = SUPERSEDED
             else:
                 live.append(item)
@@ -251,6 +295,16 @@ class CatalogWriter:
             )
             operations.append(self._document(customer_id, item, vector))
         await self._send_bulk(operations, progress, "index")
+        # Every item this task wrote, in this attempt or an earlier one, is checked again.
+        written = {
+            doc_id(customer_id, i.item_id): i.version
+            for i in items
+            if progress.done.get(doc_id(customer_id, i.item_id)) in ("created", "updated")
+        }
+        for key in await self._undo_if_deleted(index, customer_id, written):
+            progress.done[key] = SUPERSEDED
+        if written:
+            progress.persist()
         return self._finish(progress, len(items))
 
     async def bulk_delete(
@@ -260,10 +314,14 @@ class CatalogWriter:
         item_ids: list[str],
         version: int,
         progress: BulkProgress,
+        *,
+        refused: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
-        """Delete many items; only items not yet settled are sent."""
+        """Delete many items; only items not yet settled (nor refused) are sent."""
         index = await _es(self._indices.ensure(kind))
-        keys = [doc_id(customer_id, i) for i in item_ids]
+        for item_id in refused:
+            progress.done[doc_id(customer_id, item_id)] = SUPERSEDED
+        keys = [doc_id(customer_id, i) for i in item_ids if i not in refused]
         self._deletes.record_deletes(index, keys, version)
         operations = [
             {

@@ -9,12 +9,15 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Index,
     Integer,
+    Sequence,
     String,
     Text,
     TypeDecorator,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -32,6 +35,7 @@ class TaskStatus(StrEnum):
 
 
 TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED})
+UNFINISHED_SQL = "status NOT IN ('success', 'failed')"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -65,6 +69,19 @@ class Base(DeclarativeBase):
 
 # BIGINT on PostgreSQL, INTEGER on SQLite (where only INTEGER PRIMARY KEY auto-increments).
 _BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Acceptance order. PostgreSQL draws it from this sequence; SQLite has no sequences, so the
+# repository draws it from `SeqCounter` there.
+TASK_SEQ = Sequence("task_log_seq")
+
+
+class SeqCounter(Base):
+    """SQLite's stand-in for `task_log_seq`: AUTOINCREMENT never hands out a number twice."""
+
+    __tablename__ = "task_seq"
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
 
 
 class TaskLog(Base):
@@ -106,6 +123,23 @@ class TaskLog(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     # A manual retry is a new task; this links it to the failed one it retries.
     retry_of: Mapped[str | None] = mapped_column(String(64))
+    # The order in which writes were accepted, from one monotonic source (a database
+    # sequence): the version domain of every write. A manual retry keeps the number of the
+    # write it retries, and `origin_task_id` names that write (its idempotency key downstream).
+    seq: Mapped[int] = mapped_column(BigInteger, TASK_SEQ, nullable=False)
+    origin_task_id: Mapped[str | None] = mapped_column(String(64))
+    # Per-entity ordering (taskdefs.Ordering): writes of one scope whose keys meet take effect
+    # in `seq` order. A NULL key covers the whole scope (a delete-all, an import).
+    order_scope: Mapped[str | None] = mapped_column(String(300))
+    order_key: Mapped[str | None] = mapped_column(String(600))
+    # Waiting in the log with no broker message; the scheduler's releaser publishes it when it
+    # is due (`next_attempt_at`) and what it waits for (`wait_reason`, `waiting_for`) allows.
+    held: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    wait_reason: Mapped[str | None] = mapped_column(String(64))
+    waiting_for: Mapped[str | None] = mapped_column(String(64))
+    # The running attempt's lease: while it lasts, no other delivery may claim the task.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index("ix_task_log_status_updated", "status", "updated_at"),
@@ -121,6 +155,49 @@ class TaskLog(Base):
             sqlite_where=text("idempotency_key IS NOT NULL"),
         ),
         Index(
+            "ix_task_log_order_open",
+            "order_scope",
+            "seq",
+            postgresql_where=text(f"order_scope IS NOT NULL AND {UNFINISHED_SQL}"),
+            sqlite_where=text(f"order_scope IS NOT NULL AND {UNFINISHED_SQL}"),
+        ),
+        Index(
+            "ix_task_log_order_done",
+            "order_scope",
+            "seq",
+            postgresql_where=text("order_scope IS NOT NULL AND status = 'success'"),
+            sqlite_where=text("order_scope IS NOT NULL AND status = 'success'"),
+        ),
+        Index(
+            "ix_task_log_held_seq",
+            "queue",
+            "wait_reason",
+            "seq",
+            postgresql_where=text("held"),
+            sqlite_where=text("held"),
+        ),
+        Index(
+            "ix_task_log_held_due",
+            "queue",
+            "wait_reason",
+            "next_attempt_at",
+            postgresql_where=text("held"),
+            sqlite_where=text("held"),
+        ),
+        Index(
+            "ix_task_log_held_deadline",
+            "queue",
+            "deadline_at",
+            postgresql_where=text("held"),
+            sqlite_where=text("held"),
+        ),
+        Index(
+            "ix_task_log_waiting_for",
+            "waiting_for",
+            postgresql_where=text("held AND waiting_for IS NOT NULL"),
+            sqlite_where=text("held AND waiting_for IS NOT NULL"),
+        ),
+        Index(
             "uq_task_log_retry_of",
             "retry_of",
             unique=True,
@@ -133,3 +210,8 @@ class TaskLog(Base):
     def is_finished(self) -> bool:
         """Whether the task reached a terminal status."""
         return self.status in TERMINAL
+
+    @property
+    def idempotency_origin(self) -> str:
+        """The task id downstream idempotency keys derive from (a retry's original)."""
+        return self.origin_task_id or self.task_id

@@ -3,12 +3,14 @@
 The task-log row is written before the message is published, so the log knows of every
 accepted task; the broker may not (a publish that failed, Redis restarted without its data, a
 retry whose republish failed). A pass:
-1. takes a Redis lock, so two schedulers (one starting while another stops) never overlap;
-2. selects unfinished rows untouched for a while (`stale_s`): pending, retrying past their
-   next attempt, or processing past any possible run time;
-3. collects the ids of every live message of our queues: waiting in a queue list (priority
-   sub-lists included) or held by a worker in kombu's unacked hash (running, prefetched or
-   waiting for its countdown);
+1. takes a Redis lock, so two schedulers (one starting while another stops) never overlap,
+   and gives it back only if it still holds it;
+2. selects unfinished rows untouched for a while (`stale_s`) that should have a message:
+   pending, retrying past their next attempt, or processing past their attempt's lease.
+   Rows held in the log are the releaser's (they have no message by design);
+3. collects the ids of every live message of our queues in one atomic read (MULTI/EXEC): a
+   message moving from a queue list to kombu's unacked hash (a worker taking it) between two
+   separate reads would be seen in neither and republished;
 4. republishes the candidates with no live message, each only if its row is unchanged since
    step 2 (a worker that claimed it meanwhile wins).
 """
@@ -30,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
 from services.core.db import rowcount, transaction
+from services.core.guards.lock import RedisLock
 from services.core.taskdefs import Queue
 from services.core.tasklog.models import TaskLog, TaskStatus, utcnow
 
@@ -71,14 +74,18 @@ def message_ids(raw_messages: Iterable[bytes]) -> set[str]:
 
 
 def live_task_ids(redis: Redis, prefix: str) -> set[str]:
-    """Ids of every task with a message in our queues or held unacknowledged by a worker."""
-    raw: list[bytes] = []
-    for queue in Queue:
-        for step in PRIORITY_STEPS:
-            key = f"{prefix}{queue.value}" + (f"{PRIORITY_SEP}{step}" if step else "")
-            raw.extend(redis.lrange(key, 0, -1))  # type: ignore[arg-type]
-    raw.extend(redis.hvals(f"{prefix}unacked"))  # type: ignore[arg-type]
-    return message_ids(raw)
+    """Ids of every task with a message in our queues or held unacknowledged by a worker.
+
+    One MULTI/EXEC: Redis runs the reads back to back, so no message is between two of them.
+    """
+    with redis.pipeline(transaction=True) as pipe:
+        for queue in Queue:
+            for step in PRIORITY_STEPS:
+                key = f"{prefix}{queue.value}" + (f"{PRIORITY_SEP}{step}" if step else "")
+                pipe.lrange(key, 0, -1)
+        pipe.hvals(f"{prefix}unacked")
+        replies = pipe.execute()
+    return message_ids(raw for reply in replies for raw in reply)
 
 
 class Reconciler:
@@ -109,11 +116,16 @@ class Reconciler:
         stmt = (
             select(TaskLog)
             .where(
+                ~TaskLog.held,
                 or_(
                     (TaskLog.status == TaskStatus.PENDING) & (TaskLog.updated_at < quiet),
                     (TaskLog.status == TaskStatus.RETRYING) & (TaskLog.next_attempt_at < quiet),
-                    (TaskLog.status == TaskStatus.PROCESSING) & (TaskLog.updated_at < stuck),
-                )
+                    (TaskLog.status == TaskStatus.PROCESSING)
+                    & or_(
+                        TaskLog.lease_until < quiet,
+                        TaskLog.lease_until.is_(None) & (TaskLog.updated_at < stuck),
+                    ),
+                ),
             )
             .order_by(TaskLog.updated_at)
             .limit(self._batch)
@@ -136,13 +148,14 @@ class Reconciler:
 
     def run_once(self, now: datetime | None = None, lock_ttl_s: int = 300) -> ReconcileReport:
         """One reconciliation pass; `ran` is False when another pass holds the lock."""
-        lock = f"{self._prefix}{LOCK_KEY}"
-        if not self._redis.set(lock, "1", nx=True, ex=lock_ttl_s):
+        lock = RedisLock(self._redis, f"{self._prefix}{LOCK_KEY}")
+        token = lock.acquire(lock_ttl_s)
+        if token is None:
             return ReconcileReport(ran=False)
         try:
             return self._pass(now or utcnow())
         finally:
-            self._redis.delete(lock)
+            lock.release(token)
 
     def _pass(self, now: datetime) -> ReconcileReport:
         candidates = self._candidates(now)

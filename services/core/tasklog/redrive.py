@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
-from services.core.enqueue import Enqueued, Enqueuer
+from services.core.enqueue import Enqueued, Enqueuer, RetryOf
 from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import TaskFilter, TaskQueries
@@ -20,8 +21,26 @@ class AlreadyRetried(ValueError):
     """A manual retry of this task exists already."""
 
 
+def resumable(checkpoint: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a retry keeps of a failed task's checkpoint: the work done, not the refusals.
+
+    Bulk writes record per-item errors under "errors"; a manual retry exists to try those
+    items again, so they are dropped. Everything else (items done, import chunks sent) is
+    kept, so the retry does not repeat it.
+    """
+    if not checkpoint:
+        return None
+    kept = {k: v for k, v in checkpoint.items() if k != "errors"}
+    return kept or None
+
+
 def retry_failed(enqueuer: Enqueuer, sealer: Sealer, row: TaskLog) -> Enqueued:
-    """Queue a new task with the failed task's payload and secrets, linked to it."""
+    """Queue a new task with the failed task's payload and secrets, linked to it.
+
+    The retry keeps the failed write's place in acceptance order (`seq`) and identity
+    (`origin_task_id`, which downstream idempotency keys derive from), and resumes from its
+    checkpoint: what it sends is the same request, not a new one.
+    """
     if row.status != TaskStatus.FAILED:
         raise NotFailed(f"task {row.task_id} is {row.status}, not failed")
     try:
@@ -31,7 +50,12 @@ def retry_failed(enqueuer: Enqueuer, sealer: Sealer, row: TaskLog) -> Enqueued:
             user_id=row.user_id,
             customer_id=row.customer_id,
             secrets=sealer.unseal(row.sealed_secrets),
-            retry_of=row.task_id,
+            retry_of=RetryOf(
+                task_id=row.task_id,
+                seq=row.seq,
+                origin_task_id=row.idempotency_origin,
+                checkpoint=resumable(row.checkpoint),
+            ),
         )
     except IntegrityError as exc:
         # The unique index on retry_of: someone retried it a moment ago.

@@ -3,6 +3,8 @@
 Every change is one conditional UPDATE with its arithmetic done in SQL, so two workers racing
 on one task can neither lose an update nor move a finished task back:
 - nothing leaves a terminal status (success, failed);
+- one live attempt per task: a claim takes a lease (the hard time limit plus a margin), and
+  no other delivery may claim the task while the lease lasts;
 - `attempts` is a fencing token: a delivery that claimed attempt N may mark the task
   retrying or failed only while attempt N is still the one processing, so a stale delivery
   cannot overwrite the state of a newer one, and one attempt's outcome is recorded once;
@@ -12,16 +14,24 @@ on one task can neither lose an update nor move a finished task back:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.db import rowcount, transaction
-from services.core.tasklog.models import TERMINAL, TaskLog, TaskStatus, utcnow
+from services.core.tasklog.models import (
+    TASK_SEQ,
+    TERMINAL,
+    SeqCounter,
+    TaskLog,
+    TaskStatus,
+    utcnow,
+)
 
 _UNFINISHED = TaskLog.status.not_in([s.value for s in TERMINAL])
 
@@ -29,6 +39,25 @@ _UNFINISHED = TaskLog.status.not_in([s.value for s in TERMINAL])
 def _running(attempt: int) -> ColumnElement[bool]:
     # The outcome of an attempt belongs to that attempt while it runs, and is recorded once.
     return and_(TaskLog.status == TaskStatus.PROCESSING, TaskLog.attempts == attempt)
+
+
+def claimable(now: datetime) -> ColumnElement[bool]:
+    """Rows a delivery may take: waiting, or processing under a lease that ran out."""
+    lapsed = and_(
+        TaskLog.status == TaskStatus.PROCESSING,
+        or_(TaskLog.lease_until.is_(None), TaskLog.lease_until <= now),
+    )
+    return or_(TaskLog.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING]), lapsed)
+
+
+class Refusal(StrEnum):
+    """Why the log refused to let a delivery claim or put off a task."""
+
+    MISSING = "missing"  # no such task
+    FINISHED = "finished"  # success or failed: the delivery is a duplicate
+    BUSY = "busy"  # another delivery runs it under a live lease
+    DEADLINE = "deadline"  # putting it off would pass its deadline: run it now
+    BLOCKER_DONE = "blocker_done"  # the write it would wait for has finished meanwhile
 
 
 @dataclass(frozen=True)
@@ -43,6 +72,14 @@ class Claim:
     sealed_secrets: str | None
     deadline_at: datetime
     checkpoint: dict[str, Any] | None = None
+    seq: int = 0
+    # The task downstream idempotency keys derive from (a manual retry's original).
+    origin_task_id: str = ""
+
+
+# Runs inside the transaction that records an accepted task, before the row is added: it may
+# write related state atomically with the acceptance and return the payload to store.
+BeforeInsert = Callable[[Session, dict[str, Any]], dict[str, Any]]
 
 
 class TaskLogRepository:
@@ -70,31 +107,71 @@ class TaskLogRepository:
         sealed_secrets: str | None = None,
         request_hash: str | None = None,
         retry_of: str | None = None,
+        seq: int | None = None,
+        origin_task_id: str | None = None,
+        order_scope: str | None = None,
+        order_key: str | None = None,
+        checkpoint: dict[str, Any] | None = None,
+        before_insert: BeforeInsert | None = None,
         now: datetime | None = None,
     ) -> TaskLog:
-        """Record an accepted task as pending (IntegrityError on a used key or retried task)."""
+        """Record an accepted task as pending (IntegrityError on a used key or retried task).
+
+        `seq` is drawn from the acceptance sequence unless given (a manual retry keeps the
+        number of the task it retries).
+        """
         at = now or utcnow()
-        row = TaskLog(
-            task_id=task_id,
-            task_name=task_name,
-            queue=queue,
-            payload=payload,
-            deadline_at=deadline_at,
-            user_id=user_id,
-            customer_id=customer_id,
-            idempotency_key=idempotency_key,
-            sealed_secrets=sealed_secrets,
-            request_hash=request_hash,
-            retry_of=retry_of,
-            status=TaskStatus.PENDING,
-            retry_count=0,
-            attempts=0,
-            created_at=at,
-            updated_at=at,
-        )
         with transaction(self._sessions) as session:
+            if before_insert is not None:
+                payload = before_insert(session, payload)
+            if seq is None and session.get_bind().dialect.name == "sqlite":
+                seq = next_seq(session)
+            row = TaskLog(
+                task_id=task_id,
+                task_name=task_name,
+                queue=queue,
+                payload=payload,
+                deadline_at=deadline_at,
+                user_id=user_id,
+                customer_id=customer_id,
+                idempotency_key=idempotency_key,
+                sealed_secrets=sealed_secrets,
+                request_hash=request_hash,
+                retry_of=retry_of,
+                origin_task_id=origin_task_id,
+                order_scope=order_scope,
+                order_key=order_key,
+                checkpoint=checkpoint,
+                status=TaskStatus.PENDING,
+                retry_count=0,
+                attempts=0,
+                held=False,
+                created_at=at,
+                updated_at=at,
+            )
+            if seq is not None:
+                row.seq = seq
             session.add(row)
+            session.flush()
         return row
+
+    def reserve(
+        self, payload: dict[str, Any], before_insert: BeforeInsert | None = None
+    ) -> tuple[int, dict[str, Any]]:
+        """A fresh acceptance number for a write done without a task, with its hook run."""
+        with transaction(self._sessions) as session:
+            if before_insert is not None:
+                payload = before_insert(session, payload)
+            return next_seq(session), payload
+
+    def oldest_open_seq(self, queue: str) -> int | None:
+        """The lowest `seq` of a task of `queue` that may still run: unfinished, or failed
+        (a manual retry keeps its number)."""
+        stmt = select(func.min(TaskLog.seq)).where(
+            TaskLog.queue == queue, TaskLog.status != TaskStatus.SUCCESS
+        )
+        with self._sessions() as session:
+            return session.scalar(stmt)
 
     def mark_published(self, task_id: str, *, now: datetime | None = None) -> None:
         """Note that the broker accepted the task's message."""
@@ -105,16 +182,28 @@ class TaskLogRepository:
                 .values(published_at=now or utcnow())
             )
 
-    def claim(self, task_id: str, *, now: datetime | None = None) -> Claim | None:
-        """Start a new attempt of an unfinished task; None if it is finished or unknown."""
+    def claim(
+        self,
+        task_id: str,
+        *,
+        now: datetime | None = None,
+        lease_s: float = 3600.0,
+        owner: str | None = None,
+    ) -> Claim | Refusal:
+        """Start a new attempt under a lease, or say why this delivery may not."""
         at = now or utcnow()
         stmt = (
             update(TaskLog)
-            .where(TaskLog.task_id == task_id, _UNFINISHED)
+            .where(TaskLog.task_id == task_id, claimable(at))
             .values(
                 status=TaskStatus.PROCESSING,
                 attempts=TaskLog.attempts + 1,
                 next_attempt_at=None,
+                held=False,
+                wait_reason=None,
+                waiting_for=None,
+                lease_until=at + timedelta(seconds=lease_s),
+                lease_owner=owner,
                 updated_at=at,
             )
             .returning(
@@ -125,12 +214,14 @@ class TaskLogRepository:
                 TaskLog.sealed_secrets,
                 TaskLog.deadline_at,
                 TaskLog.checkpoint,
+                TaskLog.seq,
+                TaskLog.origin_task_id,
             )
         )
         with transaction(self._sessions) as session:
             row = session.execute(stmt).one_or_none()
         if row is None:
-            return None
+            return self.refusal(task_id)
         return Claim(
             task_id=task_id,
             task_name=row.task_name,
@@ -140,7 +231,17 @@ class TaskLogRepository:
             sealed_secrets=row.sealed_secrets,
             deadline_at=row.deadline_at,
             checkpoint=row.checkpoint,
+            seq=row.seq,
+            origin_task_id=row.origin_task_id or task_id,
         )
+
+    def refusal(self, task_id: str) -> Refusal:
+        """Why a task cannot be claimed now: missing, finished or busy."""
+        with self._sessions() as session:
+            status = session.scalar(select(TaskLog.status).where(TaskLog.task_id == task_id))
+        if status is None:
+            return Refusal.MISSING
+        return Refusal.FINISHED if status in TERMINAL else Refusal.BUSY
 
     def save_progress(
         self,
@@ -173,17 +274,26 @@ class TaskLogRepository:
         error_kind: str | None = None,
         failure_reason: str | None = None,
         attempt: int | None = None,
+        wake_waiters: bool = False,
         now: datetime | None = None,
     ) -> bool:
         """Move an unfinished task to `status`; False if the guard refused the change.
 
         With `attempt`, a non-success change applies only while that attempt is current.
+        With `wake_waiters`, tasks held until this one finished become due in the same
+        transaction, so no wake-up is lost between the two.
         """
         at = now or utcnow()
         values: dict[str, Any] = {"status": status, "updated_at": at}
         if status in TERMINAL:
-            values["finished_at"] = at
-            values["next_attempt_at"] = None
+            values.update(
+                finished_at=at,
+                next_attempt_at=None,
+                held=False,
+                wait_reason=None,
+                waiting_for=None,
+                lease_until=None,
+            )
         if status == TaskStatus.SUCCESS:
             values.update(result=result, error_kind=None, failure_reason=None)
         if error is not None:
@@ -194,7 +304,14 @@ class TaskLogRepository:
         if attempt is not None and status != TaskStatus.SUCCESS:
             stmt = stmt.where(_running(attempt))
         with transaction(self._sessions) as session:
-            return rowcount(session.execute(stmt.values(**values))) == 1
+            changed = rowcount(session.execute(stmt.values(**values))) == 1
+            if changed and wake_waiters and status in TERMINAL:
+                session.execute(
+                    update(TaskLog)
+                    .where(TaskLog.held, TaskLog.waiting_for == task_id)
+                    .values(next_attempt_at=at)
+                )
+        return changed
 
     def mark_retrying(
         self,
@@ -204,9 +321,14 @@ class TaskLogRepository:
         error: str,
         error_kind: str,
         next_attempt_at: datetime,
+        hold: bool = False,
         now: datetime | None = None,
     ) -> bool:
-        """Record a failed attempt that will be retried; counts the retry in the same step."""
+        """Record a failed attempt that will be retried; counts the retry in the same step.
+
+        With `hold`, the retry waits in the log (no broker message) until the releaser
+        publishes it at `next_attempt_at`.
+        """
         stmt = (
             update(TaskLog)
             .where(TaskLog.task_id == task_id, _running(attempt))
@@ -216,29 +338,38 @@ class TaskLogRepository:
                 error_message=error,
                 error_kind=error_kind,
                 next_attempt_at=next_attempt_at,
+                held=hold,
+                wait_reason="backoff" if hold else None,
+                lease_until=None,
                 updated_at=now or utcnow(),
             )
         )
         with transaction(self._sessions) as session:
             return rowcount(session.execute(stmt)) == 1
 
-    def park(self, task_id: str, *, until: datetime, now: datetime | None = None) -> bool:
-        """Put off a waiting task until `until` without counting an attempt or a retry.
-
-        Only a task that is waiting (pending or retrying) and whose deadline lies beyond
-        `until` is parked; otherwise the caller runs it now.
-        """
-        stmt = (
-            update(TaskLog)
-            .where(
-                TaskLog.task_id == task_id,
-                TaskLog.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING]),
-                TaskLog.deadline_at > until,
-            )
-            .values(next_attempt_at=until, updated_at=now or utcnow())
+    def lost_attempt(self, task_id: str, *, owner: str) -> Claim | None:
+        """The attempt `owner` was running, if it still is the task's live attempt."""
+        stmt = select(TaskLog).where(
+            TaskLog.task_id == task_id,
+            TaskLog.status == TaskStatus.PROCESSING,
+            TaskLog.lease_owner == owner,
         )
-        with transaction(self._sessions) as session:
-            return rowcount(session.execute(stmt)) == 1
+        with self._sessions() as session:
+            row = session.scalars(stmt).first()
+        if row is None:
+            return None
+        return Claim(
+            task_id=task_id,
+            task_name=row.task_name,
+            attempt=row.attempts,
+            retry_count=row.retry_count,
+            payload=row.payload,
+            sealed_secrets=row.sealed_secrets,
+            deadline_at=row.deadline_at,
+            checkpoint=row.checkpoint,
+            seq=row.seq,
+            origin_task_id=row.idempotency_origin,
+        )
 
     def increment_retry(self, task_id: str) -> bool:
         """Count one more retry of an unfinished task."""
@@ -304,3 +435,13 @@ class TaskLogRepository:
         stmt = delete(TaskLog).where(TaskLog.status == status, TaskLog.finished_at < before)
         with transaction(self._sessions) as session:
             return rowcount(session.execute(stmt))
+
+
+def next_seq(session: Session) -> int:
+    """Draw the next acceptance number inside `session`'s transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(session.execute(select(TASK_SEQ.next_value())).scalar_one())
+    # SQLite: AUTOINCREMENT never reuses a number, even after the row is gone.
+    drawn = int(session.execute(insert(SeqCounter).returning(SeqCounter.id)).scalar_one())
+    session.execute(delete(SeqCounter).where(SeqCounter.id < drawn))
+    return drawn

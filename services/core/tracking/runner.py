@@ -1,6 +1,12 @@
-"""The core of a tracked task attempt, free of Celery: claim, run, classify, record, decide.
+"""The core of a tracked task attempt, free of Celery: wait, claim, run, classify, record.
 
-Celery glue (`tracking.task`) turns the returned `Outcome` into an ack or a delayed retry.
+A delivery first checks what it may have to wait for: an earlier write of the same entity
+(per-entity ordering), an open breaker or a rate limit (the gate). Waits longer than
+`LONG_WAIT_S` are held in the task log without a broker message (the releaser publishes the
+task when due); shorter ones come back as a countdown message. Then the delivery claims the
+task under a lease (one live attempt per task), runs its body once, and records the outcome.
+
+Celery glue (`tracking.task`) turns the returned `Outcome` into an ack or a delayed message.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ from services.core.errors import ErrorKind, TaskError, TransientError, classify
 from services.core.guards.gate import Gate, Verdict
 from services.core.retry import GiveUpReason, RetryPolicy, backoff_delay, deadline_from, decide
 from services.core.secrecy import Redactor, Sealer, SealError
-from services.core.taskdefs import TaskSpec
+from services.core.taskdefs import TaskSpec, replacing_task_names
+from services.core.tasklog import waits
 from services.core.tasklog.models import TaskStatus, utcnow
-from services.core.tasklog.repository import Claim, TaskLogRepository
+from services.core.tasklog.ordering import OrderingQueries
+from services.core.tasklog.repository import Claim, Refusal, TaskLogRepository
+from services.core.tasklog.waits import WaitLog
 
 log = logging.getLogger("services.tracking")
 
@@ -44,7 +53,16 @@ class TaskContext:
     redactor: Redactor = field(repr=False)
     # What earlier attempts of this task recorded as done (None on the first attempt).
     checkpoint: dict[str, Any] | None = None
+    # Acceptance order of the write (kept by manual retries): its version domain.
+    seq: int = 0
+    # The task a manual retry retries (None for a first try).
+    origin_task_id: str | None = None
     _repo: TaskLogRepository | None = field(default=None, repr=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The key downstream writes carry: the same for a task and its manual retries."""
+        return self.origin_task_id or self.task_id
 
     def save_progress(
         self,
@@ -64,20 +82,25 @@ Body = Callable[[TaskContext, dict[str, Any]], Any]
 
 
 class OutcomeKind(StrEnum):
-    """How an attempt ended, from the broker's point of view."""
+    """How a delivery ended, from the broker's point of view."""
 
     SUCCESS = "success"  # ack
     FAILED = "failed"  # ack; the log says why
     RETRY = "retry"  # publish again after delay_s, then ack
+    HELD = "held"  # ack: the task waits in the log, the releaser publishes it when due
     DUPLICATE = "duplicate"  # the task already finished: ack, do nothing
+    BUSY = "busy"  # another delivery runs it under a live lease: ack, do nothing
     STALE = "stale"  # a newer attempt owns the task: ack, do nothing
     DEFERRED = "deferred"  # the task log was unreachable: publish again, log untouched
-    PARKED = "parked"  # a breaker or rate limit held it back: publish again, no retry spent
+    PARKED = "parked"  # a short wait (gate): publish again after delay_s, no retry spent
+
+
+COUNTDOWN = frozenset({OutcomeKind.RETRY, OutcomeKind.DEFERRED, OutcomeKind.PARKED})
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """Result of one attempt."""
+    """Result of one delivery."""
 
     kind: OutcomeKind
     delay_s: float = 0.0
@@ -99,6 +122,8 @@ class TaskRunner:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._repo = repo
+        self._waits = WaitLog(repo.sessions)
+        self._ordering = OrderingQueries(repo.sessions)
         self._sealer = sealer
         self._settings = settings
         self._gate = gate
@@ -114,35 +139,54 @@ class TaskRunner:
             max_retries=self._settings.max_retries(spec.queue),
         )
 
+    def lease_s(self, spec: TaskSpec) -> float:
+        """How long a claim of `spec` keeps other deliveries out."""
+        _, hard = self._settings.time_limits(spec.soft_time_limit_s, spec.time_limit_s)
+        return hard + self._settings.lease_margin_s
+
     def run(
-        self, spec: TaskSpec, task_id: str, message_payload: dict[str, Any], body: Body
+        self,
+        spec: TaskSpec,
+        task_id: str,
+        message_payload: dict[str, Any],
+        body: Body,
+        *,
+        owner: str | None = None,
     ) -> Outcome:
-        """Pass the gate, claim the task, run its body once, record what happened."""
-        if self._gate is not None:
-            verdict = self._gate.admit(spec, message_payload)
-            if not verdict.run and self._park(spec, task_id, verdict):
-                return Outcome(OutcomeKind.PARKED, delay_s=verdict.wait_s)
-            if verdict.run and verdict.wait_s > 0:
-                self._sleep(verdict.wait_s)
+        """Wait if needed, claim the task, run its body once, record what happened."""
         try:
-            claim = self._claim(spec, task_id, message_payload)
+            if spec.ordering is not None:
+                waited = self._wait_for_earlier(spec, task_id)
+                if waited is not None:
+                    return waited
+            if self._gate is not None:
+                verdict = self._gate.admit(spec, message_payload)
+                if not verdict.run:
+                    waited = self._wait_for_gate(spec, task_id, verdict)
+                    if waited is not None:
+                        return waited
+                elif verdict.wait_s > 0:
+                    self._sleep(verdict.wait_s)
+            claim = self._claim(spec, task_id, message_payload, owner)
         except SQLAlchemyError as exc:
             return self._defer(spec, task_id, "claim", exc)
-        if claim is None:
-            metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.DUPLICATE).inc()
-            log.info(
-                "duplicate delivery of a finished task; skipped", extra={"outcome": "duplicate"}
-            )
-            return Outcome(OutcomeKind.DUPLICATE)
-
+        if not isinstance(claim, Claim):
+            return self._refused(spec, claim)
         metrics.TASK_ATTEMPTS.labels(spec.name, spec.queue).inc()
+        if spec.ordering is not None and claim.origin_task_id != task_id:
+            obsolete = self._obsolete(spec, claim)
+            if obsolete is not None:
+                return obsolete
+        return self._attempt(spec, claim, body)
+
+    def _attempt(self, spec: TaskSpec, claim: Claim, body: Body) -> Outcome:
         try:
             secrets = self._sealer.unseal(claim.sealed_secrets)
         except SealError as exc:
             return self._failed_attempt(spec, claim, exc, Redactor())
         redactor = Redactor(secrets.values())
         ctx = TaskContext(
-            task_id=task_id,
+            task_id=claim.task_id,
             task_name=spec.name,
             attempt=claim.attempt,
             retry_count=claim.retry_count,
@@ -150,6 +194,8 @@ class TaskRunner:
             secrets=secrets,
             redactor=redactor,
             checkpoint=claim.checkpoint,
+            seq=claim.seq,
+            origin_task_id=claim.origin_task_id,
             _repo=self._repo,
         )
         started = time.monotonic()
@@ -168,49 +214,86 @@ class TaskRunner:
             self._gate.report(spec, claim.payload, None)
         return self._succeeded(spec, claim, redactor.value(result))
 
-    def _park(self, spec: TaskSpec, task_id: str, verdict: Verdict) -> bool:
-        now = self._clock()
-        try:
-            parked = self._repo.park(
-                task_id, until=now + timedelta(seconds=verdict.wait_s), now=now
+    def _wait_for_earlier(self, spec: TaskSpec, task_id: str) -> Outcome | None:
+        """Hold the task while an earlier write of the same entity is unfinished."""
+        for _ in range(3):  # a blocker that finishes meanwhile is looked for once more
+            blocker = self._ordering.blocker(task_id)
+            if blocker is None:
+                return None
+            now = self._clock()
+            until = now + timedelta(seconds=self._settings.order_recheck_s)
+            refusal = self._waits.hold(
+                task_id,
+                reason=waits.ORDER,
+                until=until,
+                now=now,
+                respect_deadline=False,  # never run before an earlier write, deadline or not
+                waiting_for=blocker,
             )
-        except SQLAlchemyError:
-            return False  # the claim that follows defers the message
-        if not parked:
-            # Finished, running elsewhere, or too close to its deadline: the normal path decides.
-            return False
-        metrics.TASK_PARKED.labels(spec.name, verdict.reason).inc()
-        log.info(
-            "task parked",
-            extra={"outcome": "parked", "reason": verdict.reason, "delay_s": verdict.wait_s},
-        )
-        return True
+            if refusal is None:
+                metrics.TASK_PARKED.labels(spec.name, waits.ORDER).inc()
+                log.info(
+                    "task waits for an earlier write of the same entity",
+                    extra={"outcome": "held", "reason": waits.ORDER, "waiting_for": blocker},
+                )
+                return Outcome(OutcomeKind.HELD)
+            if refusal is not Refusal.BLOCKER_DONE:
+                return None if refusal is Refusal.MISSING else self._refused(spec, refusal)
+        return None
 
-    def recover_lost(self, spec: TaskSpec, task_id: str, exc: BaseException) -> Outcome:
-        """Record an attempt whose process died (hard time limit) as a transient failure."""
-        row = self._repo.get_by_task_id(task_id)
-        if row is None or row.is_finished:
-            return Outcome(OutcomeKind.DUPLICATE)
-        claim = Claim(
-            task_id=task_id,
-            task_name=row.task_name,
-            attempt=row.attempts,
-            retry_count=row.retry_count,
-            payload=row.payload,
-            sealed_secrets=row.sealed_secrets,
-            deadline_at=row.deadline_at,
+    def _wait_for_gate(self, spec: TaskSpec, task_id: str, verdict: Verdict) -> Outcome | None:
+        """Put the task off as the gate says; None when it must run now (its deadline)."""
+        breaker = verdict.reason.startswith("breaker:")
+        # A breaker wait ends when its probe succeeds, which only the releaser watches.
+        in_log = breaker or verdict.wait_s > self._settings.long_wait_s
+        reason = verdict.reason if breaker else waits.RATE_LIMIT
+        now = self._clock()
+        refusal = self._waits.hold(
+            task_id,
+            reason=reason,
+            until=now + timedelta(seconds=verdict.wait_s),
+            now=now,
+            in_log=in_log,
         )
+        if refusal is None:
+            metrics.TASK_PARKED.labels(spec.name, verdict.reason).inc()
+            log.info(
+                "task put off",
+                extra={
+                    "outcome": "held" if in_log else "parked",
+                    "reason": verdict.reason,
+                    "delay_s": round(verdict.wait_s, 3),
+                },
+            )
+            if in_log:
+                return Outcome(OutcomeKind.HELD)
+            return Outcome(OutcomeKind.PARKED, delay_s=verdict.wait_s)
+        if refusal in (Refusal.DEADLINE, Refusal.MISSING):
+            return None  # close to its deadline (or not in the log yet): it runs now
+        return self._refused(spec, refusal)
+
+    def recover_lost(
+        self, spec: TaskSpec, task_id: str, exc: BaseException, *, owner: str
+    ) -> Outcome:
+        """Record the attempt `owner` ran, whose process died, as a transient failure.
+
+        Fenced on the lost attempt itself: if another delivery claimed the task since, or
+        the attempt recorded its own outcome, nothing changes.
+        """
+        claim = self._repo.lost_attempt(task_id, owner=owner)
+        if claim is None:
+            return Outcome(OutcomeKind.STALE)
         lost = TransientError(f"attempt lost: {type(exc).__name__}: {exc}")
         return self._failed_attempt(spec, claim, lost, Redactor())
 
-    def _claim(self, spec: TaskSpec, task_id: str, message_payload: dict[str, Any]) -> Claim | None:
-        claim = self._repo.claim(task_id, now=self._clock())
-        if claim is not None:
-            return claim
-        if self._repo.get_by_task_id(task_id) is not None:
-            return None  # finished
-        # Sent without the enqueue function (by beat, or by hand): adopt it into the log.
+    def _claim(
+        self, spec: TaskSpec, task_id: str, message_payload: dict[str, Any], owner: str | None
+    ) -> Claim | Refusal:
         now = self._clock()
+        claim = self._repo.claim(task_id, now=now, lease_s=self.lease_s(spec), owner=owner)
+        if claim is not Refusal.MISSING:
+            return claim
+        # Sent without the enqueue function (by beat, or by hand): adopt it into the log.
         self._repo.create(
             task_id=task_id,
             task_name=spec.name,
@@ -219,12 +302,36 @@ class TaskRunner:
             deadline_at=deadline_from(now, self._settings.retry_budget_s(spec.queue)),
             now=now,
         )
-        return self._repo.claim(task_id, now=now)
+        return self._repo.claim(task_id, now=now, lease_s=self.lease_s(spec), owner=owner)
+
+    def _refused(self, spec: TaskSpec, refusal: Refusal) -> Outcome:
+        kind = OutcomeKind.DUPLICATE if refusal is Refusal.FINISHED else OutcomeKind.BUSY
+        metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, kind).inc()
+        if kind is OutcomeKind.DUPLICATE:
+            log.info("duplicate delivery of a finished task; skipped", extra={"outcome": kind})
+        else:
+            log.warning(
+                "another delivery is running this task; this one is dropped",
+                extra={"outcome": kind},
+            )
+        return Outcome(kind)
+
+    def _obsolete(self, spec: TaskSpec, claim: Claim) -> Outcome | None:
+        """A manual retry that a later, replacing write already settled ends superseded."""
+        later = self._ordering.superseded_by(claim.task_id, replacing_task_names())
+        if later is None:
+            return None
+        result = {"result": "superseded", "reason": "a later write replaced it", "by": later}
+        return self._succeeded(spec, claim, result)
 
     def _succeeded(self, spec: TaskSpec, claim: Claim, result: Any) -> Outcome:
         try:
             first = self._repo.update_status(
-                claim.task_id, TaskStatus.SUCCESS, result=result, now=self._clock()
+                claim.task_id,
+                TaskStatus.SUCCESS,
+                result=result,
+                wake_waiters=spec.ordering is not None,
+                now=self._clock(),
             )
         except SQLAlchemyError as exc:
             # The write happened but is unrecorded; running it again is harmless by design.
@@ -256,12 +363,14 @@ class TaskRunner:
             if not decision.retry:
                 assert decision.give_up is not None
                 return self._give_up(spec, claim, message, kind, decision.give_up)
+            hold = decision.delay_s > self._settings.long_wait_s
             recorded = self._repo.mark_retrying(
                 claim.task_id,
                 attempt=claim.attempt,
                 error=message,
                 error_kind=kind,
                 next_attempt_at=now + timedelta(seconds=decision.delay_s),
+                hold=hold,
                 now=now,
             )
         except SQLAlchemyError as db_exc:
@@ -278,8 +387,11 @@ class TaskRunner:
                 "error_kind": kind.value,
                 "error": message,
                 "delay_s": round(decision.delay_s, 3),
+                "held": hold,
             },
         )
+        if hold:
+            return Outcome(OutcomeKind.HELD, delay_s=decision.delay_s)
         return Outcome(OutcomeKind.RETRY, delay_s=decision.delay_s)
 
     def _give_up(
@@ -292,6 +404,7 @@ class TaskRunner:
             error_kind=kind,
             failure_reason=reason,
             attempt=claim.attempt,
+            wake_waiters=spec.ordering is not None,
             now=self._clock(),
         )
         if not recorded:
@@ -320,7 +433,9 @@ class TaskRunner:
 
     def _defer(self, spec: TaskSpec, task_id: str, step: str, exc: Exception) -> Outcome:
         # The log is unreachable: keep the message alive by publishing it again later.
-        delay = backoff_delay(3, self.policy(spec), self._rng) + 1.0
+        delay = min(
+            backoff_delay(3, self.policy(spec), self._rng) + 1.0, self._settings.long_wait_s
+        )
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.DEFERRED).inc()
         log.error(
             f"task log unreachable during {step}; message deferred",

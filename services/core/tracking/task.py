@@ -7,9 +7,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from billiard.exceptions import TimeLimitExceeded, WorkerLostError
+from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
-from celery.signals import task_failure
+from celery.worker.request import Request
 
 from services.core.celery_app import app as default_app
 from services.core.config import get_settings
@@ -19,7 +19,7 @@ from services.core.health import redis_client
 from services.core.secrecy import Sealer
 from services.core.taskdefs import TaskSpec
 from services.core.tasklog.repository import TaskLogRepository
-from services.core.tracking.runner import Body, OutcomeKind, TaskRunner
+from services.core.tracking.runner import COUNTDOWN, Body, OutcomeKind, TaskRunner
 
 log = logging.getLogger("services.tracking")
 
@@ -40,10 +40,55 @@ def runner() -> TaskRunner:
     return _runners[pid]
 
 
+def lease_owner(hostname: str | None, pid: int | None) -> str:
+    """Who holds an attempt's lease: the worker node and its pool process."""
+    return f"{hostname}:{pid}"
+
+
+class TrackedRequest(Request):  # type: ignore[misc]
+    """A request in the worker's main process that records attempts lost with their process.
+
+    When a pool process dies mid-task (hard time limit, killed, cancelled on a lost broker
+    connection) its attempt could record nothing, and its lease would keep a redelivery out
+    until it runs out. The main process knows which pool process ran it, so it records that
+    attempt, and only that one, as a transient failure before Celery requeues or acks.
+    """
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        if not soft:
+            # Acked by Celery (acks_on_failure_or_timeout): we publish the retry ourselves.
+            self._record_lost(TimeLimitExceeded(timeout), republish=True)
+        super().on_timeout(soft, timeout)
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False):  # type: ignore[no-untyped-def]
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exc, WorkerLostError | Terminated | SystemExit | KeyboardInterrupt):
+            # Requeued or left unacked by Celery: the message comes back by itself.
+            self._record_lost(exc, republish=False)
+        elif isinstance(exc, TimeLimitExceeded):
+            self._record_lost(exc, republish=True)
+        return super().on_failure(exc_info, send_failed_event, return_ok)
+
+    def _record_lost(self, exc: BaseException, *, republish: bool) -> None:
+        spec: TaskSpec | None = getattr(self.task, "tracked_spec", None)
+        if spec is None or self.worker_pid is None:
+            return
+        try:
+            owner = lease_owner(self.hostname, self.worker_pid)
+            outcome = runner().recover_lost(spec, self.id, exc, owner=owner)
+            if republish and outcome.kind is OutcomeKind.RETRY:
+                self.task.apply_async(
+                    kwargs=self.kwargs or {}, task_id=self.id, countdown=outcome.delay_s
+                )
+        except Exception:  # never break the worker's main loop; the reconciler is the net
+            log.exception("could not record a lost attempt", extra={"task_id": self.id})
+
+
 class TrackedTask(Task):  # type: ignore[misc]
     """Base of every tracked task; `tracked_spec` says what it is."""
 
     tracked_spec: TaskSpec
+    Request = TrackedRequest
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True
@@ -56,15 +101,19 @@ def tracked_task(spec: TaskSpec, app: Celery = default_app) -> Callable[[Body], 
     """Register `body(ctx, payload)` as the tracked Celery task of `spec`."""
 
     def decorate(body: Body) -> TrackedTask:
-        options: dict[str, Any] = {"name": spec.name, "bind": True, "base": TrackedTask}
-        if spec.soft_time_limit_s is not None:
-            options["soft_time_limit"] = spec.soft_time_limit_s
-        if spec.time_limit_s is not None:
-            options["time_limit"] = spec.time_limit_s
+        soft, hard = get_settings().time_limits(spec.soft_time_limit_s, spec.time_limit_s)
+        options: dict[str, Any] = {
+            "name": spec.name,
+            "bind": True,
+            "base": TrackedTask,
+            "soft_time_limit": soft,
+            "time_limit": hard,
+        }
 
         def run(self: TrackedTask, payload: dict[str, Any] | None = None) -> None:
-            outcome = runner().run(spec, self.request.id, payload or {}, body)
-            if outcome.kind in (OutcomeKind.RETRY, OutcomeKind.DEFERRED, OutcomeKind.PARKED):
+            owner = lease_owner(self.request.hostname, os.getpid())
+            outcome = runner().run(spec, self.request.id, payload or {}, body, owner=owner)
+            if outcome.kind in COUNTDOWN:
                 raise self.retry(countdown=outcome.delay_s)
 
         run.__name__ = run.__qualname__ = spec.name
@@ -74,24 +123,3 @@ def tracked_task(spec: TaskSpec, app: Celery = default_app) -> Callable[[Body], 
         return task
 
     return decorate
-
-
-@task_failure.connect  # type: ignore[untyped-decorator]
-def _on_task_failure(
-    sender: Any = None,
-    task_id: str | None = None,
-    exception: BaseException | None = None,
-    kwargs: dict[str, Any] | None = None,
-    **_: Any,
-) -> None:
-    # Fires in the worker's main process when a pool process died without requeue (hard time
-    # limit): the body could record nothing, and the message is acked, so record the lost
-    # attempt here and publish the retry ourselves.
-    spec = getattr(sender, "tracked_spec", None)
-    if spec is None or task_id is None:
-        return
-    if not isinstance(exception, TimeLimitExceeded | WorkerLostError):
-        return
-    outcome = runner().recover_lost(spec, task_id, exception)
-    if outcome.kind is OutcomeKind.RETRY:
-        sender.apply_async(kwargs=kwargs or {}, task_id=task_id, countdown=outcome.delay_s)

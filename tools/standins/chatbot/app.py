@@ -12,6 +12,7 @@ from tools.standins.chatbot.downloads import new_session
 from tools.standins.chatbot.errors import ApiError
 from tools.standins.chatbot.state import STATE, ChatbotState
 from tools.standins.faults import Handler, fault_middleware
+from tools.standins.inflight import inflight_middleware
 
 log = logging.getLogger("standins.chatbot")
 
@@ -22,6 +23,13 @@ _FAULT_CODES = {429: "rate_limited", 500: "internal_error", 502: "bad_gateway", 
 
 def _fault_error(_request: web.Request, status: int, message: str) -> web.StreamResponse:
     return ApiError(status, _FAULT_CODES.get(status, "injected_fault"), message).response()
+
+
+def _write_key(request: web.Request) -> str | None:
+    """A write is named by its Idempotency-Key: one per task (and import chunk)."""
+    if request.method == "GET":
+        return None
+    return request.headers.get("Idempotency-Key") or None
 
 
 @web.middleware
@@ -80,7 +88,14 @@ def build_app(state: ChatbotState) -> web.Application:
     """The data application of the ChatbotMobile stand-in."""
     faults = fault_middleware(state.faults, _fault_error)
     app = web.Application(
-        client_max_size=MAX_BODY_BYTES, middlewares=[_count_requests, faults, _errors, _auth]
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[
+            inflight_middleware(state.in_flight, _write_key),
+            _count_requests,
+            faults,
+            _errors,
+            _auth,
+        ],
     )
     app[STATE] = state
     app.cleanup_ctx.append(_download_session)

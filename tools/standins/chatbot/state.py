@@ -11,6 +11,7 @@ from aiohttp import web
 
 from tools.standins.chatbot.store import Store
 from tools.standins.faults import FaultState
+from tools.standins.inflight import InFlight
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ChatbotState:
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     session: aiohttp.ClientSession | None = None
     requests: int = 0
+    in_flight: InFlight = field(default_factory=InFlight)
     writes_applied: int = 0
     replays: int = 0
 
@@ -46,6 +48,7 @@ class ChatbotState:
     def stats(self) -> dict[str, Any]:
         """Counters for the control API's `/stats`."""
         return {
+            **self.in_flight.stats(),
             "requests": self.requests,
             "writes_applied": self.writes_applied,
             "replays": self.replays,
@@ -61,6 +64,7 @@ class ChatbotState:
         self.answers.clear()
         self.locks.clear()
         self.requests = self.writes_applied = self.replays = 0
+        self.in_flight.reset()
 
 
 STATE = web.AppKey("state", ChatbotState)

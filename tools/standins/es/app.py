@@ -12,6 +12,7 @@ from tools.standins.es import routes_search as search
 from tools.standins.es.errors import EsError, PlainEsError
 from tools.standins.es.http import RUNTIME, Runtime, error_response, refuse_unsupported_params
 from tools.standins.faults import Handler, fault_middleware
+from tools.standins.inflight import inflight_middleware
 
 log = logging.getLogger("standins.es")
 
@@ -25,6 +26,14 @@ _FAULT_TYPES = {
 
 def _fault_error(request: web.Request, status: int, message: str) -> web.StreamResponse:
     return error_response(request, EsError(status, _FAULT_TYPES.get(status, "exception"), message))
+
+
+def _versioned_write(request: web.Request) -> str | None:
+    """A single-document write with an external version names one task's write exactly."""
+    version = request.query.get("version")
+    if request.method == "GET" or version is None:
+        return None
+    return f"{request.path}@{version}"
 
 
 @web.middleware
@@ -74,7 +83,12 @@ def build_app(state: Runtime) -> web.Application:
     """The data application of the ES stand-in."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[_count_requests, fault_middleware(state.faults, _fault_error), _es_errors],
+        middlewares=[
+            inflight_middleware(state.in_flight, _versioned_write),
+            _count_requests,
+            fault_middleware(state.faults, _fault_error),
+            _es_errors,
+        ],
     )
     app[RUNTIME] = state
     app.on_response_prepare.append(_product_header)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from tools.standins.es.errors import (
 )
 from tools.standins.es.store import PRIMARY_TERM, Index, Store, WriteResult
 from tools.standins.faults import FaultState
+from tools.standins.inflight import InFlight
 
 # What ES 8 answers to a client that asked for compatibility mode (the official client does).
 COMPAT_JSON = "application/vnd.elasticsearch+json;compatible-with=8"
@@ -50,15 +51,21 @@ class Runtime:
     store: Store
     faults: FaultState
     requests: int = 0
+    in_flight: InFlight = field(default_factory=InFlight)
 
     def stats(self) -> dict[str, Any]:
         """Counters for the control API's `/stats`."""
-        return {"requests": self.requests, "applied": dict(sorted(self.store.applied.items()))}
+        return {
+            "requests": self.requests,
+            "applied": dict(sorted(self.store.applied.items())),
+            **self.in_flight.stats(),
+        }
 
     def reset(self) -> None:
         """Drop every index and zero the counters."""
         self.store.reset()
         self.requests = 0
+        self.in_flight.reset()
 
 
 RUNTIME = web.AppKey("runtime", Runtime)
