@@ -75,11 +75,9 @@ def pg_database() -> Iterator[str]:
     create_pg_database(PG_DB)
     migrate.upgrade(PG_URL)
     yield PG_URL
-    from services.core import db
+    from services.core.db import dispose_engines
 
-    for (_, url), engine in list(db._engines.items()):
-        if url == PG_URL:
-            engine.dispose()
+    dispose_engines(PG_URL)
     drop_pg_database(PG_DB)
 
 

@@ -62,3 +62,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def rowcount(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (they give a CursorResult, which knows)."""
     return cast(CursorResult[Any], result).rowcount
+
+
+def dispose_engines(url: str) -> None:
+    """Close this process's pooled connections to `url` (before dropping its database)."""
+    for key in [k for k in _engines if k[1] == url]:
+        _engines.pop(key).dispose()

@@ -10,6 +10,7 @@ with its own queues, worker and stand-in: one with the plan's settings, one with
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -17,8 +18,10 @@ from dataclasses import dataclass
 import pytest
 
 from services.core.config import get_settings
-from services.core.db import session_factory
+from services.core.db import dispose_engines, session_factory
+from services.core.tasklog import migrate
 from services.core.tasklog.repository import TaskLogRepository
+from tests.conftest import create_pg_database, drop_pg_database
 from tests.support.catalog import Bench, catalog_bench, new_customer
 from tests.support.flow import all_finished
 from tests.support.procs import wait_until
@@ -56,17 +59,23 @@ def benches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Benc
     settings = get_settings()
     repo = TaskLogRepository(session_factory(settings.database_url))
     with ExitStack() as stack:
-        started = {
-            name: stack.enter_context(
+        started = {}
+        for name, env in (("plan", PLAN), ("ours", OURS)):
+            # Two deployments: queues and a task log of their own each.
+            database = f"durable_window_{name}_{uuid.uuid4().hex[:8]}"
+            url = create_pg_database(database)
+            stack.callback(drop_pg_database, database)
+            migrate.upgrade(url)
+            stack.callback(dispose_engines, url)
+            started[name] = stack.enter_context(
                 catalog_bench(
                     tmp_path_factory.mktemp(f"window-{name}"),
                     repo,
                     worker_env=env,
                     redis_key_prefix=f"{settings.redis_key_prefix}window-{name}:",
+                    database_url=url,
                 )
             )
-            for name, env in (("plan", PLAN), ("ours", OURS))
-        }
         yield started
 
 

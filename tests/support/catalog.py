@@ -14,6 +14,7 @@ from elasticsearch import Elasticsearch, NotFoundError
 from pydantic import SecretStr
 
 from services.core.config import Settings, get_settings
+from services.core.db import session_factory
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import wait_finished
@@ -83,10 +84,12 @@ def catalog_bench(
     worker_env: dict[str, str] | None = None,
     gc_deletes_s: float = 1.0,
     redis_key_prefix: str | None = None,
+    database_url: str | None = None,
 ) -> Iterator[Bench]:
     """Start the bench; a real cluster when `real_es_url` is given, else the stand-in.
 
-    `redis_key_prefix` gives the bench queues of its own, for several benches at once.
+    For several benches at once, `redis_key_prefix` and `database_url` give one queues and a
+    task log of its own (a scheduler releases and reconciles every task of its task log).
     """
     with ExitStack() as stack:
         es_standin = None
@@ -109,6 +112,10 @@ def catalog_bench(
         }
         prefix = redis_key_prefix or get_settings().redis_key_prefix
         env["REDIS_KEY_PREFIX"] = prefix
+        database = database_url or get_settings().database_url
+        env["DATABASE_URL"] = database
+        if database_url is not None:
+            pg_repo = TaskLogRepository(session_factory(database_url))
         # The same downstream settings for the API and the facade in this process.
         settings = get_settings().model_copy(
             update={
@@ -119,6 +126,7 @@ def catalog_bench(
                 "embeddings_dimensions": 8,
                 "embeddings_api_key": SecretStr(EMBEDDINGS_KEY),
                 "redis_key_prefix": prefix,
+                "database_url": database,
             }
         )
         worker = Worker("services.es_worker", "es", log_dir, env=env, include="")

@@ -81,8 +81,9 @@ class DocumentModel:
     documents: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def upload(self, source: str | None, title: str) -> None:
-        """An upload accepted now."""
-        self.documents[(source or "", title)] += 1
+        """A text upload accepted now (ChatbotMobile files one without a source under
+        `text:<title>`)."""
+        self.documents[(source or f"text:{title}", title)] += 1
 
     def delete_by_source(self, source: str) -> None:
         """A delete of one source's documents accepted now."""
