@@ -139,9 +139,7 @@ class WaitLog:
         return self._pairs(self.due_statement(queue, reason, now, limit))
 
     @staticmethod
-    def due_statement(
-        queue: str, reason: str, now: datetime, limit: int
-    ) -> Select[int, str, str]:
+    def due_statement(queue: str, reason: str, now: datetime, limit: int) -> Select[int, str, str]:
         """The query of `due` (its plan must use ix_task_log_held_due: it runs every pass)."""
         return (
             select(TaskLog.seq, TaskLog.task_id, TaskLog.task_name)
