@@ -202,6 +202,11 @@ class Stack:
 
     workdir: Path
     database_url: str
+    # Settings of every process (the chaos run's short periods by default), and the workers:
+    # name -> (Celery app, queue); other runs (the benchmarks) give their own.
+    timings: dict[str, str] = field(default_factory=lambda: dict(TIMINGS))
+    worker_layout: dict[str, tuple[str, str]] = field(default_factory=lambda: dict(WORKERS))
+    concurrency: int = 2
     procs: dict[str, Proc] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     # Held while a fault stops and restarts a process on purpose.
@@ -229,13 +234,13 @@ class Stack:
     @property
     def workers(self) -> list[str]:
         """Names of the worker processes."""
-        return list(WORKERS)
+        return list(self.worker_layout)
 
     def env(self) -> dict[str, str]:
         """The environment of every stack process."""
         return {
             **os.environ,
-            **TIMINGS,
+            **self.timings,
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
             "ENVIRONMENT": "development",
@@ -309,10 +314,11 @@ class Stack:
         )
         celery = [sys.executable, "-m", "celery", "-A"]
         flags = ["--without-mingle", "--without-gossip", "-l", "INFO"]
-        for name, (app, consumed) in WORKERS.items():
+        for name, (app, consumed) in self.worker_layout.items():
+            pool = ["-c", str(self.concurrency)]
             self._add(
                 name,
-                [*celery, app, "worker", "-Q", consumed, "-c", "2", "-n", f"{name}@%h", *flags],
+                [*celery, app, "worker", "-Q", consumed, *pool, "-n", f"{name}@%h", *flags],
                 lambda: True,
             )
         self._add(
@@ -326,10 +332,12 @@ class Stack:
             lambda: True,
         )  # fmt: skip
 
-    def start(self) -> None:
-        """Start every process, dependencies first, then restart whichever exits by itself."""
-        for proc in self.procs.values():
-            proc.start()
+    def start(self, only: set[str] | None = None) -> None:
+        """Start every process (or those in `only`), dependencies first, then restart
+        whichever exits by itself."""
+        for name, proc in self.procs.items():
+            if only is None or name in only:
+                proc.start()
         self._watching.set()
         threading.Thread(target=self._watch, name="restart-policy", daemon=True).start()
 
@@ -339,8 +347,8 @@ class Stack:
         while self._watching.is_set():
             for name, proc in self.procs.items():
                 lock = self.locks[name]
-                if proc.alive() or not lock.acquire(blocking=False):
-                    continue
+                if proc.popen is None or proc.alive() or not lock.acquire(blocking=False):
+                    continue  # never started, running, or being restarted on purpose
                 try:
                     if self._watching.is_set() and not proc.alive():
                         status = proc.popen.returncode if proc.popen else None
