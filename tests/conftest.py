@@ -35,6 +35,11 @@ os.environ.update(
     # a module that took a stand-in down does not hold up the next one.
     BREAKER_OPEN_S="0.5",
     BREAKER_OPEN_MAX_S="2",
+    # Workers serve no metrics endpoint unless a test gives them a free port: their default
+    # ports would clash between the workers of one test and between parallel runs.
+    ES_WORKER_METRICS_PORT="0",
+    HTTP_WORKER_METRICS_PORT="0",
+    SCHEDULER_METRICS_PORT="0",
 )
 
 from redis import Redis  # noqa: E402

@@ -9,6 +9,7 @@ from services.core.celery_app import app as celery_app
 from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.health import redis_client
+from services.core.observability.jobs import scheduled_job
 from services.core.taskdefs import TASKLOG_CLEANUP, TASKLOG_RECONCILE
 from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.reconciler import Reconciler
@@ -34,11 +35,12 @@ def cleanup(repo: TaskLogRepository, *, success_days: int, failed_days: int) -> 
 def tasklog_cleanup(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, int]:
     """Apply the retention settings to the task log."""
     settings = get_settings()
-    return cleanup(
-        TaskLogRepository(session_factory(settings.database_url)),
-        success_days=settings.tasklog_success_retention_days,
-        failed_days=settings.tasklog_failed_retention_days,
-    )
+    with scheduled_job(TASKLOG_CLEANUP.name):
+        return cleanup(
+            TaskLogRepository(session_factory(settings.database_url)),
+            success_days=settings.tasklog_success_retention_days,
+            failed_days=settings.tasklog_failed_retention_days,
+        )
 
 
 @tracked_task(TASKLOG_RECONCILE)
@@ -47,14 +49,17 @@ def tasklog_reconcile(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, An
     settings = get_settings()
     redis = redis_client(settings)
     try:
-        report = Reconciler(
-            sessions=session_factory(settings.database_url),
-            celery=celery_app,
-            redis=redis,
-            key_prefix=settings.redis_key_prefix,
-            stale_s=settings.reconcile_stale_s,
-            processing_stale_s=settings.processing_stale_s,
-        ).run_once()
+        with scheduled_job(TASKLOG_RECONCILE.name) as run:
+            report = Reconciler(
+                sessions=session_factory(settings.database_url),
+                celery=celery_app,
+                redis=redis,
+                key_prefix=settings.redis_key_prefix,
+                stale_s=settings.reconcile_stale_s,
+                processing_stale_s=settings.processing_stale_s,
+            ).run_once()
+            if not report.ran:
+                run.skip()  # another scheduler's pass holds the lock
     finally:
         redis.close()
     return {

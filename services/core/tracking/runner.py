@@ -296,7 +296,7 @@ class TaskRunner:
         )
         if not recorded:
             return self._stale(spec, claim)
-        metrics.TASK_DEAD_LETTERED.labels(spec.name, reason).inc()
+        metrics.TASK_DEAD_LETTERED.labels(spec.name, spec.queue, reason).inc()
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.FAILED).inc()
         log.error(
             f"task failed for good: {reason.value.replace('_', ' ')}",
