@@ -6,17 +6,25 @@ instead of every API replica reporting the same figures.
 
 from __future__ import annotations
 
+from functools import cache
+
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from services.core.observability.serving import process_registry
 
 router = APIRouter(tags=["metrics"])
-_registry = process_registry()
+
+
+@cache
+def _registry() -> CollectorRegistry:
+    # Built at the first scrape, in the process that serves it (a uvicorn worker when there
+    # are several, after the parent made their directory ready).
+    return process_registry()
 
 
 @router.get("/metrics", response_class=Response, include_in_schema=False)
 def metrics() -> Response:
     """Text exposition format."""
-    return Response(generate_latest(_registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)
