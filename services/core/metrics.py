@@ -2,8 +2,9 @@
 
 Naming (README "Observability"): `durable_` prefix, base units in the name (`_seconds`),
 `_total` on counters, `_timestamp_seconds` for points in time. Labels stay bounded: task,
-queue, downstream, operation, outcome, error_kind, reason, route, method, status, job; never
-a customer, user or task id, nor a URL.
+queue, downstream, operation, outcome, error_kind, reason, route, method, status; never a
+customer, user or task id, nor a URL. `job` and `instance` are Prometheus' target labels,
+never ours (a scheduled job is named by its `task`).
 
 Worker pool processes share these through prometheus-client's multiprocess mode (see
 `services.core.observability`); gauges therefore say how to combine processes
@@ -97,13 +98,13 @@ HTTP_DURATION = Histogram(
 )
 JOB_RUNS = Counter(
     "durable_scheduled_job_runs_total",
-    "Runs of the scheduler's periodic jobs by outcome (success, skipped, error)",
-    ["job", "outcome"],
+    "Runs of the scheduler's periodic jobs (by task name) by outcome (success, skipped, error)",
+    ["task", "outcome"],
 )
 JOB_LAST_SUCCESS = Gauge(
     "durable_scheduled_job_last_success_timestamp_seconds",
-    "When a periodic job last completed",
-    ["job"],
+    "When a periodic job (by task name) last completed",
+    ["task"],
     # A timestamp survives the pool process that set it; the newest one counts.
     multiprocess_mode="max",
 )

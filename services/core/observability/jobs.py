@@ -27,16 +27,16 @@ class JobRun:
 
 
 @contextmanager
-def scheduled_job(job: str) -> Iterator[JobRun]:
-    """Measure one run of `job`; an exception counts as an error and propagates."""
+def scheduled_job(task: str) -> Iterator[JobRun]:
+    """Measure one run of the periodic task `task`; an exception counts as an error."""
     run = JobRun()
     try:
         yield run
     except BaseException:
-        metrics.JOB_RUNS.labels(job, "error").inc()
+        metrics.JOB_RUNS.labels(task, "error").inc()
         raise
     if run.skipped:
-        metrics.JOB_RUNS.labels(job, "skipped").inc()
+        metrics.JOB_RUNS.labels(task, "skipped").inc()
         return
-    metrics.JOB_RUNS.labels(job, "success").inc()
-    metrics.JOB_LAST_SUCCESS.labels(job).set(time.time())
+    metrics.JOB_RUNS.labels(task, "success").inc()
+    metrics.JOB_LAST_SUCCESS.labels(task).set(time.time())
