@@ -47,9 +47,7 @@ class Process:
     def start(self) -> None:
         """Start the program; its output goes to the log file."""
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.proc = subprocess.Popen(self.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         """What the program printed so far."""
