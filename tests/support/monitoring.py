@@ -138,3 +138,21 @@ class Prometheus(Process):
         return httpx.get(
             f"{self.url}/api/v1/query", params={"query": expr}, timeout=10, trust_env=False
         )
+
+
+def panel_queries(directory: Path = DASHBOARDS) -> list[tuple[str, str, str]]:
+    """(dashboard file, panel title, PromQL) of every query of every panel."""
+    found: list[tuple[str, str, str]] = []
+    for path in sorted(directory.glob("*.json")):
+        board = yaml.safe_load(path.read_text())  # JSON is YAML
+        for panel in board["panels"]:
+            for target in panel.get("targets") or []:
+                found.append((path.name, panel["title"], target["expr"]))
+    return found
+
+
+def concrete(expr: str, rate_window: str = "1m") -> str:
+    """A panel query as Grafana sends it with "All" selected and a given rate window."""
+    return (
+        expr.replace("$__rate_interval", rate_window).replace("$queue", ".*").replace("$task", ".*")
+    )
