@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
@@ -133,10 +138,16 @@ class Prometheus(Process):
         super().start()
         wait_until(lambda: _ready(f"{self.url}/-/ready", self), 30, what="prometheus ready")
 
-    def query(self, expr: str) -> httpx.Response:
-        """An instant query, answered as is (a parse error is a 400 with its reason)."""
+    def query(self, expr: str, since: float | None = None) -> httpx.Response:
+        """An instant query, or a range query from `since` (epoch seconds) to now, one
+        point a second; answered as is (a parse error is a 400 with its reason)."""
+        if since is None:
+            return httpx.get(
+                f"{self.url}/api/v1/query", params={"query": expr}, timeout=10, trust_env=False
+            )
+        params = {"query": expr, "start": since, "end": time.time(), "step": 1}
         return httpx.get(
-            f"{self.url}/api/v1/query", params={"query": expr}, timeout=10, trust_env=False
+            f"{self.url}/api/v1/query_range", params=params, timeout=10, trust_env=False
         )
 
 
@@ -156,3 +167,62 @@ def concrete(expr: str, rate_window: str = "1m") -> str:
     return (
         expr.replace("$__rate_interval", rate_window).replace("$queue", ".*").replace("$task", ".*")
     )
+
+
+class Webhook:
+    """An Alertmanager webhook receiver on a free loopback port; keeps what it was sent."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[float, str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with hook._lock:
+                    hook.received.append((time.monotonic(), self.path, body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = int(self.server.server_address[1])
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL the receivers are pointed at."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Webhook:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def firing(self, alertname: str) -> list[tuple[float, str, dict[str, Any]]]:
+        """(time received, path, alert) of every firing alert of that name received so far."""
+        with self._lock:
+            return [
+                (at, path, alert)
+                for at, path, body in self.received
+                for alert in body.get("alerts", [])
+                if alert["status"] == "firing" and alert["labels"].get("alertname") == alertname
+            ]
+
+
+def alertmanager_config_for(webhook: str, target: Path) -> Path:
+    """The example Alertmanager config with its webhook receivers pointed at `webhook`."""
+    config = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            path = urlsplit(hook["url"]).path
+            hook["url"] = f"{webhook}{path}"
+    target.write_text(yaml.safe_dump(config))
+    return target

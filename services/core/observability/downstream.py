@@ -13,6 +13,21 @@ from celery.exceptions import SoftTimeLimitExceeded
 from services.core import metrics
 from services.core.taskdefs import Downstream
 
+# The operations each downstream is asked for (Elasticsearch: the client's endpoint ids our
+# writer uses; ChatbotMobile: HTTP methods), so that their series exist from the start.
+OPERATIONS: dict[Downstream, tuple[str, ...]] = {
+    Downstream.ELASTICSEARCH: (
+        "index",
+        "delete",
+        "bulk",
+        "delete_by_query",
+        "indices.create",
+        "indices.exists",
+    ),
+    Downstream.CHATBOT: ("GET", "POST", "PUT", "DELETE"),
+    Downstream.EMBEDDINGS: ("embed",),
+}
+
 
 class CallOutcome(StrEnum):
     """How a downstream answered one request; a small fixed set, fit for a label."""

@@ -19,6 +19,7 @@ from celery.signals import task_postrun, task_prerun, worker_init
 
 from services.core import metrics
 from services.core.config import Settings, get_settings
+from services.core.guards.ratelimit import parse_limits
 from services.core.observability import serving
 from services.core.observability.series import preinit_worker
 from services.core.taskdefs import TaskSpec
@@ -65,7 +66,10 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     for queue in sorted(consumed):
         metrics.WORKER_START_TIME.labels(queue).set(started)
     tracked = (_spec(task) for task in sender.app.tasks.values())
-    preinit_worker(spec for spec in tracked if spec is not None and spec.queue in consumed)
+    preinit_worker(
+        (spec for spec in tracked if spec is not None and spec.queue in consumed),
+        rate_limits=parse_limits(settings.rate_limits),
+    )
     kind = _kind[0]
     port = metrics_port(settings, kind)
     if port:
