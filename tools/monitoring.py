@@ -83,7 +83,5 @@ def prometheus_config(
         "scrape_configs": jobs,
     }
     if alertmanager:
-        config["alerting"] = {
-            "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
-        }
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     return config

@@ -107,7 +107,7 @@ def _drive(stack: Observed, api: httpx.Client, repo: TaskLogRepository) -> list[
         ids.append(_accepted(api.put(f"/api/v1/services/s-{n}", json=body)))
 
     def breaker_open() -> bool:
-        state = api.get("/health/celery").json()["breakers"]["elasticsearch"]["state"]
+        state: str = api.get("/health/celery").json()["breakers"]["elasticsearch"]["state"]
         return state != "closed"
 
     wait_until(breaker_open, 15, what="the elasticsearch breaker to open")

@@ -145,7 +145,12 @@ class Prometheus(Process):
             return httpx.get(
                 f"{self.url}/api/v1/query", params={"query": expr}, timeout=10, trust_env=False
             )
-        params = {"query": expr, "start": since, "end": time.time(), "step": 1}
+        params: dict[str, str | float] = {
+            "query": expr,
+            "start": since,
+            "end": time.time(),
+            "step": 1,
+        }
         return httpx.get(
             f"{self.url}/api/v1/query_range", params=params, timeout=10, trust_env=False
         )
