@@ -73,7 +73,9 @@ $(CELERY_EXPORTER_STAMP):
 ## The celery-exporter virtualenv (.venv-celery-exporter).
 celery-exporter: $(CELERY_EXPORTER_STAMP)
 
-## Regenerate the Grafana dashboards (charts/durable-writes/files/dashboards/*.json).
+## Regenerate the Grafana dashboards (charts/durable-writes/files/dashboards/*.json) and the
+## chart's AlertmanagerConfig spec (from k8s/monitoring/alertmanager.yaml).
 dashboards: $(STAMP)
 	$(PY) -m tools.dashboards
+	$(PY) -m tools.monitoring
 # --- end of observability --------------------------------------------------------------------

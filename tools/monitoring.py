@@ -85,3 +85,75 @@ def prometheus_config(
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     return config
+
+
+# AlertmanagerConfig (monitoring.coreos.com/v1alpha1) spelling of the example configuration's
+# route, receivers and inhibition, for the chart: generated, never edited by hand.
+ALERTMANAGER_EXAMPLE = ROOT / "k8s/monitoring/alertmanager.yaml"
+ALERTMANAGERCONFIG_SPEC = ROOT / "charts/durable-writes/files/alertmanager/spec.yaml"
+_ROUTE_KEYS = {
+    "receiver": "receiver",
+    "group_by": "groupBy",
+    "group_wait": "groupWait",
+    "group_interval": "groupInterval",
+    "repeat_interval": "repeatInterval",
+    "continue": "continue",
+}
+
+
+def _matcher(text: str) -> dict[str, str]:
+    # 'name="value"', 'name=~"regex"', 'name!="value"', 'name!~"regex"'
+    for op in ("=~", "!~", "!=", "="):
+        if op in text:
+            name, value = text.split(op, 1)
+            return {"name": name.strip(), "value": value.strip().strip('"'), "matchType": op}
+    raise ValueError(f"not a matcher: {text!r}")
+
+
+def _route(route: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = {new: route[old] for old, new in _ROUTE_KEYS.items() if old in route}
+    if "matchers" in route:
+        spec["matchers"] = [_matcher(m) for m in route["matchers"]]
+    if "routes" in route:
+        spec["routes"] = [_route(child) for child in route["routes"]]
+    return spec
+
+
+def alertmanagerconfig_spec(config: dict[str, Any]) -> dict[str, Any]:
+    """The `spec` of an AlertmanagerConfig with the same routing as an Alertmanager config."""
+    receivers = []
+    for receiver in config["receivers"]:
+        hooks = [
+            {"url": hook["url"], "sendResolved": hook.get("send_resolved", True)}
+            for hook in receiver.get("webhook_configs", [])
+        ]
+        receivers.append({"name": receiver["name"], "webhookConfigs": hooks})
+    inhibit = [
+        {
+            "sourceMatch": [_matcher(m) for m in rule["source_matchers"]],
+            "targetMatch": [_matcher(m) for m in rule["target_matchers"]],
+            "equal": rule.get("equal", []),
+        }
+        for rule in config.get("inhibit_rules", [])
+    ]
+    return {"route": _route(config["route"]), "receivers": receivers, "inhibitRules": inhibit}
+
+
+def render_alertmanagerconfig_spec() -> str:
+    """The text of the chart's AlertmanagerConfig spec, from the example configuration."""
+    import yaml
+
+    spec = alertmanagerconfig_spec(yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text()))
+    header = (
+        "# Generated from k8s/monitoring/alertmanager.yaml by `make dashboards`\n"
+        "# (python -m tools.monitoring); do not edit. The chart's optional AlertmanagerConfig\n"
+        "# (monitoring.coreos.com/v1alpha1) uses it as its spec.\n"
+    )
+    body: str = yaml.safe_dump(spec, sort_keys=False)
+    return header + body
+
+
+if __name__ == "__main__":
+    ALERTMANAGERCONFIG_SPEC.parent.mkdir(parents=True, exist_ok=True)
+    ALERTMANAGERCONFIG_SPEC.write_text(render_alertmanagerconfig_spec())
+    print(f"wrote {ALERTMANAGERCONFIG_SPEC.relative_to(ROOT)}")

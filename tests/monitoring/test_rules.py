@@ -21,6 +21,7 @@ from tests.support.monitoring import (
     binary,
 )
 from tests.support.procs import ROOT, wait_until
+from tools.monitoring import ALERTMANAGERCONFIG_SPEC, render_alertmanagerconfig_spec
 
 RUNBOOK = ROOT / "docs/runbook.md"
 # What a PrometheusRule's spec accepts (the chart wraps the file in one as it is).
@@ -138,3 +139,16 @@ def test_a_critical_on_a_queue_holds_back_that_queues_warnings_only(tmp_path: Pa
 @pytest.mark.parametrize("path", [RULES, RULE_TESTS, ALERTMANAGER_CONFIG])
 def test_monitoring_files_carry_no_machine_paths(path: Path) -> None:
     assert "/work/" not in path.read_text() and "/tmp/" not in path.read_text()
+
+
+def test_the_charts_alertmanagerconfig_is_generated_from_the_example() -> None:
+    assert ALERTMANAGERCONFIG_SPEC.read_text() == render_alertmanagerconfig_spec(), (
+        "run `make dashboards` and commit the result"
+    )
+    spec = yaml.safe_load(ALERTMANAGERCONFIG_SPEC.read_text())
+    example = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    assert [r["name"] for r in spec["receivers"]] == [r["name"] for r in example["receivers"]]
+    critical = spec["route"]["routes"][0]
+    assert critical["matchers"] == [{"name": "severity", "value": "critical", "matchType": "="}]
+    assert critical["receiver"] == "durable-critical"
+    assert spec["inhibitRules"][0]["equal"] == ["queue", "task"]
