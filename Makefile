@@ -4,7 +4,19 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: up test lint migrate install token chaos clean
+# --- observability (issue 12) ---------------------------------------------------------------
+# celery-exporter (PyPI prometheus-exporter-celery) pins redis<6 and kombu 5.7 needs
+# redis>=6.1, so it lives in a virtualenv of its own, with celery/kombu of the 5.6 line (the
+# last to accept redis 5; same message and event formats); `make up` runs it, tests scrape it.
+CELERY_EXPORTER_VERSION := 0.11.2
+CELERY_EXPORTER_PINS := 'prometheus-exporter-celery==$(CELERY_EXPORTER_VERSION)' 'celery==5.6.3' 'kombu==5.6.2'
+CELERY_EXPORTER_VENV := .venv-celery-exporter
+CELERY_EXPORTER_STAMP := $(CELERY_EXPORTER_VENV)/.installed-$(CELERY_EXPORTER_VERSION)
+# It supports Python 3.11 and 3.12 only.
+CELERY_EXPORTER_PYTHON ?= $(PYTHON)
+# --- end of observability --------------------------------------------------------------------
+
+.PHONY: up test lint migrate install token chaos clean celery-exporter dashboards
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -17,6 +29,7 @@ install: $(STAMP)
 
 ## Run the whole stack in the foreground (Ctrl-C stops it).
 up: $(STAMP)
+	@$(MAKE) --no-print-directory celery-exporter || echo "celery-exporter could not be built (see above); the stack runs without it"
 	@tools/ensure-services.sh redis
 	$(PY) -m services.core.tasklog.migrate upgrade
 	$(PY) tools/devstack.py
@@ -37,8 +50,8 @@ lint: $(STAMP)
 	$(PY) -m mypy services tests tools
 
 ## Lint, then every test against real Redis and PostgreSQL.
-test: lint
-	@tools/ensure-services.sh redis postgres
+test: lint $(CELERY_EXPORTER_STAMP)
+	@tools/ensure-services.sh redis postgres prometheus alertmanager
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Chaos suite (whole stack, mixed load, faults); the summary line comes last:
@@ -49,4 +62,21 @@ chaos: $(STAMP)
 	$(PY) -m tools.chaos --duration $(DURATION) $(if $(SEED),--seed $(SEED))
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CELERY_EXPORTER_VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# --- observability (issue 12) ---------------------------------------------------------------
+$(CELERY_EXPORTER_STAMP):
+	@$(CELERY_EXPORTER_PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] < (3, 13) else "celery-exporter runs on Python 3.11 or 3.12; set CELERY_EXPORTER_PYTHON=python3.12")'
+	@test -x $(CELERY_EXPORTER_VENV)/bin/python || $(CELERY_EXPORTER_PYTHON) -m venv $(CELERY_EXPORTER_VENV)
+	$(CELERY_EXPORTER_VENV)/bin/python -m pip install -q $(CELERY_EXPORTER_PINS)
+	@touch $@
+
+## The celery-exporter virtualenv (.venv-celery-exporter).
+celery-exporter: $(CELERY_EXPORTER_STAMP)
+
+## Regenerate the Grafana dashboards (charts/durable-writes/files/dashboards/*.json) and the
+## chart's AlertmanagerConfig spec (from k8s/monitoring/alertmanager.yaml).
+dashboards: $(STAMP)
+	$(PY) -m tools.dashboards
+	$(PY) -m tools.monitoring
+# --- end of observability --------------------------------------------------------------------

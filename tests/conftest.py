@@ -37,6 +37,11 @@ os.environ.update(
     BREAKER_OPEN_MAX_S="2",
     # The scheduler releases tasks held in the log twice a second.
     RELEASE_INTERVAL_S="0.5",
+    # Workers serve no metrics endpoint unless a test gives them a free port: their default
+    # ports would clash between the workers of one test and between parallel runs.
+    ES_WORKER_METRICS_PORT="0",
+    HTTP_WORKER_METRICS_PORT="0",
+    SCHEDULER_METRICS_PORT="0",
 )
 
 from redis import Redis  # noqa: E402

@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.core.config import get_settings  # noqa: E402
+from services.core.config import Settings, get_settings  # noqa: E402
+from tools import monitoring  # noqa: E402
 
 COLORS = ["36", "32", "33", "35", "34", "31", "96", "92"]
 GRACE_S = float(os.environ.get("DEVSTACK_GRACE_S", "30"))
@@ -168,6 +169,36 @@ def stack() -> list[Spec]:
     ]
 
 
+# --- observability (issue 12) ---------------------------------------------------------------
+def observability(settings: Settings) -> tuple[list[Spec], list[str]]:
+    """celery-exporter (when its virtualenv is built), and where every metrics endpoint is."""
+    host = settings.metrics_host
+    lines = [
+        f"metrics: api http://{settings.api_host}:{settings.api_port}/metrics",
+        f"metrics: es-worker http://{host}:{settings.es_worker_metrics_port}/metrics",
+        f"metrics: http-worker http://{host}:{settings.http_worker_metrics_port}/metrics",
+        f"metrics: scheduler http://{host}:{settings.scheduler_metrics_port}/metrics "
+        "(with the shared state: backlog, queue depth, breakers)",
+    ]
+    python = monitoring.celery_exporter_python()
+    if python is None:
+        lines.append("celery-exporter not started: `make celery-exporter` builds its virtualenv")
+        return [], lines
+    port = int(os.environ.get("CELERY_EXPORTER_PORT", str(monitoring.CELERY_EXPORTER_PORT)))
+    command = monitoring.celery_exporter_command(
+        python,
+        redis_url=settings.redis_url,
+        key_prefix=settings.redis_key_prefix,
+        host=host,
+        port=port,
+    )
+    lines.append(f"metrics: celery-exporter http://{host}:{port}/metrics")
+    return [Spec("celery-exporter", command)], lines
+
+
+# --- end of observability ----------------------------------------------------------------
+
+
 def _die_with_parent() -> None:
     # Linux: if this runner is killed (even with SIGKILL), its children get SIGTERM instead of
     # living on as orphans that keep consuming the queues.
@@ -256,7 +287,8 @@ def main() -> int:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     # ChatbotMobile downloads locally stored uploads from the API.
     env.setdefault("PUBLIC_API_URL", f"http://{settings.api_host}:{settings.api_port}")
-    runner = Stack(standins(env) + stack(), env)
+    watchers, endpoints = observability(settings)
+    runner = Stack(standins(env) + stack() + watchers, env)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stopping.set())
     runner.start()
@@ -265,6 +297,8 @@ def main() -> int:
         f"(try /health/celery), Flower on http://{settings.flower_host}:{settings.flower_port}; "
         "Ctrl-C stops everything"
     )
+    for line in endpoints:
+        runner._say(line)
     status = runner.watch()
     runner._say("stopped")
     return status

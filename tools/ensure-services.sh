@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure the local services named as arguments (redis, postgres) answer on 127.0.0.1.
+# Make sure the local services named as arguments (redis, postgres) answer on 127.0.0.1, and
+# that the programs named (prometheus, alertmanager) are installed.
 #
 # For each: use it if it already answers; start it if installed but stopped; install it with
 # apt-get if missing and we are allowed (root or sudo, ALLOW_INSTALL is not 0); otherwise stop
@@ -85,10 +86,34 @@ ensure_postgres() {
   wait_for 30 pg_answers || die "PostgreSQL did not answer on 127.0.0.1:$PG_PORT"
 }
 
+# --- observability tools (issue 12) -------------------------------------------------------
+# Prometheus and Alertmanager are needed as programs only (promtool, amtool, and the binaries
+# the end-to-end test starts on free ports); no daemon of theirs is wanted, so nothing is
+# started here. Debian names the Alertmanager binary prometheus-alertmanager.
+
+has_all() { for tool in "$@"; do command -v "$tool" >/dev/null || return 1; done; }
+
+ensure_prometheus() {
+  has_all prometheus promtool && return 0
+  apt_install --no-install-recommends prometheus \
+    || die "Prometheus is not installed and could not be installed here. Install it (Debian/Ubuntu: apt-get install prometheus; or put prometheus and promtool from prometheus.io on PATH)."
+  has_all prometheus promtool || die "prometheus and promtool are still missing after installing"
+}
+
+ensure_alertmanager() {
+  { has_all amtool && { has_all alertmanager || has_all prometheus-alertmanager; }; } && return 0
+  apt_install --no-install-recommends prometheus-alertmanager \
+    || die "Alertmanager is not installed and could not be installed here. Install it (Debian/Ubuntu: apt-get install prometheus-alertmanager; or put alertmanager and amtool on PATH)."
+  has_all amtool || die "amtool is still missing after installing prometheus-alertmanager"
+}
+# --- end of observability tools ----------------------------------------------------------
+
 for service in "$@"; do
   case "$service" in
     redis) ensure_redis ;;
     postgres) ensure_postgres ;;
-    *) die "unknown service: $service (known: redis, postgres)" ;;
+    prometheus) ensure_prometheus ;;
+    alertmanager) ensure_alertmanager ;;
+    *) die "unknown service: $service (known: redis, postgres, prometheus, alertmanager)" ;;
   esac
 done

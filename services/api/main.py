@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from services.api.deps import Runtime
+from services.api.instrumentation import RequestMetrics
 from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
 from services.core import logs
 from services.core.auth import TokenVerifier
@@ -18,8 +20,11 @@ from services.core.db import get_engine, session_factory
 from services.core.enqueue import Enqueuer
 from services.core.guards.gate import breakers
 from services.core.health import redis_client
+from services.core.observability import multiproc_dir
+from services.core.observability.series import preinit_api
 from services.core.storage import make_storage
 from services.core.storage.records import StoredFiles
+from services.core.taskdefs import Queue, all_specs
 from services.core.tasklog.repository import TaskLogRepository
 
 
@@ -55,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
+    app.add_middleware(RequestMetrics)
+    preinit_api(s for s in all_specs() if s.queue is not Queue.MAINTENANCE)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(tasks.router)
@@ -72,14 +79,29 @@ def main() -> None:
 
     settings = get_settings()
     logs.configure("api", level=settings.log_level, json_lines=settings.log_json)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
+    options: dict[str, Any] = {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "log_config": None,
         # Let in-flight requests finish on SIGTERM.
-        timeout_graceful_shutdown=20,
+        "timeout_graceful_shutdown": 20,
+    }
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Several worker processes: each counts in the shared multiprocess directory, made ready
+    # here before they start, and any of them answers /metrics for all.
+    multiproc_dir.claim()
+    uvicorn.run(
+        "services.api.main:serving_app", factory=True, workers=settings.api_workers, **options
     )
+
+
+def serving_app() -> FastAPI:
+    """The app of one of several uvicorn worker processes (each configures its own logs)."""
+    settings = get_settings()
+    logs.configure("api", level=settings.log_level, json_lines=settings.log_json)
+    return create_app(settings)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from kombu.entity import Queue as KombuQueue
 
 from services.core import logs
 from services.core.config import Settings, get_settings
+from services.core.observability import publish  # noqa: F401  (publish latency, every process)
 from services.core.taskdefs import Queue, UnknownTaskError, spec_for
 
 # Priority sub-lists kombu's Redis transport keeps beside each queue ("es\x06\x163", ...).

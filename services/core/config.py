@@ -178,6 +178,15 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # uvicorn worker processes of one API instance; their metrics are merged (multiprocess).
+    api_workers: int = Field(1, ge=1, le=64)
+    # Prometheus endpoints of the processes that are not HTTP servers themselves (the API
+    # serves /metrics on API_PORT). Distinct defaults, so that one machine runs them side by
+    # side; 0 serves none. METRICS_HOST is 0.0.0.0 in a pod, so Prometheus can reach it.
+    metrics_host: str = "127.0.0.1"
+    es_worker_metrics_port: int = Field(9401, ge=0, le=65535)
+    http_worker_metrics_port: int = Field(9402, ge=0, le=65535)
+    scheduler_metrics_port: int = Field(9403, ge=0, le=65535)
     flower_host: str = "127.0.0.1"
     flower_port: int = 5555
     # "user:password" for Flower's basic auth; unset means no auth (development only).

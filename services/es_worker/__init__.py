@@ -1,5 +1,10 @@
 """Elasticsearch worker: `celery -A services.es_worker worker -Q es`."""
 
+# First: the multiprocess metrics directory must be ready before any metric exists.
+from services.core.observability import boot  # noqa: F401
+
+# isort: split
+
 import asyncio
 import logging
 from typing import Any
@@ -9,10 +14,12 @@ from celery.signals import worker_ready
 from services.core import canary  # noqa: F401  (registers the es canary)
 from services.core.celery_app import app
 from services.core.config import get_settings
+from services.core.observability.worker import ProcessKind, instrument_worker
 from services.core.search.runtime import make_writer
 from services.es_worker import tasks
 
 log = logging.getLogger("services.es_worker")
+instrument_worker(ProcessKind.ES_WORKER)
 
 
 async def _create_indices() -> list[str]:

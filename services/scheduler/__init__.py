@@ -6,8 +6,14 @@ Beat alone can only publish; the upkeep it schedules must also run somewhere tha
 scale with the write load, so the scheduler consumes its own queue.
 """
 
+# First: the multiprocess metrics directory must be ready before any metric exists.
+from services.core.observability import boot  # noqa: F401
+
+# isort: split
+
 from services.core.celery_app import app
 from services.core.config import get_settings
+from services.core.observability.worker import ProcessKind, instrument_worker
 from services.core.storage import tasks as storage_tasks
 from services.core.taskdefs import (
     STORED_FILES_CLEANUP,
@@ -18,6 +24,9 @@ from services.core.taskdefs import (
 from services.scheduler import tasks as tasklog_tasks
 
 _settings = get_settings()
+
+# Its metrics endpoint also serves the shared state (backlog, queue depth, breakers), once.
+instrument_worker(ProcessKind.SCHEDULER)
 
 app.conf.beat_schedule = {
     "tasklog-release": {

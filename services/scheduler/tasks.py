@@ -12,6 +12,7 @@ from services.core.db import session_factory
 from services.core.guards.gate import breakers
 from services.core.guards.ratelimit import parse_limits
 from services.core.health import redis_client
+from services.core.observability.jobs import scheduled_job
 from services.core.search.tombstones import DeleteMemory
 from services.core.search.versions import SEQ_VERSION_BASE, es_version
 from services.core.taskdefs import TASKLOG_CLEANUP, TASKLOG_RECONCILE, TASKLOG_RELEASE, Queue
@@ -53,12 +54,13 @@ def tasklog_cleanup(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, int]
     """Apply the retention settings to the task log, and prune delete tombstones."""
     settings = get_settings()
     repo = TaskLogRepository(session_factory(settings.database_url))
-    removed = cleanup(
-        repo,
-        success_days=settings.tasklog_success_retention_days,
-        failed_days=settings.tasklog_failed_retention_days,
-    )
-    return {**removed, "tombstones": prune_tombstones(repo, settings)}
+    with scheduled_job(TASKLOG_CLEANUP.name):
+        removed = cleanup(
+            repo,
+            success_days=settings.tasklog_success_retention_days,
+            failed_days=settings.tasklog_failed_retention_days,
+        )
+        return {**removed, "tombstones": prune_tombstones(repo, settings)}
 
 
 @tracked_task(TASKLOG_RECONCILE)
@@ -67,14 +69,17 @@ def tasklog_reconcile(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, An
     settings = get_settings()
     redis = redis_client(settings)
     try:
-        report = Reconciler(
-            sessions=session_factory(settings.database_url),
-            celery=celery_app,
-            redis=redis,
-            key_prefix=settings.redis_key_prefix,
-            stale_s=settings.reconcile_stale_s,
-            processing_stale_s=settings.processing_stale_s,
-        ).run_once()
+        with scheduled_job(TASKLOG_RECONCILE.name) as run:
+            report = Reconciler(
+                sessions=session_factory(settings.database_url),
+                celery=celery_app,
+                redis=redis,
+                key_prefix=settings.redis_key_prefix,
+                stale_s=settings.reconcile_stale_s,
+                processing_stale_s=settings.processing_stale_s,
+            ).run_once()
+            if not report.ran:
+                run.skip()  # another scheduler's pass holds the lock
     finally:
         redis.close()
     return {
@@ -114,5 +119,8 @@ def tasklog_release() -> dict[str, Any]:
         settings = get_settings()
         redis = redis_client(settings)
         _releasers[pid] = (redis, make_releaser(settings, redis))
-    report: ReleaseReport = _releasers[pid][1].run_once()
+    with scheduled_job(TASKLOG_RELEASE.name) as run:
+        report: ReleaseReport = _releasers[pid][1].run_once()
+        if not report.ran:
+            run.skip()  # another scheduler's pass holds the lock
     return {"ran": report.ran, "released": report.released}

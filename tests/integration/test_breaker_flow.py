@@ -10,9 +10,11 @@ import re
 from collections.abc import Iterator
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from services.core.config import get_settings
 from services.core.db import session_factory
+from services.core.observability.exporter import shared_state_collector
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import Bench, catalog_bench, new_customer
 from tests.support.flow import all_finished
@@ -43,7 +45,10 @@ def _breaker_state(bench: Bench) -> str:
 
 
 def _metric(bench: Bench) -> float | None:
-    text = bench.api.get("/metrics").text
+    # What the scheduler's shared-state exporter serves (the API does not: it is shared state).
+    registry = CollectorRegistry()
+    registry.register(shared_state_collector(bench.settings))
+    text = generate_latest(registry).decode()
     found = re.search(r'^durable_breaker_state\{downstream="elasticsearch"\} (\S+)$', text, re.M)
     return float(found.group(1)) if found else None
 

@@ -29,6 +29,7 @@ def _get(url: str, headers: dict[str, str] | None = None) -> httpx.Response | No
 def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     api_port, flower_port = free_port(), free_port()
     es_port = free_port()
+    metrics = {name: free_port() for name in ("es", "http", "scheduler", "celery")}
     env = {
         **{
             k: v
@@ -48,6 +49,10 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
         "DEVSTACK_GRACE_S": "20",
         "ES_WORKER_CONCURRENCY": "1",
         "HTTP_WORKER_CONCURRENCY": "1",
+        "ES_WORKER_METRICS_PORT": str(metrics["es"]),
+        "HTTP_WORKER_METRICS_PORT": str(metrics["http"]),
+        "SCHEDULER_METRICS_PORT": str(metrics["scheduler"]),
+        "CELERY_EXPORTER_PORT": str(metrics["celery"]),
     }
     log_path = tmp_path / "devstack.log"
     with log_path.open("wb") as log:
@@ -117,6 +122,20 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
 
         [document] = wait_until(original, 30, what="the document in the ChatbotMobile stand-in")
         assert document["size"] == len(b"%PDF-1.4 hello")
+        # Every process serves its metrics where `make up` said it would.
+        output = log_path.read_text()
+        for name, url in [
+            ("api", f"http://127.0.0.1:{api_port}/metrics"),
+            ("es-worker", f"http://127.0.0.1:{metrics['es']}/metrics"),
+            ("http-worker", f"http://127.0.0.1:{metrics['http']}/metrics"),
+            ("scheduler", f"http://127.0.0.1:{metrics['scheduler']}/metrics"),
+            ("celery-exporter", f"http://127.0.0.1:{metrics['celery']}/metrics"),
+        ]:
+            assert f"metrics: {name} {url}" in output
+            answer = wait_until(lambda u=url: _get(u), 30, what=f"{name} metrics")
+            assert answer.status_code == 200, name
+        scheduler = _get(f"http://127.0.0.1:{metrics['scheduler']}/metrics")
+        assert scheduler is not None and "durable_queue_outstanding_tasks" in scheduler.text
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(60) == 0
     finally:
@@ -138,6 +157,7 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
         "http-worker",
         "scheduler",
         "flower",
+        "celery-exporter",
     ):
         assert f"started {name}" in output
         assert f"stopping {name}" in output

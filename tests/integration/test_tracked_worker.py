@@ -95,7 +95,7 @@ def test_deadline_exhausted_fails_with_last_error_and_says_so(
     MultiProcessCollector(registry, path=str(metrics_dir))
     dead = registry.get_sample_value(
         "durable_task_dead_lettered_total",
-        {"task": TEST_EFFECT.name, "reason": "deadline_exhausted"},
+        {"task": TEST_EFFECT.name, "queue": "es", "reason": "deadline_exhausted"},
     )
     assert dead is not None and dead >= 1
 

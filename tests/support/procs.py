@@ -77,6 +77,11 @@ class Worker:
 
     def start(self, timeout_s: float = 30) -> Worker:
         """Start and wait until the worker says it is ready."""
+        self.launch()
+        return self.wait_ready(timeout_s)
+
+    def launch(self) -> Worker:
+        """Start the process without waiting (several workers can then start at once)."""
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 self.args,
@@ -86,6 +91,10 @@ class Worker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        return self
+
+    def wait_ready(self, timeout_s: float = 30) -> Worker:
+        """Wait until the launched worker says it is ready."""
         wait_until(lambda: self._ready(), timeout_s, what=f"worker {self.name} ready")
         return self
 

@@ -261,6 +261,10 @@ class Stack:
             "API_PORT": str(self.ports["api"]),
             "LOG_JSON": "true",
             "LOG_LEVEL": "INFO",
+            # Two es-workers share one machine here: no metrics endpoints (their ports clash).
+            "ES_WORKER_METRICS_PORT": "0",
+            "HTTP_WORKER_METRICS_PORT": "0",
+            "SCHEDULER_METRICS_PORT": "0",
         }
 
     def _add(self, name: str, args: list[str], ready: Callable[[], bool]) -> None:

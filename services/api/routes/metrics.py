@@ -1,30 +1,30 @@
-"""Prometheus metrics of this API process, plus the breakers' states read from Redis."""
+"""Prometheus metrics of this API process (of all its uvicorn workers when there are several).
+
+Shared state (breakers, backlog, queue depth) is not here: the scheduler exports it once,
+instead of every API replica reporting the same figures.
+"""
 
 from __future__ import annotations
 
-import os
+from functools import cache
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from services.api.deps import RuntimeDep
-from services.core.guards.breaker import BreakerCollector
+from services.core.observability.serving import process_registry
 
 router = APIRouter(tags=["metrics"])
 
 
+@cache
+def _registry() -> CollectorRegistry:
+    # Built at the first scrape, in the process that serves it (a uvicorn worker when there
+    # are several, after the parent made their directory ready).
+    return process_registry()
+
+
 @router.get("/metrics", response_class=Response, include_in_schema=False)
-def metrics(runtime: RuntimeDep) -> Response:
-    """Text exposition format; the breakers are read at each scrape."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Several processes write counters to files in that directory; merge them.
-        own = CollectorRegistry()
-        MultiProcessCollector(own)
-    else:
-        own = REGISTRY
-    shared = CollectorRegistry()
-    shared.register(BreakerCollector(runtime.breakers))
-    body = generate_latest(own) + generate_latest(shared)
-    return Response(body, media_type=CONTENT_TYPE_LATEST)
+def metrics() -> Response:
+    """Text exposition format."""
+    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_LATEST)

@@ -13,6 +13,7 @@ import httpx
 
 from services.core.config import Settings
 from services.core.errors import PermanentError, TransientError, is_retryable_status
+from services.core.observability.downstream import observed
 from services.core.taskdefs import Downstream
 
 BODY_CHARS = 500
@@ -74,7 +75,12 @@ class ChatbotClient:
         """Send a request; a 2xx response or ChatbotUnavailable / ChatbotRejected."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         try:
-            response = self._http.request(method, path, json=json, params=params, headers=headers)
+            # The operation label is the method: paths carry customer and FAQ ids.
+            with observed(Downstream.CHATBOT, method.upper()) as call:
+                response = self._http.request(
+                    method, path, json=json, params=params, headers=headers
+                )
+                call.answered(response.status_code)
         except httpx.TimeoutException as exc:
             raise ChatbotUnavailable(
                 f"ChatbotMobile timed out ({type(exc).__name__})", gateway_status=504

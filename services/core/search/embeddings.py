@@ -8,6 +8,7 @@ import httpx
 
 from services.core.config import Settings
 from services.core.errors import PermanentError, TransientError, is_retryable_status
+from services.core.observability.downstream import observed
 from services.core.taskdefs import Downstream
 
 EMBEDDINGS = Downstream.EMBEDDINGS
@@ -67,9 +68,11 @@ class OpenAIEmbeddings:
             raise PermanentError("no embeddings api key: give api_key or set EMBEDDINGS_API_KEY")
         body: dict[str, Any] = {"model": self._model, "input": texts, "dimensions": self.dimensions}
         try:
-            response = await self._client.post(
-                "/embeddings", json=body, headers={"Authorization": f"Bearer {key}"}
-            )
+            with observed(EMBEDDINGS, "embed") as call:
+                response = await self._client.post(
+                    "/embeddings", json=body, headers={"Authorization": f"Bearer {key}"}
+                )
+                call.answered(response.status_code)
         except httpx.TransportError as exc:
             raise TransientError(
                 f"embeddings unreachable: {type(exc).__name__}", downstream=EMBEDDINGS

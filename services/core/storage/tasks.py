@@ -6,6 +6,7 @@ from typing import Any
 
 from services.core.config import get_settings
 from services.core.db import session_factory
+from services.core.observability.jobs import scheduled_job
 from services.core.storage.base import make_storage
 from services.core.storage.records import StoredFiles
 from services.core.taskdefs import STORED_FILES_CLEANUP
@@ -18,5 +19,6 @@ def stored_files_cleanup(ctx: TaskContext, payload: dict[str, Any]) -> dict[str,
     """Delete uploads past STORED_FILE_RETENTION_DAYS after their task finished."""
     settings = get_settings()
     files = StoredFiles(session_factory(settings.database_url))
-    removed = files.cleanup(make_storage(settings), settings.stored_file_retention_days)
+    with scheduled_job(STORED_FILES_CLEANUP.name):
+        removed = files.cleanup(make_storage(settings), settings.stored_file_retention_days)
     return {"removed": removed}

@@ -232,6 +232,7 @@ class TaskRunner:
             )
             if refusal is None:
                 metrics.TASK_PARKED.labels(spec.name, waits.ORDER).inc()
+                metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.HELD).inc()
                 log.info(
                     "task waits for an earlier write of the same entity",
                     extra={"outcome": "held", "reason": waits.ORDER, "waiting_for": blocker},
@@ -257,6 +258,8 @@ class TaskRunner:
         )
         if refusal is None:
             metrics.TASK_PARKED.labels(spec.name, verdict.reason).inc()
+            kind = OutcomeKind.HELD if in_log else OutcomeKind.PARKED
+            metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, kind).inc()
             log.info(
                 "task put off",
                 extra={
@@ -409,7 +412,7 @@ class TaskRunner:
         )
         if not recorded:
             return self._stale(spec, claim)
-        metrics.TASK_DEAD_LETTERED.labels(spec.name, reason).inc()
+        metrics.TASK_DEAD_LETTERED.labels(spec.name, spec.queue, reason).inc()
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.FAILED).inc()
         log.error(
             f"task failed for good: {reason.value.replace('_', ' ')}",
