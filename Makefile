@@ -16,7 +16,7 @@ CELERY_EXPORTER_STAMP := $(CELERY_EXPORTER_VENV)/.installed-$(CELERY_EXPORTER_VE
 CELERY_EXPORTER_PYTHON ?= $(PYTHON)
 # --- end of observability --------------------------------------------------------------------
 
-.PHONY: up test lint migrate install token chaos clean celery-exporter dashboards
+.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -60,6 +60,12 @@ DURATION ?= 60
 chaos: $(STAMP)
 	@tools/ensure-services.sh redis postgres
 	$(PY) -m tools.chaos --duration $(DURATION) $(if $(SEED),--seed $(SEED))
+
+## Benchmarks (tools/bench); the table comes last, results and plots under var/bench/:
+## make bench [BENCH_ARGS="--only backlog --backlog-n 100000"]
+bench: $(STAMP)
+	@tools/ensure-services.sh redis postgres
+	$(PY) -m tools.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(CELERY_EXPORTER_VENV) var .pytest_cache .mypy_cache .ruff_cache

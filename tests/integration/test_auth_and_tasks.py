@@ -13,7 +13,6 @@ import pytest
 from pydantic import SecretStr
 
 from services.core.config import Settings, get_settings
-from services.core.db import session_factory
 from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.repository import Claim, TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
@@ -231,9 +230,8 @@ def test_same_idempotency_key_20_times_at_once_makes_one_task(
 
 @pytest.fixture(scope="module")
 def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatBench]:
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     with chat_bench(
-        tmp_path_factory.mktemp("auth-chat"), repo, settings_update={"http_retry_budget_s": 3}
+        tmp_path_factory.mktemp("auth-chat"), settings_update={"http_retry_budget_s": 3}
     ) as bench:
         yield bench
 

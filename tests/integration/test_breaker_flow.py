@@ -12,10 +12,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
-from services.core.config import get_settings
-from services.core.db import session_factory
 from services.core.observability.exporter import shared_state_collector
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import Bench, catalog_bench, new_customer
 from tests.support.flow import all_finished
 from tests.support.procs import wait_until
@@ -27,14 +24,13 @@ TASKS = 40
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     env = {
         "BREAKER_FAILURE_THRESHOLD": "3",
         "BREAKER_OPEN_S": "2",
         "BREAKER_OPEN_MAX_S": "4",
         "ELASTICSEARCH_REQUEST_TIMEOUT_S": "1",
     }
-    with catalog_bench(tmp_path_factory.mktemp("breaker"), repo, worker_env=env) as started:
+    with catalog_bench(tmp_path_factory.mktemp("breaker"), worker_env=env) as started:
         yield started
 
 

@@ -8,11 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.core.config import get_settings
-from services.core.db import session_factory
 from services.core.search.catalog import KINDS
 from services.core.search.versions import es_version
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import Bench, catalog_bench, new_customer
 from tests.support.flow import all_finished
 from tests.support.procs import wait_until
@@ -23,7 +20,6 @@ OUTAGE_S = 120
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     # Retries wait up to 15 s, as a deployment would wait minutes: hundreds of tasks retrying
     # every few hundred milliseconds would only measure how fast two cores can spin.
     env = {
@@ -31,7 +27,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
         "RETRY_BACKOFF_MAX_S": "15",
         "ELASTICSEARCH_REQUEST_TIMEOUT_S": "1",
     }
-    with catalog_bench(tmp_path_factory.mktemp("faults"), repo, worker_env=env) as started:
+    with catalog_bench(tmp_path_factory.mktemp("faults"), worker_env=env) as started:
         yield started
 
 

@@ -13,9 +13,6 @@ from typing import Any
 
 import pytest
 
-from services.core.config import get_settings
-from services.core.db import session_factory
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import Bench, catalog_bench, new_customer
 from tests.support.procs import wait_until
 
@@ -24,8 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
-    with catalog_bench(tmp_path_factory.mktemp("ordering"), repo) as started:
+    with catalog_bench(tmp_path_factory.mktemp("ordering")) as started:
         yield started
 
 

@@ -19,7 +19,6 @@ import pytest
 from services.core.search import facade
 from services.core.search.catalog import KINDS
 from services.core.search.facade import CatalogService
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.catalog import EMBEDDINGS_KEY, Bench, catalog_bench, new_customer
 from tests.support.server import running_api
 
@@ -34,13 +33,8 @@ def bench(
 ) -> Iterator[Bench]:
     if request.param == "real" and not REAL_ES:
         pytest.skip("ELASTICSEARCH_URL is not set: set it to run these tests on a real cluster")
-    from services.core.config import get_settings
-    from services.core.db import session_factory
-
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     with catalog_bench(
         tmp_path_factory.mktemp("catalog"),
-        repo,
         real_es_url=REAL_ES if request.param == "real" else None,
     ) as started:
         yield started

@@ -9,9 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.core.config import get_settings
-from services.core.db import session_factory
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
 from tests.support.flow import all_finished
 from tests.support.procs import wait_until
@@ -22,9 +19,8 @@ PHASE_S = 60
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatBench]:
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     env = {"RETRY_BACKOFF_BASE_S": "1", "RETRY_BACKOFF_MAX_S": "15"}
-    with chat_bench(tmp_path_factory.mktemp("chat-faults"), repo, worker_env=env) as started:
+    with chat_bench(tmp_path_factory.mktemp("chat-faults"), worker_env=env) as started:
         yield started
 
 

@@ -15,9 +15,6 @@ import pytest
 from openpyxl import Workbook
 from redis import Redis
 
-from services.core.config import get_settings
-from services.core.db import session_factory
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
 from tests.support.server import running_api
 
@@ -26,10 +23,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatBench]:
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     with chat_bench(
         tmp_path_factory.mktemp("chat"),
-        repo,
         settings_update={"upload_max_bytes": 3 * 1024 * 1024},
         # A Retry-After is honoured up to the backoff cap (which keeps countdowns inside the
         # visibility timeout), so the cap must be above the 4 s the 429 test asks for.

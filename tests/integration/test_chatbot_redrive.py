@@ -12,9 +12,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.core.config import get_settings
-from services.core.db import session_factory
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
 
 pytestmark = pytest.mark.slow
@@ -22,10 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatBench]:
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     with chat_bench(
         tmp_path_factory.mktemp("chat-redrive"),
-        repo,
         # No retry at all, and a short read timeout: one late answer fails a task for good.
         worker_env={"HTTP_MAX_RETRIES": "0", "CHATBOT_READ_TIMEOUT_S": "1"},
         settings_update={"faq_import_chunk_rows": 2},

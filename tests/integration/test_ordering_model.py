@@ -46,6 +46,7 @@ from services.core.search.versions import micros
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.reconciler import Reconciler
 from services.core.tasklog.repository import TaskLogRepository
+from tests.support.databases import own_database
 from tests.support.flow import all_finished
 from tests.support.model import CatalogModel, DocumentModel, FaqModel
 from tests.support.procs import Worker, scheduler, wait_until
@@ -131,8 +132,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         # it while the writes accepted after it go ahead on the worker's other process.
         embeddings.fault("slow", 24 * 3600, delay_s=0.8)
         prefix = f"{base.redis_key_prefix}model:"
+        database = stop.enter_context(own_database("model"))
         env = {
             **TIMINGS,
+            "DATABASE_URL": database,
             "REDIS_KEY_PREFIX": prefix,
             "ELASTICSEARCH_URL": es.url,
             "ES_INDEX_PREFIX": f"{prefix.replace(':', '-').lower()}",
@@ -154,6 +157,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             worker.start()
         settings = base.model_copy(
             update={
+                "database_url": database,
                 "redis_key_prefix": prefix,
                 "es_index_prefix": env["ES_INDEX_PREFIX"],
                 "chatbot_url": chatbot.url,

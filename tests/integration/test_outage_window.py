@@ -18,9 +18,8 @@ from dataclasses import dataclass
 import pytest
 
 from services.core.config import get_settings
-from services.core.db import dispose_engines, session_factory
+from services.core.db import dispose_engines
 from services.core.tasklog import migrate
-from services.core.tasklog.repository import TaskLogRepository
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.support.catalog import Bench, catalog_bench, new_customer
 from tests.support.flow import all_finished
@@ -57,7 +56,6 @@ class Run:
 @pytest.fixture(scope="module")
 def benches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bench]]:
     settings = get_settings()
-    repo = TaskLogRepository(session_factory(settings.database_url))
     with ExitStack() as stack:
         started = {}
         for name, env in (("plan", PLAN), ("ours", OURS)):
@@ -70,7 +68,6 @@ def benches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Benc
             started[name] = stack.enter_context(
                 catalog_bench(
                     tmp_path_factory.mktemp(f"window-{name}"),
-                    repo,
                     worker_env=env,
                     redis_key_prefix=f"{settings.redis_key_prefix}window-{name}:",
                     database_url=url,

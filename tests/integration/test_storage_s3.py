@@ -14,9 +14,6 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.core.config import get_settings
-from services.core.db import session_factory
-from services.core.tasklog.repository import TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
 from tests.support.procs import free_port, wait_until
 
@@ -75,9 +72,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory, s3_endpoint: str) -> Iterato
         "s3_access_key_id": SecretStr("test"),
         "s3_secret_access_key": SecretStr("test"),
     }
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
     with chat_bench(
-        tmp_path_factory.mktemp("s3"), repo, worker_env=env, settings_update=update
+        tmp_path_factory.mktemp("s3"), worker_env=env, settings_update=update
     ) as started:
         yield started
 

@@ -17,6 +17,7 @@ from services.core.config import Settings, get_settings
 from services.core.db import session_factory
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
+from tests.support.databases import own_database
 from tests.support.flow import wait_finished
 from tests.support.procs import BENCH_SCHEDULER, Worker, scheduler
 from tests.support.server import running_api
@@ -78,7 +79,6 @@ def new_customer() -> str:
 @contextmanager
 def catalog_bench(
     log_dir: Path,
-    pg_repo: TaskLogRepository,
     *,
     real_es_url: str | None = None,
     worker_env: dict[str, str] | None = None,
@@ -88,8 +88,9 @@ def catalog_bench(
 ) -> Iterator[Bench]:
     """Start the bench; a real cluster when `real_es_url` is given, else the stand-in.
 
-    For several benches at once, `redis_key_prefix` and `database_url` give one queues and a
-    task log of its own (a scheduler releases and reconciles every task of its task log).
+    The bench has a task log of its own (`database_url`, else a fresh database): its
+    scheduler releases and reconciles every task of its task log. `redis_key_prefix` gives
+    it queues of its own, for several benches at once.
     """
     with ExitStack() as stack:
         es_standin = None
@@ -112,10 +113,9 @@ def catalog_bench(
         }
         prefix = redis_key_prefix or get_settings().redis_key_prefix
         env["REDIS_KEY_PREFIX"] = prefix
-        database = database_url or get_settings().database_url
+        database = database_url or stack.enter_context(own_database("catalog"))
         env["DATABASE_URL"] = database
-        if database_url is not None:
-            pg_repo = TaskLogRepository(session_factory(database_url))
+        repo = TaskLogRepository(session_factory(database))
         # The same downstream settings for the API and the facade in this process.
         settings = get_settings().model_copy(
             update={
@@ -139,4 +139,4 @@ def catalog_bench(
         api = stack.enter_context(running_api(settings))
         es = Elasticsearch(url, request_timeout=10)
         stack.callback(es.close)
-        yield Bench(settings, es, es_standin, embeddings, worker, api, pg_repo)
+        yield Bench(settings, es, es_standin, embeddings, worker, api, repo)

@@ -12,8 +12,10 @@ import httpx
 from pydantic import SecretStr
 
 from services.core.config import Settings, get_settings
+from services.core.db import session_factory
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
+from tests.support.databases import own_database
 from tests.support.flow import wait_finished
 from tests.support.procs import BENCH_SCHEDULER, Worker, free_port, scheduler
 from tests.support.server import running_api
@@ -60,7 +62,6 @@ class ChatBench:
 @contextmanager
 def chat_bench(
     log_dir: Path,
-    repo: TaskLogRepository,
     *,
     worker_env: dict[str, str] | None = None,
     settings_update: dict[str, Any] | None = None,
@@ -72,7 +73,11 @@ def chat_bench(
         standin.start()
         api_port = free_port()
         storage_dir = log_dir / "uploads"
+        # A task log of its own: its scheduler releases every task of the database.
+        database = stack.enter_context(own_database("chat"))
+        repo = TaskLogRepository(session_factory(database))
         env = {
+            "DATABASE_URL": database,
             "CHATBOT_URL": standin.url,
             "CHATBOT_API_TOKEN": TOKEN,
             "STORAGE_LOCAL_DIR": str(storage_dir),
@@ -85,6 +90,7 @@ def chat_bench(
                 "chatbot_api_token": SecretStr(TOKEN),
                 "storage_local_dir": str(storage_dir),
                 "public_api_url": env["PUBLIC_API_URL"],
+                "database_url": database,
                 **(settings_update or {}),
             }
         )
