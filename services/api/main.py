@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.api.deps import Runtime
+from services.api.limits import BodyLimit
 from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
 from services.core import logs
 from services.core.auth import TokenVerifier
@@ -17,7 +18,7 @@ from services.core.config import Settings, get_settings
 from services.core.db import get_engine, session_factory
 from services.core.enqueue import Enqueuer
 from services.core.guards.gate import breakers
-from services.core.health import redis_client
+from services.core.health import CeleryView, redis_client
 from services.core.storage import make_storage
 from services.core.storage.records import StoredFiles
 from services.core.tasklog.repository import TaskLogRepository
@@ -28,6 +29,7 @@ def build_runtime(settings: Settings) -> Runtime:
     repo = TaskLogRepository(session_factory(settings.database_url))
     celery = make_celery_app(settings)
     redis = redis_client(settings)
+    guards = breakers(redis, settings) if settings.breaker_enabled else {}
     return Runtime(
         settings=settings,
         engine=get_engine(settings.database_url),
@@ -39,7 +41,8 @@ def build_runtime(settings: Settings) -> Runtime:
         stored_files=StoredFiles(session_factory(settings.database_url)),
         chatbot=ChatbotClient(settings),
         verifier=TokenVerifier(settings),
-        breakers=breakers(redis, settings) if settings.breaker_enabled else {},
+        breakers=guards,
+        celery_view=CeleryView(celery, redis, settings, guards),
     )
 
 
@@ -49,12 +52,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime: Runtime = app.state.runtime
+        runtime.celery_view.start()
         yield
-        app.state.runtime.redis.close()
-        app.state.runtime.chatbot.close()
+        runtime.celery_view.stop()
+        runtime.redis.close()
+        runtime.chatbot.close()
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_upload_bytes=settings.upload_max_request_bytes,
+    )
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(tasks.router)

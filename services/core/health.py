@@ -1,7 +1,15 @@
-"""Health probes of the task log database, the broker and the workers."""
+"""Health probes of the task log database, the broker and the workers.
+
+Reasons given to callers are fixed phrases: error texts name hosts and ports, so they go to
+the log only.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -12,7 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
 from services.core.config import Settings
+from services.core.guards.breaker import Breaker
 from services.core.taskdefs import Queue
+
+log = logging.getLogger("services.health")
+DATABASE_DOWN = "task log database unreachable"
+BROKER_DOWN = "broker unreachable"
 
 
 def redis_client(settings: Settings) -> Redis:
@@ -30,7 +43,8 @@ def check_database(engine: Engine) -> str | None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        return f"database unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        log.warning("%s: %s: %s", DATABASE_DOWN, type(exc).__name__, str(exc).splitlines()[0])
+        return DATABASE_DOWN
     return None
 
 
@@ -39,7 +53,8 @@ def check_broker(client: Redis) -> str | None:
     try:
         client.ping()
     except (RedisError, OSError) as exc:
-        return f"broker unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+        log.warning("%s: %s: %s", BROKER_DOWN, type(exc).__name__, exc)
+        return BROKER_DOWN
     return None
 
 
@@ -84,3 +99,66 @@ def celery_status(celery: Celery, client: Redis, settings: Settings) -> tuple[bo
     if missing:
         body["reason"] = f"no live worker on queue(s): {', '.join(missing)}"
     return not missing, body
+
+
+class CeleryView:
+    """The /health/celery view, refreshed by one background thread every `interval_s`.
+
+    A broadcast to the workers takes about a second and every caller would otherwise pay for
+    its own; here callers read the last view, and the cluster is asked once per interval
+    whatever the number of callers (or of API replicas times the interval).
+    """
+
+    def __init__(
+        self,
+        celery: Celery,
+        client: Redis,
+        settings: Settings,
+        breakers: Mapping[Any, Breaker],
+    ) -> None:
+        self._celery = celery
+        self._client = client
+        self._settings = settings
+        self._breakers = breakers
+        self._lock = threading.Lock()
+        self._view: tuple[bool, dict[str, Any]] | None = None
+        self._first = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start refreshing in the background."""
+        self._thread = threading.Thread(target=self._run, name="celery-health", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop refreshing (waits for a refresh in progress)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.refresh()
+            self._stop.wait(self._settings.health_celery_refresh_s)
+
+    def refresh(self) -> None:
+        """Ask the broker and the workers now."""
+        try:
+            ok, body = celery_status(self._celery, self._client, self._settings)
+            if body["broker"]["ok"]:
+                # Open breakers do not make the stack unhealthy: parking rides out an outage.
+                body["breakers"] = {str(d): b.state() for d, b in self._breakers.items()}
+        except Exception as exc:  # the broker went away mid-check, for one
+            log.warning("celery health check failed: %s: %s", type(exc).__name__, exc)
+            ok, body = False, {"broker": {"ok": False, "reason": BROKER_DOWN}}
+        body["checked_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._lock:
+            self._view = (ok, body)
+        self._first.set()
+
+    def current(self, wait_s: float = 5.0) -> tuple[bool, dict[str, Any]] | None:
+        """The last view (waiting up to `wait_s` for the first one); None if none yet."""
+        self._first.wait(wait_s)
+        with self._lock:
+            return self._view
