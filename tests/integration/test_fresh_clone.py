@@ -106,8 +106,14 @@ def test_make_up_on_a_fresh_clone_serves_a_canary_and_stops_on_ctrl_c(
     try:
         wait_until(ready, 600, interval_s=1, what="the fresh clone's API to be ready")
         ready_after_s = time.monotonic() - started
+        # A service token: the canary belongs to no customer, so only a service sees its row.
         token = subprocess.run(
-            ["make", "-s", "token"], cwd=clone, env=env, capture_output=True, text=True, timeout=60
+            ["make", "-s", "token", "ROLE=service"],
+            cwd=clone,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert token.returncode == 0, token.stderr
         bearer = {"Authorization": f"Bearer {token.stdout.strip().splitlines()[-1]}"}
