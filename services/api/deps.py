@@ -39,7 +39,7 @@ class Runtime:
     verifier: TokenVerifier
     # The downstreams' circuit breakers (empty when BREAKER_ENABLED is false), read-only here.
     breakers: dict[Downstream, Breaker]
-    # /health/celery's view, refreshed in the background.
+    # /health/celery's view, refreshed in the background when asked for.
     celery_view: CeleryView
 
 

@@ -52,12 +52,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime: Runtime = app.state.runtime
-        runtime.celery_view.start()
         yield
-        runtime.celery_view.stop()
-        runtime.redis.close()
-        runtime.chatbot.close()
+        app.state.runtime.redis.close()
+        app.state.runtime.chatbot.close()
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -102,11 +103,13 @@ def celery_status(celery: Celery, client: Redis, settings: Settings) -> tuple[bo
 
 
 class CeleryView:
-    """The /health/celery view, refreshed by one background thread every `interval_s`.
+    """The /health/celery view, refreshed in the background at most every `interval`.
 
     A broadcast to the workers takes about a second and every caller would otherwise pay for
-    its own; here callers read the last view, and the cluster is asked once per interval
-    whatever the number of callers (or of API replicas times the interval).
+    its own. Callers read the last view; a caller that finds it older than
+    HEALTH_CELERY_REFRESH_S starts one refresh in a background thread (only one runs at a
+    time) and still gets the last view at once. Only the first caller ever waits. Nobody
+    asking means no broadcasts at all.
     """
 
     def __init__(
@@ -122,25 +125,9 @@ class CeleryView:
         self._breakers = breakers
         self._lock = threading.Lock()
         self._view: tuple[bool, dict[str, Any]] | None = None
+        self._refreshed_at: float | None = None
+        self._refreshing = False
         self._first = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start refreshing in the background."""
-        self._thread = threading.Thread(target=self._run, name="celery-health", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop refreshing (waits for a refresh in progress)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.refresh()
-            self._stop.wait(self._settings.health_celery_refresh_s)
 
     def refresh(self) -> None:
         """Ask the broker and the workers now."""
@@ -152,13 +139,29 @@ class CeleryView:
         except Exception as exc:  # the broker went away mid-check, for one
             log.warning("celery health check failed: %s: %s", type(exc).__name__, exc)
             ok, body = False, {"broker": {"ok": False, "reason": BROKER_DOWN}}
-        body["checked_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        body["checked_at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
         with self._lock:
             self._view = (ok, body)
+            self._refreshed_at = time.monotonic()
         self._first.set()
 
+    def _refresh_in_background(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            with self._lock:
+                self._refreshing = False
+
     def current(self, wait_s: float = 5.0) -> tuple[bool, dict[str, Any]] | None:
-        """The last view (waiting up to `wait_s` for the first one); None if none yet."""
+        """The last view (the first call waits up to `wait_s` for one); None if none yet."""
+        with self._lock:
+            at = self._refreshed_at
+            stale = at is None or time.monotonic() - at >= self._settings.health_celery_refresh_s
+            if stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(
+                    target=self._refresh_in_background, name="celery-health", daemon=True
+                ).start()
         self._first.wait(wait_s)
         with self._lock:
             return self._view

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +17,7 @@ from services.core.config import Settings
 from services.core.db import get_engine
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import wait_finished
-from tests.support.procs import RedisServer, Worker, free_port
+from tests.support.procs import RedisServer, Worker, free_port, wait_until
 from tests.support.server import running_api
 
 pytestmark = pytest.mark.slow
@@ -129,29 +130,48 @@ class Broadcasts(threading.Thread):
         self.join(10)
 
 
+def _burst(api: httpx.Client, calls: int = 80) -> list[httpx.Response]:
+    with ThreadPoolExecutor(40) as pool:
+        return list(pool.map(lambda _: api.get("/health/celery"), range(calls)))
+
+
 def test_celery_health_asks_the_workers_once_per_refresh_however_many_call(
     settings: Settings, tmp_path: Path
 ) -> None:
     redis = RedisServer(tmp_path / "redis").start()
-    broadcasts = Broadcasts(redis.url)
+    fresh, stale = Broadcasts(redis.url), Broadcasts(redis.url)
     try:
-        own = settings.model_copy(
-            update={"redis_url": redis.url, "health_celery_refresh_s": 3600.0}
-        )
-        with running_api(own) as api:
+        own = settings.model_copy(update={"redis_url": redis.url})
+        # A fresh view serves every caller: no broadcast at all.
+        with running_api(own.model_copy(update={"health_celery_refresh_s": 3600.0})) as api:
             first = api.get("/health/celery").json()
-            broadcasts.start()
-            assert broadcasts.watching.wait(10)
-            with ThreadPoolExecutor(40) as pool:
-                answers = list(pool.map(lambda _: api.get("/health/celery"), range(80)))
+            fresh.start()
+            assert fresh.watching.wait(10)
+            answers = _burst(api)
+            fresh.finish()
+        # A stale view: the callers still get it at once, and one refresh runs for them all.
+        with running_api(own.model_copy(update={"health_celery_refresh_s": 5.0})) as api:
+            old = api.get("/health/celery").json()["checked_at"]
+            time.sleep(5.5)
+            stale.start()
+            assert stale.watching.wait(10)
+            served = {a.json()["checked_at"] for a in _burst(api)}
+            wait_until(
+                lambda: api.get("/health/celery").json()["checked_at"] != old,
+                30,
+                what="the refreshed view",
+            )
+            stale.finish()
     finally:
-        if broadcasts.watching.is_set():
-            broadcasts.finish()
+        for watcher in (fresh, stale):
+            if watcher.is_alive():
+                watcher.finish()
         redis.stop()
     assert {a.status_code for a in answers} == {503}  # no worker reads this Redis
     assert {a.json()["checked_at"] for a in answers} == {first["checked_at"]}
-    # 80 calls, not one broadcast: the view of the first refresh serves them all.
-    assert broadcasts.seen == []
+    assert fresh.seen == []
+    assert old in served  # nobody waited for the refresh
+    assert len(stale.seen) == 1
 
 
 @pytest.mark.parametrize("queue", ["es", "http"])

@@ -38,8 +38,9 @@ def ready(runtime: RuntimeDep) -> Any:
 def celery(runtime: RuntimeDep, principal: MaybePrincipalDep) -> Any:
     """Broker ping, live workers per queue, messages waiting per queue, breaker states.
 
-    Answered from a view refreshed in the background (`checked_at` says when). Worker node
-    names (host names) are shown to authenticated callers only.
+    Answered from a view refreshed in the background at most every HEALTH_CELERY_REFRESH_S
+    (`checked_at` says when). Worker node names (host names) are shown to authenticated
+    callers only.
     """
     view = runtime.celery_view.current()
     if view is None:
