@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     worker_heartbeat_file: str = ""
     worker_heartbeat_interval_s: float = Field(5.0, gt=0)
     worker_heartbeat_max_age_s: float = Field(60.0, gt=0)
-    # GET /health/celery answers from a view refreshed this often in the background.
+    # GET /health/celery answers from its last view; one older than this is refreshed in the
+    # background (one broadcast to the workers at a time).
     health_celery_refresh_s: float = Field(10.0, gt=0)
 
     # Elasticsearch (official async client, 8.x). Comma-separated URLs.

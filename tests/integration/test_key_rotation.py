@@ -22,9 +22,8 @@ from redis import Redis
 from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.storage.local import LocalStorage
-from services.core.tasklog import migrate
 from services.core.tasklog.repository import TaskLogRepository
-from tests.support.flow import all_finished, effects, enqueuer
+from tests.support.flow import all_finished, effects, enqueuer, es_worker, isolated
 from tests.support.procs import RedisServer, Worker, wait_until
 from tests.support.server import running_api
 from tests.support.tasks import TEST_EFFECT, trace_key
@@ -33,13 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 def _worker(settings: Settings, log_dir: Path) -> Worker:
-    env = {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_URL": settings.redis_url,
-        "SECRETS_KEY": settings.secrets_key.get_secret_value(),
-        "WORKER_SOFT_SHUTDOWN_TIMEOUT_S": "20",
-    }
-    return Worker("services.es_worker", "es", log_dir, env=env, concurrency=1)
+    keys = settings.secrets_key.get_secret_value()
+    return es_worker(settings, log_dir, SECRETS_KEY=keys, WORKER_SOFT_SHUTDOWN_TIMEOUT_S="20")
 
 
 def test_a_rotation_with_tasks_in_flight_opens_old_secrets_and_seals_new_ones(
@@ -47,14 +41,10 @@ def test_a_rotation_with_tasks_in_flight_opens_old_secrets_and_seals_new_ones(
 ) -> None:
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     redis = RedisServer(tmp_path / "redis").start()
-    url = f"sqlite:///{tmp_path / 'tasklog.db'}"
-    migrate.upgrade(url)
-    before = settings.model_copy(
-        update={"database_url": url, "redis_url": redis.url, "secrets_key": SecretStr(old)}
-    )
+    before = isolated(settings, tmp_path, redis).model_copy(update={"secrets_key": SecretStr(old)})
     rotated = before.model_copy(update={"secrets_key": SecretStr(f"{new},{old}")})
     client = Redis.from_url(redis.url, decode_responses=True)
-    repo = TaskLogRepository(session_factory(url))
+    repo = TaskLogRepository(session_factory(before.database_url))
     try:
         first = _worker(before, tmp_path).start()
         running = enqueuer(before).enqueue(

@@ -15,10 +15,9 @@ import pytest
 
 from services.core.config import Settings
 from services.core.db import session_factory
-from services.core.tasklog import migrate
 from services.core.tasklog.repository import TaskLogRepository
-from tests.support.flow import enqueuer, wait_finished
-from tests.support.procs import RedisServer, Worker
+from tests.support.flow import enqueuer, es_worker, isolated, wait_finished
+from tests.support.procs import RedisServer
 from tests.support.tasks import TEST_EFFECT
 
 pytestmark = pytest.mark.slow
@@ -33,15 +32,12 @@ def test_worker_logs_carry_task_id_name_queue_attempt_and_outcome_but_no_payload
     settings: Settings, tmp_path: Path
 ) -> None:
     redis = RedisServer(tmp_path / "redis").start()
-    url = f"sqlite:///{tmp_path / 'tasklog.db'}"
-    migrate.upgrade(url)
-    own = settings.model_copy(update={"database_url": url, "redis_url": redis.url})
-    env = {"DATABASE_URL": url, "REDIS_URL": redis.url, "LOG_LEVEL": "INFO"}
-    worker = Worker("services.es_worker", "es", tmp_path, env=env, concurrency=1).start()
+    own = isolated(settings, tmp_path, redis)
+    worker = es_worker(own, tmp_path, LOG_LEVEL="INFO").start()
     try:
         payload = {"key": "quiet", "transient_failures": 1, "description": MARKER}
         task = enqueuer(own).enqueue(TEST_EFFECT.name, payload)
-        row = wait_finished(TaskLogRepository(session_factory(url)), task.task_id)
+        row = wait_finished(TaskLogRepository(session_factory(own.database_url)), task.task_id)
     finally:
         worker.stop()
         redis.stop()

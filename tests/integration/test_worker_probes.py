@@ -13,9 +13,8 @@ import pytest
 
 from services.core.config import Settings
 from services.core.db import session_factory
-from services.core.tasklog import migrate
 from services.core.tasklog.repository import TaskLogRepository
-from tests.support.flow import enqueuer, wait_finished
+from tests.support.flow import enqueuer, es_worker, isolated, wait_finished
 from tests.support.procs import ROOT, RedisServer, Worker, wait_until
 from tests.support.tasks import TEST_EFFECT
 
@@ -46,10 +45,8 @@ def test_liveness_fails_while_the_worker_cannot_consume_and_recovers_with_it(
     settings: Settings, tmp_path: Path
 ) -> None:
     redis = RedisServer(tmp_path / "redis").start()
-    url = f"sqlite:///{tmp_path / 'tasklog.db'}"
-    migrate.upgrade(url)
-    env = {"DATABASE_URL": url, "REDIS_URL": redis.url, "WORKER_HEARTBEAT_INTERVAL_S": "0.5"}
-    worker = Worker("services.es_worker", "es", tmp_path, env=env, concurrency=1).start()
+    own = isolated(settings, tmp_path, redis)
+    worker = es_worker(own, tmp_path, WORKER_HEARTBEAT_INTERVAL_S="0.5").start()
     try:
         assert _probe(worker.heartbeat_path, 3).returncode == 0
         # The broker goes away: the process runs on, reconnecting, and consumes nothing.
@@ -69,11 +66,9 @@ def test_liveness_fails_while_the_worker_cannot_consume_and_recovers_with_it(
             interval_s=0.5,
             what="the probe to pass once the worker consumes again",
         )
-        own = settings.model_copy(update={"database_url": url, "redis_url": redis.url})
         task = enqueuer(own).enqueue(TEST_EFFECT.name, {"key": "after-reconnect"})
-        assert wait_finished(TaskLogRepository(session_factory(url)), task.task_id).status == (
-            "success"
-        )
+        repo = TaskLogRepository(session_factory(own.database_url))
+        assert wait_finished(repo, task.task_id).status == "success"
     finally:
         worker.stop()
         redis.stop()

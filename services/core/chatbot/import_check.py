@@ -38,7 +38,7 @@ def _fork_server() -> ForkServerContext:
         if _context is None:
             context = multiprocessing.get_context("forkserver")
             # Forked children find the parser imported: a check costs a fork, not an import.
-            context.set_forkserver_preload(["services.core.chatbot.faq_import"])
+            context.set_forkserver_preload(["services.core.chatbot.import_check"])
             _context = context
         return _context
 
