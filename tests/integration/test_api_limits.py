@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
 import socket
 import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from sqlalchemy import text
 
 from services.core.config import Settings, get_settings
 from services.core.db import get_engine
+from tests.support.procs import wait_until
 from tests.support.server import parked, running_api
 
 pytestmark = pytest.mark.slow
@@ -240,3 +244,40 @@ def test_an_import_that_takes_longer_than_faq_import_timeout_s_is_422(tmp_path: 
         over = _import(api, _csv(20_000))
     assert over.status_code == 422
     assert "FAQ_IMPORT_TIMEOUT_S" in over.json()["detail"]
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _import_checkers() -> list[int]:
+    """The import checks running now: children of this process' multiprocessing fork server."""
+    checkers = []
+    for pid in _children(os.getpid()):
+        with contextlib.suppress(OSError):
+            if b"forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                checkers += _children(pid)
+    return checkers
+
+
+def test_an_import_whose_checker_dies_is_503_not_a_verdict_on_the_file(tmp_path: Path) -> None:
+    room = {"upload_max_request_bytes": 2**26, "upload_max_bytes": 2**26}
+    settings = _limited(tmp_path, faq_import_max_rows=2_000_000, **room)
+    with running_api(settings) as api, ThreadPoolExecutor(1) as pool:
+        sent = pool.submit(_import, api, _csv(600_000))  # a few seconds of parsing
+        checkers = wait_until(_import_checkers, 60, interval_s=0.01, what="the import check")
+        for pid in checkers:
+            os.kill(pid, signal.SIGKILL)  # as the node's OOM killer would
+        answer = sent.result(60)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "1"
+    assert "try again" in answer.json()["detail"]

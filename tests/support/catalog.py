@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +83,12 @@ def catalog_bench(
     worker_env: dict[str, str] | None = None,
     gc_deletes_s: float = 1.0,
     redis_key_prefix: str | None = None,
+    api_settings: Mapping[str, object] | None = None,
 ) -> Iterator[Bench]:
     """Start the bench; a real cluster when `real_es_url` is given, else the stand-in.
 
-    `redis_key_prefix` gives the bench queues of its own, for several benches at once.
+    `redis_key_prefix` gives the bench queues of its own, for several benches at once;
+    `api_settings` are settings of the bench's API alone.
     """
     with ExitStack() as stack:
         es_standin = None
@@ -124,7 +126,7 @@ def catalog_bench(
         worker = Worker("services.es_worker", "es", log_dir, env=env, include="")
         stack.callback(worker.stop)
         worker.start()
-        api = stack.enter_context(running_api(settings))
+        api = stack.enter_context(running_api(settings.model_copy(update=dict(api_settings or {}))))
         es = Elasticsearch(url, request_timeout=10)
         stack.callback(es.close)
         yield Bench(settings, es, es_standin, embeddings, worker, api, pg_repo)

@@ -16,7 +16,7 @@ from services.api.schemas import QueuedResponse
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
 from services.core.chatbot.faq_import import ImportFileError, format_of
-from services.core.chatbot.import_check import check_import
+from services.core.chatbot.import_check import ImportCheckUnavailable, check_import
 from services.core.search.payloads import CUSTOMER_ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["faqs"])
@@ -192,6 +192,12 @@ def import_faqs(
         checked = check_import(file.file.read(), fmt, runtime.settings)
     except ImportFileError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+    except ImportCheckUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"{exc}; try again",
+            headers={"Retry-After": "1"},
+        ) from exc
     if checked.errors:
         return JSONResponse(
             {

@@ -10,6 +10,7 @@ the invalid rows), not the rows themselves.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import threading
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -18,6 +19,10 @@ from typing import Any
 
 from services.core.chatbot.faq_import import ImportFileError, parse
 from services.core.config import Settings
+
+
+class ImportCheckUnavailable(Exception):
+    """The checking process died without an answer: not the file's fault, try again."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,10 @@ def _fork_server() -> ForkServerContext:
 def _child(conn: Connection, data: bytes, fmt: str, limits: dict[str, Any]) -> None:
     import io
 
+    # A terminal's Ctrl-C reaches the whole process group; the API finishes its requests
+    # when it stops, this check included. (SIGTERM stays: it is how multiprocessing ends a
+    # child left running when the API exits, and Kubernetes sends it to the API alone.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         parsed = parse(io.BytesIO(data), fmt, **limits)
         conn.send(("ok", len(parsed.rows), parsed.errors))
@@ -58,7 +67,8 @@ def _child(conn: Connection, data: bytes, fmt: str, limits: dict[str, Any]) -> N
 
 
 def check_import(data: bytes, fmt: str, settings: Settings) -> ImportCheck:
-    """Parse and validate `data` in a child process; ImportFileError if it is unusable."""
+    """Parse and validate `data` in a child process; ImportFileError if it is unusable,
+    ImportCheckUnavailable if the child died before it could say."""
     limits = {
         "max_rows": settings.faq_import_max_rows,
         "max_cell_chars": settings.faq_import_max_cell_chars,
@@ -67,8 +77,13 @@ def check_import(data: bytes, fmt: str, settings: Settings) -> ImportCheck:
     context = _fork_server()
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(sender, data, fmt, limits), daemon=True)
-    child.start()
-    sender.close()
+    try:
+        child.start()  # hands the file to the child through a pipe
+    except OSError as exc:  # the child (or the fork server) died meanwhile
+        receiver.close()
+        raise ImportCheckUnavailable("the import file could not be checked now") from exc
+    finally:
+        sender.close()
     try:
         if not receiver.poll(settings.faq_import_timeout_s):
             raise ImportFileError(
@@ -78,8 +93,9 @@ def check_import(data: bytes, fmt: str, settings: Settings) -> ImportCheck:
         try:
             answer = receiver.recv()
         except EOFError:
-            # The child died without answering (killed for memory, for instance).
-            raise ImportFileError("the file could not be read; split it") from None
+            # The child died without answering: killed from outside (the node's OOM killer,
+            # a stop), which says nothing about the file.
+            raise ImportCheckUnavailable("the import file could not be checked now") from None
     finally:
         receiver.close()
         if child.is_alive():
