@@ -2,6 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# Two stamps: `make up` needs the runtime packages only; lint and tests add the test extras.
+RUN_STAMP := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
 # --- observability (issue 12) ---------------------------------------------------------------
@@ -18,17 +20,24 @@ CELERY_EXPORTER_PYTHON ?= $(PYTHON)
 
 .PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards
 
-$(STAMP): pyproject.toml
+$(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	@touch $@
+
+$(STAMP): $(RUN_STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	@touch $@
 
 install: $(STAMP)
 
+# Settings fail closed (production unless told otherwise): the local commands say development.
+up token migrate: export ENVIRONMENT ?= development
+
 ## Run the whole stack in the foreground (Ctrl-C stops it).
-up: $(STAMP)
+up: $(RUN_STAMP)
 	@$(MAKE) --no-print-directory celery-exporter || echo "celery-exporter could not be built (see above); the stack runs without it"
 	@tools/ensure-services.sh redis
 	$(PY) -m services.core.tasklog.migrate upgrade
@@ -38,10 +47,10 @@ up: $(STAMP)
 USER_ID ?= dev-admin
 CUSTOMER_ID ?= dev
 ROLE ?= admin
-token: $(STAMP)
+token: $(RUN_STAMP)
 	@$(PY) -m services.core.auth.cli --user-id '$(USER_ID)' --customer-id '$(CUSTOMER_ID)' --role '$(ROLE)'
 
-migrate: $(STAMP)
+migrate: $(RUN_STAMP)
 	$(PY) -m services.core.tasklog.migrate upgrade
 
 lint: $(STAMP)

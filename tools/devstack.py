@@ -3,37 +3,56 @@
     python tools/devstack.py            (what `make up` runs after migrating)
 
 Ctrl-C (or SIGTERM) stops every process: SIGTERM first, so workers finish their running
-tasks, then SIGKILL for what is still alive after the grace period. If one process dies on
-its own, the others are stopped too and the exit status is non-zero.
+tasks (within WORKER_SOFT_SHUTDOWN_TIMEOUT_S), then SIGKILL for what is still alive after the
+grace period. If one process dies on its own, the others are stopped too and the exit status
+is non-zero.
+
+This is the development stack: it runs with ENVIRONMENT=development unless told otherwise,
+and gives Flower development credentials (printed at start) unless FLOWER_BASIC_AUTH is set.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# The settings fail closed; this stack is development by definition (set before they load).
+os.environ.setdefault("ENVIRONMENT", "development")
 
 from services.core.config import Settings, get_settings  # noqa: E402
 from tools import monitoring  # noqa: E402
 
 COLORS = ["36", "32", "33", "35", "34", "31", "96", "92"]
 GRACE_S = float(os.environ.get("DEVSTACK_GRACE_S", "30"))
+# Every worker: SIGTERM is Celery's bounded (soft) shutdown, short on a laptop.
+WORKER_ENV = {
+    "REMAP_SIGTERM": "SIGQUIT",
+    "WORKER_SOFT_SHUTDOWN_TIMEOUT_S": os.environ.get("WORKER_SOFT_SHUTDOWN_TIMEOUT_S", "10"),
+}
 
 
 @dataclass
 class Spec:
-    """One process of the stack."""
+    """One process of the stack, with what it adds to the stack's environment."""
 
     name: str
     args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _worker_env(name: str) -> dict[str, str]:
+    heartbeat = ROOT / "var" / "run" / f"{name}.alive"
+    return {**WORKER_ENV, "WORKER_HEARTBEAT_FILE": str(heartbeat)}
 
 
 def _standin(name: str, module: str, ports: tuple[str, str, str, str]) -> tuple[Spec, str]:
@@ -119,6 +138,7 @@ def stack() -> list[Spec]:
                 os.environ.get("ES_WORKER_CONCURRENCY", "2"),
                 *worker_flags,
             ],
+            _worker_env("es-worker"),
         ),
         Spec(
             "http-worker",
@@ -135,6 +155,7 @@ def stack() -> list[Spec]:
                 os.environ.get("HTTP_WORKER_CONCURRENCY", "2"),
                 *worker_flags,
             ],
+            _worker_env("http-worker"),
         ),
         Spec(
             "scheduler",
@@ -154,6 +175,7 @@ def stack() -> list[Spec]:
                 str(ROOT / "var" / "celerybeat-schedule"),
                 *worker_flags,
             ],
+            _worker_env("scheduler"),
         ),
         Spec(
             "flower",
@@ -225,7 +247,7 @@ class Stack:
             proc = subprocess.Popen(
                 spec.args,
                 cwd=ROOT,
-                env=self.env,
+                env={**self.env, **spec.env},
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -270,7 +292,9 @@ class Stack:
         for name, proc in self.procs.items():
             if proc.poll() is None:
                 self._say(f"stopping {name}")
-                os.killpg(proc.pid, signal.SIGTERM)
+                # The main process only, as Kubernetes does: a Celery worker then gives its
+                # pool's running tasks the soft-shutdown timeout.
+                os.kill(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + GRACE_S
         for name, proc in self.procs.items():
             try:
@@ -279,6 +303,20 @@ class Stack:
                 self._say(f"{name} still running after {GRACE_S:g} s; killing it")
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+            # Whatever its main process left behind in its group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def flower_credentials(env: dict[str, str]) -> str:
+    """Flower's `user:password`: FLOWER_BASIC_AUTH, or new development ones put into `env`.
+
+    Flower answers its API only with authentication (or FLOWER_UNAUTHENTICATED_API, which
+    would leave it open to anyone who reaches the port).
+    """
+    if not env.get("FLOWER_BASIC_AUTH"):
+        env["FLOWER_BASIC_AUTH"] = f"dev:{secrets.token_urlsafe(12)}"
+    return env["FLOWER_BASIC_AUTH"]
 
 
 def main() -> int:
@@ -288,6 +326,7 @@ def main() -> int:
     # ChatbotMobile downloads locally stored uploads from the API.
     env.setdefault("PUBLIC_API_URL", f"http://{settings.api_host}:{settings.api_port}")
     watchers, endpoints = observability(settings)
+    flower_user, _, flower_password = flower_credentials(env).partition(":")
     runner = Stack(standins(env) + stack() + watchers, env)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stopping.set())
@@ -299,6 +338,7 @@ def main() -> int:
     )
     for line in endpoints:
         runner._say(line)
+    runner._say(f"Flower user: {flower_user} password: {flower_password}")
     status = runner.watch()
     runner._say("stopped")
     return status

@@ -11,11 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis import Redis
 from sqlalchemy import Engine
 
-from services.core.auth import AuthError, Principal, TokenVerifier
+from services.core.auth import AuthError, AuthUnavailable, Principal, TokenVerifier
 from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings
 from services.core.enqueue import Enqueuer
 from services.core.guards.breaker import Breaker
+from services.core.health import CeleryView
 from services.core.storage import Storage
 from services.core.storage.records import StoredFiles
 from services.core.taskdefs import Downstream
@@ -38,6 +39,8 @@ class Runtime:
     verifier: TokenVerifier
     # The downstreams' circuit breakers (empty when BREAKER_ENABLED is false), read-only here.
     breakers: dict[Downstream, Breaker]
+    # /health/celery's view, refreshed in the background when asked for.
+    celery_view: CeleryView
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -63,17 +66,37 @@ def authenticate(
             "a bearer token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return verify_bearer(runtime, credentials.credentials)
+
+
+def verify_bearer(runtime: Runtime, token: str) -> Principal:
+    """The caller of a bearer token; 401 if it is not valid, 503 if it cannot be checked."""
     try:
-        return runtime.verifier.verify(credentials.credentials)
+        return runtime.verifier.verify(token)
     except AuthError as exc:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             str(exc),
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         ) from exc
+    except AuthUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the token cannot be checked now: the identity provider is unreachable",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
+def maybe_authenticate(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """The caller if it sent a bearer token (401 if that token is not valid), else None."""
+    return None if credentials is None else verify_bearer(runtime, credentials.credentials)
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+MaybePrincipalDep = Annotated[Principal | None, Depends(maybe_authenticate)]
 IdempotencyKey = Annotated[
     str | None,
     Header(

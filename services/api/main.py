@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.api.deps import Runtime
 from services.api.instrumentation import RequestMetrics
+from services.api.limits import BodyLimit
 from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
 from services.core import logs
 from services.core.auth import TokenVerifier
@@ -19,7 +20,7 @@ from services.core.config import Settings, get_settings
 from services.core.db import get_engine, session_factory
 from services.core.enqueue import Enqueuer
 from services.core.guards.gate import breakers
-from services.core.health import redis_client
+from services.core.health import CeleryView, redis_client
 from services.core.observability import multiproc_dir
 from services.core.observability.series import preinit_api
 from services.core.storage import make_storage
@@ -33,6 +34,7 @@ def build_runtime(settings: Settings) -> Runtime:
     repo = TaskLogRepository(session_factory(settings.database_url))
     celery = make_celery_app(settings)
     redis = redis_client(settings)
+    guards = breakers(redis, settings) if settings.breaker_enabled else {}
     return Runtime(
         settings=settings,
         engine=get_engine(settings.database_url),
@@ -44,7 +46,8 @@ def build_runtime(settings: Settings) -> Runtime:
         stored_files=StoredFiles(session_factory(settings.database_url)),
         chatbot=ChatbotClient(settings),
         verifier=TokenVerifier(settings),
-        breakers=breakers(redis, settings) if settings.breaker_enabled else {},
+        breakers=guards,
+        celery_view=CeleryView(celery, redis, settings, guards),
     )
 
 
@@ -60,6 +63,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
+    app.add_middleware(
+        BodyLimit,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_upload_bytes=settings.upload_max_request_bytes,
+    )
+    # Added last, so outermost: refused bodies (413) are counted too.
     app.add_middleware(RequestMetrics)
     preinit_api(s for s in all_specs() if s.queue is not Queue.MAINTENANCE)
     app.include_router(health.router)

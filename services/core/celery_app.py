@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app.amqp import AMQP
 from celery.signals import setup_logging
 from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
@@ -13,6 +14,7 @@ from services.core import logs
 from services.core.config import Settings, get_settings
 from services.core.observability import publish  # noqa: F401  (publish latency, every process)
 from services.core.taskdefs import Queue, UnknownTaskError, spec_for
+from services.core.worker_boot import BoundedShutdown, Heartbeat
 
 # Priority sub-lists kombu's Redis transport keeps beside each queue ("es\x06\x163", ...).
 PRIORITY_STEPS = (0, 3, 6, 9)
@@ -85,8 +87,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # An acks-late task running when the broker connection drops will be redelivered
         # anyway; cancelling it avoids two copies running at once.
         "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # With REMAP_SIGTERM=SIGQUIT (worker_boot.BoundedShutdown insists on it), SIGTERM is
+        # the cold shutdown: while any task runs, the worker waits this whole period, then
+        # cancels what still runs and restores every message it holds (delayed retries too).
+        # Idle, it skips the wait: the held delayed messages are restored all the same
+        # (tests/integration/test_shutdown_and_durability.py shows both).
         "worker_soft_shutdown_timeout": settings.worker_soft_shutdown_timeout_s,
-        "worker_enable_soft_shutdown_on_idle": True,
+        "worker_enable_soft_shutdown_on_idle": False,
         # Events feed Flower and celery-exporter.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
@@ -96,10 +103,29 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+HIDDEN = "<hidden>"
+
+
+class QuietAMQP(AMQP):  # type: ignore[misc]
+    """Publishes task messages whose arguments' repr is hidden.
+
+    Celery writes `argsrepr`/`kwargsrepr` (up to 1 KB each) into its "received" and trace
+    log lines and into the events Flower shows; a task's payload is customer data. The task
+    log keeps the payload, and shows it with secrets masked.
+    """
+
+    def as_task_v2(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["argsrepr"] = HIDDEN
+        kwargs["kwargsrepr"] = HIDDEN
+        return super().as_task_v2(*args, **kwargs)
+
+
 def make_celery_app(settings: Settings, *, current: bool = False) -> Celery:
     """A Celery app configured from `settings`."""
-    app = Celery("durable_writes", set_as_current=current)
+    app = Celery("durable_writes", set_as_current=current, amqp=QuietAMQP)
     app.config_from_object(celery_config(settings))
+    app.steps["worker"].add(BoundedShutdown)
+    app.steps["consumer"].add(Heartbeat)
     return app
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.guards.ratelimit import parse_limits
+from services.core.secrecy import split_keys
 from services.core.taskdefs import Queue
 
 # A Fernet key that is public by construction: fine on a laptop, refused in production.
@@ -20,9 +24,12 @@ DEV_JWT_SECRET = "development-only-jwt-secret-change-me"
 class Settings(BaseSettings):
     """Configuration from environment variables (names are the field names, upper-case)."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a refused setting must not print the others (secrets among them).
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    environment: Literal["development", "test", "production"] = "development"
+    # Fail closed: anything but an explicit "development" or "test" is production, which
+    # refuses the development secrets, SQLite and loopback-only addresses.
+    environment: Literal["development", "test", "production"] = "production"
 
     # Storage of the task log. SQLite serves a laptop; PostgreSQL serves a cluster.
     database_url: str = "sqlite:///var/tasklog.db"
@@ -60,12 +67,24 @@ class Settings(BaseSettings):
     tasklog_success_retention_days: int = Field(7, ge=1)
     tasklog_failed_retention_days: int = Field(30, ge=1)
 
-    # Key that seals per-task secrets (api keys) in the task log; Fernet, urlsafe base64.
+    # Keys that seal per-task secrets (api keys) in the task log and sign file links; Fernet,
+    # urlsafe base64, comma-separated, newest first: the first seals and signs, every one
+    # opens and verifies, so a rotation puts the new key in front of the old one.
     secrets_key: SecretStr = SecretStr(DEV_SECRETS_KEY)
 
     # Worker shutdown: on SIGTERM, running tasks get this long to finish (Celery soft
-    # shutdown); the pod's terminationGracePeriodSeconds must be longer.
+    # shutdown, with REMAP_SIGTERM=SIGQUIT), then the rest goes back to the queue at once; the
+    # pod's terminationGracePeriodSeconds must be longer.
     worker_soft_shutdown_timeout_s: float = Field(60.0, ge=0)
+    # Worker liveness: the consumer's event loop touches this file every interval while it
+    # runs; `python -m services.core.probes worker-live` fails once it is older than max age.
+    # Empty: worker.alive in the temporary directory.
+    worker_heartbeat_file: str = ""
+    worker_heartbeat_interval_s: float = Field(5.0, gt=0)
+    worker_heartbeat_max_age_s: float = Field(60.0, gt=0)
+    # GET /health/celery answers from its last view; one older than this is refreshed in the
+    # background (one broadcast to the workers at a time).
+    health_celery_refresh_s: float = Field(10.0, gt=0)
 
     # Elasticsearch (official async client, 8.x). Comma-separated URLs.
     elasticsearch_url: str = "http://127.0.0.1:9200"
@@ -117,7 +136,16 @@ class Settings(BaseSettings):
     )
     upload_text_max_chars: int = Field(200_000, ge=1)
     stored_file_retention_days: int = Field(7, ge=1)
+    # Request bodies: JSON (and any body that is not multipart) up to API_MAX_BODY_BYTES, a
+    # multipart upload up to UPLOAD_MAX_REQUEST_BYTES in all; both are counted while the body
+    # streams in, so an oversized request is refused before it is read, spooled or parsed.
+    api_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1)
+    upload_max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
+    # FAQ import files are parsed in a child process, within these bounds.
     faq_import_max_rows: int = Field(20_000, ge=1)
+    faq_import_max_cell_chars: int = Field(32_767, ge=1, le=131_072)
+    faq_import_max_uncompressed_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    faq_import_timeout_s: float = Field(30.0, gt=0)
     faq_import_chunk_rows: int = Field(500, ge=1, le=1000)
 
     # Authentication: JWTs signed with a shared secret (HS256) or by keys at a JWKS URL (RS256).
@@ -208,22 +236,67 @@ class Settings(BaseSettings):
         if self.breaker_open_max_s < self.breaker_open_s:
             raise ValueError("BREAKER_OPEN_MAX_S must be at least BREAKER_OPEN_S")
         parse_limits(self.rate_limits)
-        if self.environment == "production":
-            if self.secrets_key.get_secret_value() == DEV_SECRETS_KEY:
-                raise ValueError("SECRETS_KEY must be set to a private Fernet key in production")
-            if self.flower_basic_auth is None:
-                raise ValueError("FLOWER_BASIC_AUTH must be set in production")
-        if self.environment == "production" and self.auth_jwks_url is None:
-            secret = self.auth_jwt_secret
-            if secret is None or secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ValueError("set AUTH_JWKS_URL or a private AUTH_JWT_SECRET in production")
+        _check_fernet_keys(self.secrets_keys)
         if self.auth_jwks_url is None and self.auth_jwt_secret is None:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")
+        if self.auth_jwks_url is not None and not (self.auth_issuer and self.auth_audience):
+            # A shared identity provider signs tokens for other applications too: without both
+            # checks, any of them carrying roles: ["service"] would reach every tenant.
+            raise ValueError("AUTH_JWKS_URL needs AUTH_ISSUER and AUTH_AUDIENCE")
         if self.auth_jwt_secret is not None and len(self.auth_jwt_secret.get_secret_value()) < 32:
             raise ValueError("AUTH_JWT_SECRET must be at least 32 characters (RFC 7518 3.2)")
         if self.storage_backend == "s3" and not self.s3_bucket:
             raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
+        if self.upload_max_request_bytes < self.upload_max_bytes:
+            raise ValueError("UPLOAD_MAX_REQUEST_BYTES must be at least UPLOAD_MAX_BYTES")
+        if self.environment == "production":
+            problems = self._production_problems()
+            if problems:
+                raise ValueError(
+                    "ENVIRONMENT is production (the default) and refuses: "
+                    + "; ".join(problems)
+                    + " (on a laptop, set ENVIRONMENT=development)"
+                )
         return self
+
+    def _production_problems(self) -> list[str]:
+        problems: list[str] = []
+        if DEV_SECRETS_KEY in self.secrets_keys:
+            problems.append("SECRETS_KEY is the public development key: set private Fernet keys")
+        if self.auth_jwks_url is None:
+            secret = self.auth_jwt_secret
+            if secret is None or secret.get_secret_value() == DEV_JWT_SECRET:
+                problems.append(
+                    "AUTH_JWT_SECRET is the public development secret: set AUTH_JWKS_URL "
+                    "or a private AUTH_JWT_SECRET"
+                )
+        if self.flower_basic_auth is None:
+            problems.append("FLOWER_BASIC_AUTH is unset: set user:password for Flower")
+        if self.database_url.startswith("sqlite"):
+            problems.append(
+                "DATABASE_URL is SQLite, which only one machine can share: set a PostgreSQL URL"
+            )
+        if self.storage_backend == "local" and "storage_local_dir" not in self.model_fields_set:
+            problems.append(
+                "STORAGE_LOCAL_DIR is the default local directory: set it to a volume shared "
+                "by the API and the http-worker, or use STORAGE_BACKEND=s3"
+            )
+        urls = {"REDIS_URL": [self.redis_url], "CHATBOT_URL": [self.chatbot_url]}
+        urls["ELASTICSEARCH_URL"] = self.elasticsearch_hosts
+        if self.storage_backend == "local":
+            urls["PUBLIC_API_URL"] = [self.public_api_url]
+        for name, values in urls.items():
+            if any(_is_loopback(urlsplit(v).hostname) for v in values):
+                problems.append(f"{name} points at loopback: set the service's address")
+        for name, host in (("API_HOST", self.api_host), ("FLOWER_HOST", self.flower_host)):
+            if _is_loopback(host):
+                problems.append(f"{name} listens on loopback only: set {name}=0.0.0.0")
+        return problems
+
+    @property
+    def secrets_keys(self) -> list[str]:
+        """The sealing keys, newest (the one that seals and signs) first."""
+        return split_keys(self.secrets_key.get_secret_value())
 
     @property
     def elasticsearch_hosts(self) -> list[str]:
@@ -266,6 +339,31 @@ class Settings(BaseSettings):
     def max_retries(self, queue: Queue) -> int | None:
         """Optional count limit of retries for a task of this queue."""
         return {Queue.ES: self.es_max_retries, Queue.HTTP: self.http_max_retries}.get(queue)
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    if not keys:
+        raise ValueError("SECRETS_KEY is empty: give at least one Fernet key")
+    for index, key in enumerate(keys, start=1):
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            # The key itself is never part of the message.
+            raise ValueError(
+                f"SECRETS_KEY: key {index} of {len(keys)} is not a Fernet key "
+                "(32 url-safe base64-encoded bytes)"
+            ) from None
 
 
 @lru_cache(maxsize=1)

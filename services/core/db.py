@@ -32,7 +32,7 @@ def get_engine(url: str) -> Engine:
     engine = _engines.get(key)
     if engine is None:
         if url.startswith("sqlite"):
-            _ensure_sqlite_dir(url)
+            ensure_sqlite_dir(url)
             engine = create_engine(url, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
@@ -41,7 +41,10 @@ def get_engine(url: str) -> Engine:
     return engine
 
 
-def _ensure_sqlite_dir(url: str) -> None:
+def ensure_sqlite_dir(url: str) -> None:
+    """Create the directory of a SQLite file URL (a fresh clone has no var/ yet)."""
+    if not url.startswith("sqlite"):
+        return
     path = url.split(":///", 1)[-1]
     if path and path != ":memory:":
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -1,7 +1,16 @@
-"""Health probes of the task log database, the broker and the workers."""
+"""Health probes of the task log database, the broker and the workers.
+
+Reasons given to callers are fixed phrases: error texts name hosts and ports, so they go to
+the log only.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -12,7 +21,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
 from services.core.config import Settings
+from services.core.guards.breaker import Breaker
 from services.core.taskdefs import Queue
+
+log = logging.getLogger("services.health")
+DATABASE_DOWN = "task log database unreachable"
+BROKER_DOWN = "broker unreachable"
 
 
 def redis_client(settings: Settings) -> Redis:
@@ -30,7 +44,8 @@ def check_database(engine: Engine) -> str | None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        return f"database unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        log.warning("%s: %s: %s", DATABASE_DOWN, type(exc).__name__, str(exc).splitlines()[0])
+        return DATABASE_DOWN
     return None
 
 
@@ -39,7 +54,8 @@ def check_broker(client: Redis) -> str | None:
     try:
         client.ping()
     except (RedisError, OSError) as exc:
-        return f"broker unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+        log.warning("%s: %s: %s", BROKER_DOWN, type(exc).__name__, exc)
+        return BROKER_DOWN
     return None
 
 
@@ -84,3 +100,68 @@ def celery_status(celery: Celery, client: Redis, settings: Settings) -> tuple[bo
     if missing:
         body["reason"] = f"no live worker on queue(s): {', '.join(missing)}"
     return not missing, body
+
+
+class CeleryView:
+    """The /health/celery view, refreshed in the background at most every `interval`.
+
+    A broadcast to the workers takes about a second and every caller would otherwise pay for
+    its own. Callers read the last view; a caller that finds it older than
+    HEALTH_CELERY_REFRESH_S starts one refresh in a background thread (only one runs at a
+    time) and still gets the last view at once. Only the first caller ever waits. Nobody
+    asking means no broadcasts at all.
+    """
+
+    def __init__(
+        self,
+        celery: Celery,
+        client: Redis,
+        settings: Settings,
+        breakers: Mapping[Any, Breaker],
+    ) -> None:
+        self._celery = celery
+        self._client = client
+        self._settings = settings
+        self._breakers = breakers
+        self._lock = threading.Lock()
+        self._view: tuple[bool, dict[str, Any]] | None = None
+        self._refreshed_at: float | None = None
+        self._refreshing = False
+        self._first = threading.Event()
+
+    def refresh(self) -> None:
+        """Ask the broker and the workers now."""
+        try:
+            ok, body = celery_status(self._celery, self._client, self._settings)
+            if body["broker"]["ok"]:
+                # Open breakers do not make the stack unhealthy: parking rides out an outage.
+                body["breakers"] = {str(d): b.state() for d, b in self._breakers.items()}
+        except Exception as exc:  # the broker went away mid-check, for one
+            log.warning("celery health check failed: %s: %s", type(exc).__name__, exc)
+            ok, body = False, {"broker": {"ok": False, "reason": BROKER_DOWN}}
+        body["checked_at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        with self._lock:
+            self._view = (ok, body)
+            self._refreshed_at = time.monotonic()
+        self._first.set()
+
+    def _refresh_in_background(self) -> None:
+        try:
+            self.refresh()
+        finally:
+            with self._lock:
+                self._refreshing = False
+
+    def current(self, wait_s: float = 5.0) -> tuple[bool, dict[str, Any]] | None:
+        """The last view (the first call waits up to `wait_s` for one); None if none yet."""
+        with self._lock:
+            at = self._refreshed_at
+            stale = at is None or time.monotonic() - at >= self._settings.health_celery_refresh_s
+            if stale and not self._refreshing:
+                self._refreshing = True
+                threading.Thread(
+                    target=self._refresh_in_background, name="celery-health", daemon=True
+                ).start()
+        self._first.wait(wait_s)
+        with self._lock:
+            return self._view

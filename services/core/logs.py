@@ -37,9 +37,15 @@ class JsonFormatter(logging.Formatter):
             "msg": _redactor.text(record.getMessage()),
         }
         entry.update(_task_context())
+        celery_record = record.name.startswith("celery")
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = _redactor.value(value)
+            if key in _STANDARD or key.startswith("_"):
+                continue
+            if celery_record and key == "data":
+                # Celery's trace lines attach the task's arguments and return value: customer
+                # data. Their message already names the task and its id.
+                continue
+            entry[key] = _redactor.value(value)
         if record.exc_info:
             entry["exc"] = _redactor.text(self.formatException(record.exc_info))
         return json.dumps(entry, default=str)
@@ -54,7 +60,11 @@ def _task_context() -> dict[str, Any]:
     request = current_task.request
     if request is None or request.id is None:
         return {}
-    return {"task_id": request.id, "task_name": current_task.name}
+    context = {"task_id": request.id, "task_name": current_task.name}
+    queue = (request.delivery_info or {}).get("routing_key")
+    if queue:
+        context["queue"] = queue
+    return context
 
 
 def configure(process: str, *, level: str = "INFO", json_lines: bool = True) -> None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 MASK = "***"
 _SECRET_KEY_RE = re.compile(
@@ -38,20 +38,33 @@ def _holds_secret(value: Any) -> bool:
     return isinstance(value, str | Mapping | list) and bool(value)
 
 
-def find_secret_fields(value: Any, path: str = "") -> list[str]:
-    """Paths of non-empty secret-looking fields inside a JSON-like value."""
-    found: list[str] = []
+def find_secret_paths(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Locations (keys and list indexes) of non-empty secret-looking fields in a JSON value."""
+    found: list[tuple[str | int, ...]] = []
     if isinstance(value, Mapping):
         for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
+            where = (*path, str(key))
             if is_secret_key(str(key)) and _holds_secret(item):
                 found.append(where)
             else:
-                found.extend(find_secret_fields(item, where))
+                found.extend(find_secret_paths(item, where))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            found.extend(find_secret_fields(item, f"{path}[{index}]"))
+            found.extend(find_secret_paths(item, (*path, index)))
     return found
+
+
+def find_secret_fields(value: Any, path: str = "") -> list[str]:
+    """Paths (`a.b[0].c`) of non-empty secret-looking fields inside a JSON-like value."""
+    start: tuple[str | int, ...] = (path,) if path else ()
+    return [_dotted(p) for p in find_secret_paths(value, start)]
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
 
 
 class Redactor:
@@ -86,11 +99,20 @@ class SealError(ValueError):
     """Sealed secrets that this key cannot open (wrong or rotated key, tampering)."""
 
 
-class Sealer:
-    """Encrypts a task's secrets for storage in its task-log row."""
+def split_keys(keys: str) -> list[str]:
+    """The keys of a comma-separated SECRETS_KEY, newest first."""
+    return [k.strip() for k in keys.split(",") if k.strip()]
 
-    def __init__(self, key: str) -> None:
-        self._fernet = Fernet(key.encode())
+
+class Sealer:
+    """Encrypts a task's secrets for storage in its task-log row.
+
+    `keys` is SECRETS_KEY: comma-separated Fernet keys, newest first. The first seals; every
+    one opens, so tasks sealed before a rotation still run after it (MultiFernet).
+    """
+
+    def __init__(self, keys: str) -> None:
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in split_keys(keys)])
 
     def seal(self, secrets: Mapping[str, str]) -> str | None:
         """Ciphertext of the secrets, or None when there are none."""
@@ -105,7 +127,7 @@ class Sealer:
         try:
             opened = json.loads(self._fernet.decrypt(sealed.encode()))
         except InvalidToken as exc:
-            raise SealError("sealed task secrets cannot be opened with SECRETS_KEY") from exc
+            raise SealError("sealed task secrets cannot be opened with any SECRETS_KEY") from exc
         if not isinstance(opened, dict):
             raise SealError("sealed task secrets are not a mapping")
         return {str(k): str(v) for k, v in opened.items()}

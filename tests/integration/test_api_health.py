@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
+from redis import Redis
 from sqlalchemy import text
 
 from services.core.config import Settings
 from services.core.db import get_engine
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import wait_finished
-from tests.support.procs import RedisServer, Worker, free_port
+from tests.support.procs import RedisServer, Worker, free_port, wait_until
 from tests.support.server import running_api
 
 pytestmark = pytest.mark.slow
@@ -36,37 +41,44 @@ def test_live_answers_without_dependencies(settings: Settings) -> None:
         assert api.get("/health/live").json() == {"status": "ok"}
 
 
-def test_ready_says_503_with_the_reason_when_redis_stops(
-    settings: Settings, tmp_path: Path
+def test_ready_follows_the_task_log_not_the_broker(
+    settings: Settings, tmp_path: Path, pg_repo: TaskLogRepository
 ) -> None:
+    # With Redis down a write is still accepted (its row is committed; the reconciler
+    # publishes it later), so the API must stay in its Service.
     redis = RedisServer(tmp_path / "redis").start()
     try:
         with running_api(settings.model_copy(update={"redis_url": redis.url})) as api:
             assert api.get("/health/ready").json() == {"status": "ok"}
             redis.stop()
             answer = api.get("/health/ready")
-            assert answer.status_code == 503
-            body = answer.json()
-            assert body["status"] == "unavailable"
-            assert len(body["reasons"]) == 1
-            assert body["reasons"][0].startswith("broker unreachable")
+            assert (answer.status_code, answer.json()) == (200, {"status": "ok"})
+            accepted = api.post("/api/v1/canary", json={"queue": "es"})
+            assert accepted.status_code == 202
+            row = pg_repo.get_by_task_id(accepted.json()["task_id"])
+            assert row is not None and row.status == "pending"
     finally:
         redis.stop()
 
 
-def test_ready_says_503_when_the_database_is_unreachable(settings: Settings) -> None:
-    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
+def test_ready_says_503_when_the_database_is_unreachable_without_its_error_text(
+    settings: Settings,
+) -> None:
+    port = free_port()
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/nowhere"
     with running_api(settings.model_copy(update={"database_url": url})) as api:
         answer = api.get("/health/ready")
     assert answer.status_code == 503
-    assert answer.json()["reasons"][0].startswith("database unreachable")
+    assert answer.json() == {"status": "unavailable", "reasons": ["task log database unreachable"]}
 
 
 def test_celery_health_lists_live_workers_per_queue(
     settings: Settings, workers: list[Worker]
 ) -> None:
-    with running_api(settings) as api:
+    with running_api(settings) as api:  # with a service token
         answer = api.get("/health/celery")
+        anonymous = httpx.get(f"{api.base_url}/health/celery")
+        forged = api.get("/health/celery", headers={"Authorization": "Bearer not.a.token"})
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["status"] == "ok" and body["broker"] == {"ok": True}
@@ -74,14 +86,92 @@ def test_celery_health_lists_live_workers_per_queue(
     assert {w.name for w in workers} <= {n.split("@")[0] for n in nodes["es"] | nodes["http"]}
     assert body["workers"]["es"]["count"] >= 1 and body["workers"]["http"]["count"] >= 1
     assert set(body["waiting"]) == {"es", "http", "maintenance"}
+    # Host names are for authenticated callers; the counts are for everyone.
+    assert anonymous.status_code == 200
+    assert all(set(v) == {"count"} for v in anonymous.json()["workers"].values())
+    assert anonymous.json()["workers"]["es"]["count"] == body["workers"]["es"]["count"]
+    assert forged.status_code == 401
 
 
 def test_celery_health_is_503_when_the_broker_is_down(settings: Settings) -> None:
-    dead = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    port = free_port()
+    dead = settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{port}/0"})
     with running_api(dead) as api:
         answer = api.get("/health/celery")
     assert answer.status_code == 503
-    assert answer.json()["broker"]["ok"] is False
+    assert answer.json()["broker"] == {"ok": False, "reason": "broker unreachable"}
+
+
+class Broadcasts(threading.Thread):
+    """Counts broadcasts to the workers (PUBLISH on the pidbox channel) through MONITOR."""
+
+    END = "end-of-broadcast-count"
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(daemon=True)
+        self.url = redis_url
+        self.watching = threading.Event()
+        self.seen: list[str] = []
+
+    def run(self) -> None:
+        client = Redis.from_url(self.url, decode_responses=True)
+        with client.monitor() as monitor:  # type: ignore[no-untyped-call]
+            self.watching.set()  # MONITOR answered OK: every later command is seen
+            while self.END not in (command := monitor.next_command()["command"]):
+                if command.startswith("PUBLISH") and "pidbox" in command:
+                    self.seen.append(command)
+        client.close()
+
+    def finish(self) -> None:
+        """Stop counting (the monitor ends at a marker command, so nothing is cut short)."""
+        client = Redis.from_url(self.url)
+        client.echo(self.END)
+        client.close()
+        self.join(10)
+
+
+def _burst(api: httpx.Client, calls: int = 80) -> list[httpx.Response]:
+    with ThreadPoolExecutor(40) as pool:
+        return list(pool.map(lambda _: api.get("/health/celery"), range(calls)))
+
+
+def test_celery_health_asks_the_workers_once_per_refresh_however_many_call(
+    settings: Settings, tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    fresh, stale = Broadcasts(redis.url), Broadcasts(redis.url)
+    try:
+        own = settings.model_copy(update={"redis_url": redis.url})
+        # A fresh view serves every caller: no broadcast at all.
+        with running_api(own.model_copy(update={"health_celery_refresh_s": 3600.0})) as api:
+            first = api.get("/health/celery").json()
+            fresh.start()
+            assert fresh.watching.wait(10)
+            answers = _burst(api)
+            fresh.finish()
+        # A stale view: the callers still get it at once, and one refresh runs for them all.
+        with running_api(own.model_copy(update={"health_celery_refresh_s": 5.0})) as api:
+            old = api.get("/health/celery").json()["checked_at"]
+            time.sleep(5.5)
+            stale.start()
+            assert stale.watching.wait(10)
+            served = {a.json()["checked_at"] for a in _burst(api)}
+            wait_until(
+                lambda: api.get("/health/celery").json()["checked_at"] != old,
+                30,
+                what="the refreshed view",
+            )
+            stale.finish()
+    finally:
+        for watcher in (fresh, stale):
+            if watcher.is_alive():
+                watcher.finish()
+        redis.stop()
+    assert {a.status_code for a in answers} == {503}  # no worker reads this Redis
+    assert {a.json()["checked_at"] for a in answers} == {first["checked_at"]}
+    assert fresh.seen == []
+    assert old in served  # nobody waited for the refresh
+    assert len(stale.seen) == 1
 
 
 @pytest.mark.parametrize("queue", ["es", "http"])

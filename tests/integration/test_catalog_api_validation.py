@@ -60,6 +60,28 @@ BAD: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ),
     ("DELETE", "/api/v1/accessories", None, "customer_id"),
     ("DELETE", "/api/v1/accessories/a1?customer_id=c1&version=x", None, "version"),
+    # Secret-looking field names: refused by name, never stored (it was a 500).
+    (
+        "PUT",
+        "/api/v1/products/p1",
+        {"customer_id": "c1", "data": {"name": "Lamp", "password_hint": "pet's name"}},
+        '"loc":["body","data","password_hint"]',
+    ),
+    (
+        "PUT",
+        "/api/v1/products/p1",
+        {"customer_id": "c1", "data": {"specs": {"tokens": ["a", "b"]}}},
+        '"loc":["body","data","specs","tokens"]',
+    ),
+    (
+        "POST",
+        "/api/v1/services/bulk-upsert",
+        {
+            "customer_id": "c1",
+            "items": [{"id": 1, "data": {}}, {"id": 2, "data": {"api_key": "k"}}],
+        },
+        '"loc":["body","items",1,"data","api_key"]',
+    ),
 ]
 
 
@@ -77,6 +99,17 @@ def test_bad_catalog_requests_are_422_and_queue_nothing(
     assert answer.status_code == 422, answer.text
     assert mentions in answer.text
     assert _rows(settings) == before
+
+
+def test_secret_looking_names_that_hold_no_secret_are_data(
+    api: httpx.Client, pg_repo: TaskLogRepository
+) -> None:
+    # A count or a flag under such a name is not a credential (the enqueue check agrees).
+    data = {"name": "Lamp", "tokens": 3, "password_protected": False, "api_key_count": 0}
+    answer = api.put("/api/v1/products/p-2", json={"customer_id": "c1", "data": data})
+    assert answer.status_code == 202, answer.text
+    row = pg_repo.get_by_task_id(answer.json()["task_id"])
+    assert row is not None and row.payload["data"] == data
 
 
 def test_accepted_upsert_answers_202_with_status_url_and_a_versioned_row(

@@ -65,9 +65,11 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
             start_new_session=True,
         )
     try:
+        auth = {"Authorization": f"Bearer {token(get_settings(), 'admin', 'dev-admin', 'dev')}"}
 
         def celery_ok() -> httpx.Response | None:
-            answer = _get(f"http://127.0.0.1:{api_port}/health/celery")
+            # Node names are shown to authenticated callers only.
+            answer = _get(f"http://127.0.0.1:{api_port}/health/celery", auth)
             return answer if answer is not None and answer.status_code == 200 else None
 
         health = wait_until(celery_ok, 60, interval_s=0.5, what="/health/celery to say ok")
@@ -79,9 +81,16 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
             lambda: _get(f"http://127.0.0.1:{flower_port}/healthcheck"), 30, what="Flower"
         )
         assert flower.status_code == 200
+        # Flower's API answers with the development credentials the stack printed, and only
+        # with them.
+        printed = re.search(r"Flower user: (\S+) password: (\S+)", log_path.read_text())
+        assert printed is not None
+        flower_api = f"http://127.0.0.1:{flower_port}/api/workers"
+        answer = httpx.get(flower_api, auth=(printed[1], printed[2]), timeout=10)
+        assert answer.status_code == 200 and isinstance(answer.json(), dict)
+        assert httpx.get(flower_api, timeout=10).status_code == 401
         # A catalog write goes through the stack into the Elasticsearch stand-in, with a vector
         # from the embeddings stand-in.
-        auth = {"Authorization": f"Bearer {token(get_settings(), 'admin', 'dev-admin', 'dev')}"}
         put = httpx.put(
             f"http://127.0.0.1:{api_port}/api/v1/products/lamp",
             json={"customer_id": "dev", "data": {"name": "Lamp"}, "with_embedding": True},

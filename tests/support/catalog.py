@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,12 +85,14 @@ def catalog_bench(
     gc_deletes_s: float = 1.0,
     redis_key_prefix: str | None = None,
     database_url: str | None = None,
+    api_settings: Mapping[str, object] | None = None,
 ) -> Iterator[Bench]:
     """Start the bench; a real cluster when `real_es_url` is given, else the stand-in.
 
     The bench has a task log of its own (`database_url`, else a fresh database): its
     scheduler releases and reconciles every task of its task log. `redis_key_prefix` gives
-    it queues of its own, for several benches at once.
+    it queues of its own, for several benches at once; `api_settings` are settings of the
+    bench's API alone.
     """
     with ExitStack() as stack:
         es_standin = None
@@ -136,7 +138,7 @@ def catalog_bench(
         upkeep = scheduler(log_dir, {**env, **BENCH_SCHEDULER})
         stack.callback(upkeep.stop)
         upkeep.start()
-        api = stack.enter_context(running_api(settings))
+        api = stack.enter_context(running_api(settings.model_copy(update=dict(api_settings or {}))))
         es = Elasticsearch(url, request_timeout=10)
         stack.callback(es.close)
         yield Bench(settings, es, es_standin, embeddings, worker, api, repo)

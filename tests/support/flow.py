@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from redis import Redis
@@ -12,10 +13,24 @@ from services.core.celery_app import make_celery_app
 from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
+from services.core.tasklog import migrate
 from services.core.tasklog.models import TaskLog, TaskStatus, utcnow
 from services.core.tasklog.repository import Claim, TaskLogRepository
-from tests.support.procs import wait_until
+from tests.support.procs import RedisServer, Worker, wait_until
 from tests.support.tasks import TEST_EFFECT, trace_key
+
+
+def isolated(settings: Settings, tmp_path: Path, redis: RedisServer) -> Settings:
+    """`settings` on a redis-server of their own and a fresh SQLite task log in `tmp_path`."""
+    url = f"sqlite:///{tmp_path / 'tasklog.db'}"
+    migrate.upgrade(url)
+    return settings.model_copy(update={"database_url": url, "redis_url": redis.url})
+
+
+def es_worker(settings: Settings, log_dir: Path, **env: str) -> Worker:
+    """A one-process es-worker (with the test task) on the task log and broker of `settings`."""
+    base = {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url}
+    return Worker("services.es_worker", "es", log_dir, env={**base, **env}, concurrency=1)
 
 
 def enqueuer(settings: Settings) -> Enqueuer:

@@ -49,7 +49,15 @@ class Worker:
     ) -> None:
         self.name = f"{queues.replace(',', '-')}-{uuid.uuid4().hex[:6]}"
         self.log_path = log_dir / f"worker-{self.name}.log"
-        self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        self.heartbeat_path = log_dir / f"worker-{self.name}.alive"
+        self.env = {
+            **os.environ,
+            # What every deployment of a worker sets: SIGTERM is Celery's soft shutdown.
+            "REMAP_SIGTERM": "SIGQUIT",
+            "WORKER_HEARTBEAT_FILE": str(self.heartbeat_path),
+            **(env or {}),
+            "PYTHONPATH": str(ROOT),
+        }
         self.args = [
             sys.executable,
             "-m",
@@ -114,7 +122,7 @@ class Worker:
         self.proc.wait(10)
 
     def stop(self, timeout_s: float = 20) -> None:
-        """Warm shutdown, then SIGKILL if it does not end in time."""
+        """SIGTERM (the soft shutdown), then SIGKILL if it does not end in time."""
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)

@@ -1,7 +1,10 @@
+from typing import Any
+
 import pytest
+from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from services.core.config import Settings
+from services.core.config import DEV_JWT_SECRET, DEV_SECRETS_KEY, Settings
 from services.core.taskdefs import Queue
 
 
@@ -53,3 +56,112 @@ def test_a_tasks_own_time_limits_are_capped_by_the_settings() -> None:
     assert s.time_limits(None, None) == (15, 20)
     # A soft limit is always below the hard one.
     assert s.time_limits(18, 12) == (12 * 0.8, 12)
+
+
+PRODUCTION: dict[str, Any] = {
+    "database_url": "postgresql+psycopg://app:pw@db.internal/tasks",
+    "redis_url": "redis://redis.internal:6379/0",
+    "elasticsearch_url": "https://es-1.internal:9200,https://es-2.internal:9200",
+    "chatbot_url": "http://chatbot.internal",
+    "public_api_url": "https://api.example.com",
+    "storage_local_dir": "/shared/uploads",
+    "secrets_key": Fernet.generate_key().decode(),
+    "auth_jwt_secret": "a-private-secret-of-at-least-32-characters",
+    "flower_basic_auth": "ops:pw",
+    "api_host": "0.0.0.0",
+    "flower_host": "0.0.0.0",
+}
+
+
+def _settings(**values: Any) -> Settings:
+    """Settings from `values` and the environment only (no .env file)."""
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def unset_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting in the environment, as in a deployment that forgot them (the test run
+    sets ENVIRONMENT=test and its own database and broker)."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_without_environment_the_development_defaults_are_refused_by_name(
+    unset_environment: None,
+) -> None:
+    with pytest.raises(ValidationError) as refused:
+        _settings()
+    message = str(refused.value)
+    for variable in (
+        "ENVIRONMENT",
+        "SECRETS_KEY",
+        "AUTH_JWT_SECRET",
+        "FLOWER_BASIC_AUTH",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ELASTICSEARCH_URL",
+        "CHATBOT_URL",
+        "PUBLIC_API_URL",
+        "STORAGE_LOCAL_DIR",
+        "API_HOST",
+        "FLOWER_HOST",
+    ):
+        assert variable in message
+    # Nothing refused is echoed back (the error names variables, not values).
+    assert DEV_SECRETS_KEY not in message and DEV_JWT_SECRET not in message
+
+
+@pytest.mark.parametrize("name", sorted(PRODUCTION))
+def test_each_production_setting_is_required_on_its_own(unset_environment: None, name: str) -> None:
+    assert _settings(**PRODUCTION).environment == "production"
+    development_default = {k: v for k, v in PRODUCTION.items() if k != name}
+    with pytest.raises(ValidationError, match=name.upper()):
+        _settings(**development_default)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("database_url", "sqlite:////shared/tasklog.db"),
+        ("redis_url", "redis://localhost:6379/0"),
+        ("elasticsearch_url", "https://es-1.internal:9200,http://127.0.0.2:9200"),
+        ("chatbot_url", "http://[::1]:8090"),
+        ("api_host", "127.0.0.1"),
+        ("secrets_key", f"{Fernet.generate_key().decode()},{DEV_SECRETS_KEY}"),
+    ],
+)
+def test_production_refuses_sqlite_loopback_and_public_keys(
+    unset_environment: None, name: str, value: str
+) -> None:
+    with pytest.raises(ValidationError, match=name.upper()):
+        _settings(**{**PRODUCTION, name: value})
+
+
+def test_s3_storage_needs_no_local_directory_or_public_url(unset_environment: None) -> None:
+    local_only = {"storage_local_dir", "public_api_url"}
+    cloud = {k: v for k, v in PRODUCTION.items() if k not in local_only}
+    _settings(**cloud, storage_backend="s3", s3_bucket="uploads")
+
+
+def test_development_must_be_said_and_then_takes_the_local_defaults(
+    unset_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVIRONMENT", "development")
+    settings = _settings()
+    assert settings.database_url.startswith("sqlite") and settings.api_host == "127.0.0.1"
+
+
+def test_jwks_needs_an_issuer_and_an_audience() -> None:
+    jwks = {"auth_jwks_url": "https://idp.example.com/.well-known/jwks.json"}
+    for missing in ({}, {"auth_issuer": "https://idp.example.com/"}, {"auth_audience": "api"}):
+        with pytest.raises(ValidationError, match="AUTH_ISSUER and AUTH_AUDIENCE"):
+            _settings(**jwks, **missing)
+    _settings(**jwks, auth_issuer="https://idp.example.com/", auth_audience="api")
+
+
+def test_secrets_key_takes_several_keys_newest_first_and_refuses_a_bad_one() -> None:
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    assert Settings(secrets_key=f" {new} , {old} ").secrets_keys == [new, old]
+    with pytest.raises(ValidationError, match="key 2 of 2 is not a Fernet key") as refused:
+        Settings(secrets_key=f"{new},not-a-key-but-a-secret")
+    assert "not-a-key-but-a-secret" not in str(refused.value)

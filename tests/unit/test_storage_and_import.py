@@ -1,14 +1,18 @@
 import io
+import zipfile
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cryptography.fernet import Fernet
+from openpyxl import Workbook
 
 from services.core.chatbot.faq_import import ImportFileError, format_of, parse
 from services.core.config import Settings
 from services.core.storage import FileTooLarge
 from services.core.storage.base import safe_filename
 from services.core.storage.local import LocalStorage
-from services.core.storage.signing import signed_path, signing_secret, verify
+from services.core.storage.signing import signed_path, signing_secret, signing_secrets, verify
 
 
 def test_signed_links_expire_and_cannot_be_forged() -> None:
@@ -94,3 +98,84 @@ def test_import_format_comes_from_name_or_type() -> None:
 
 def test_a_non_ascii_signature_is_refused_not_an_error() -> None:
     assert not verify(signing_secret("k" * 44), "a", 2_000_000_000, "é" * 64, now=1.0)
+
+
+def test_links_signed_before_a_key_rotation_verify_with_the_listed_keys() -> None:
+    old, new = "o" * 44, "n" * 44
+    [signer] = signing_secrets(old)
+    path = signed_path(signer, "2026/a/b.pdf", ttl_s=60, now=1000.0)
+    expires = int(path.split("expires=")[1].split("&")[0])
+    signature = path.split("signature=")[1]
+    assert verify(signing_secrets(f"{new},{old}"), "2026/a/b.pdf", expires, signature, now=1.0)
+    assert not verify(signing_secrets(new), "2026/a/b.pdf", expires, signature, now=1.0)
+
+
+def test_new_links_are_signed_with_the_newest_key(tmp_path: Path) -> None:
+    new, old = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    storage = LocalStorage(Settings(secrets_key=f"{new},{old}", storage_local_dir=str(tmp_path)))
+    query = parse_qs(urlsplit(storage.url_for("local:2026/x/y.pdf", 60)).query)
+    expires, signature = int(query["expires"][0]), query["signature"][0]
+    assert verify(signing_secrets(new), "2026/x/y.pdf", expires, signature)
+    assert not verify(signing_secrets(old), "2026/x/y.pdf", expires, signature)
+
+
+def _xlsx(rows: list[list[object]], far_cell: str | None = None) -> bytes:
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in rows:
+        sheet.append(row)
+    if far_cell:
+        sheet[far_cell] = "x"  # the sheet's dimension now reaches that corner
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def _unpacked_size(data: bytes) -> int:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return sum(i.file_size for i in archive.infolist())
+
+
+def test_a_cell_one_character_over_the_limit_refuses_the_file() -> None:
+    fine = b"question,answer\nq,abcde\n"  # the header's names are not cells
+    assert parse(io.BytesIO(fine), "csv", max_rows=10, max_cell_chars=5).rows
+    with pytest.raises(ImportFileError, match="row 2 has a cell longer than 5 characters"):
+        parse(io.BytesIO(b"question,answer\nq,abcdef\n"), "csv", max_rows=10, max_cell_chars=5)
+    sheet = _xlsx([["question", "answer"], ["q", "abcdef"]])
+    with pytest.raises(ImportFileError, match="FAQ_IMPORT_MAX_CELL_CHARS"):
+        parse(io.BytesIO(sheet), "xlsx", max_rows=10, max_cell_chars=5)
+
+
+def test_an_xlsx_one_byte_over_its_unpacked_limit_is_refused_before_it_is_parsed() -> None:
+    data = _xlsx([["question", "answer"], ["q", "a"]])
+    size = _unpacked_size(data)
+    parsed = parse(io.BytesIO(data), "xlsx", max_rows=10, max_uncompressed_bytes=size)
+    assert parsed.rows == [{"question": "q", "answer": "a"}]
+    with pytest.raises(ImportFileError, match=f"unpacks to {size} bytes; the limit is {size - 1}"):
+        parse(io.BytesIO(data), "xlsx", max_rows=10, max_uncompressed_bytes=size - 1)
+
+
+def test_a_sheet_that_declares_a_far_corner_is_read_only_to_the_row_limit() -> None:
+    # A few bytes of XML that claim 1,048,576 rows of 16,384 columns.
+    data = _xlsx([["question", "answer"], ["q", "a"]], far_cell="XFD1048576")
+    with pytest.raises(ImportFileError, match="more than 1000 rows"):
+        parse(io.BytesIO(data), "xlsx", max_rows=1000)
+
+
+def test_blank_rows_count_towards_the_row_limit() -> None:
+    with pytest.raises(ImportFileError, match="more than 2 rows"):
+        parse(io.BytesIO(b"question,answer\nq,a\n\n\n"), "csv", max_rows=2)
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "message"),
+    [
+        (b"question,answer\nq," + b"a" * 131_073 + b"\n", "csv", "not a readable CSV file"),
+        (b"PK\x03\x04 not really a zip", "xlsx", "not a readable XLSX file"),
+        (b"question,answer\n", "xlsx", "not a readable XLSX file"),
+    ],
+)
+def test_broken_import_files_are_refused_not_errors(data: bytes, fmt: str, message: str) -> None:
+    with pytest.raises(ImportFileError, match=message):
+        parse(io.BytesIO(data), fmt, max_rows=10)

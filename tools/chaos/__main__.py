@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+# The settings fail closed; the chaos stack is a development stack (set before they load).
+os.environ.setdefault("ENVIRONMENT", "development")
+
 import httpx
 from sqlalchemy import select
 

@@ -142,8 +142,9 @@ class Injector:
         proc = self._stack.procs[fault.detail["worker"]]
 
         def term() -> None:
-            # Celery's soft shutdown: running tasks get WORKER_SOFT_SHUTDOWN_TIMEOUT_S.
-            proc.signal(signal.SIGTERM)
+            # To the main process, as Kubernetes sends it: Celery's soft shutdown, running
+            # tasks get WORKER_SOFT_SHUTDOWN_TIMEOUT_S.
+            proc.signal(signal.SIGTERM, group=False)
             if not proc.wait(30):
                 raise RuntimeError(f"{proc.name} did not stop within 30 s of SIGTERM")
             proc.kill()  # reap pool children, if any outlived the main process

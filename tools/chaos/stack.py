@@ -162,10 +162,13 @@ class Proc:
         """Whether the main process still runs."""
         return self.popen is not None and self.popen.poll() is None
 
-    def signal(self, signum: int) -> None:
-        """Send `signum` to the whole process group."""
+    def signal(self, signum: int, *, group: bool = True) -> None:
+        """Send `signum` to the whole process group, or to the main process only."""
         if self.popen is not None and self.popen.poll() is None:
-            os.killpg(self.popen.pid, signum)
+            if group:
+                os.killpg(self.popen.pid, signum)
+            else:
+                os.kill(self.popen.pid, signum)
 
     def wait(self, timeout_s: float) -> bool:
         """Wait for the main process to end; whether it did."""
@@ -265,10 +268,19 @@ class Stack:
             "ES_WORKER_METRICS_PORT": "0",
             "HTTP_WORKER_METRICS_PORT": "0",
             "SCHEDULER_METRICS_PORT": "0",
+            # Workers refuse to start without it: SIGTERM is Celery's bounded soft shutdown.
+            "REMAP_SIGTERM": "SIGQUIT",
         }
 
-    def _add(self, name: str, args: list[str], ready: Callable[[], bool]) -> None:
-        self.procs[name] = Proc(name, args, self.env(), self.workdir / f"{name}.log", ready=ready)
+    def _add(
+        self,
+        name: str,
+        args: list[str],
+        ready: Callable[[], bool],
+        extra: dict[str, str] | None = None,
+    ) -> None:
+        env = {**self.env(), **(extra or {})}
+        self.procs[name] = Proc(name, args, env, self.workdir / f"{name}.log", ready=ready)
         self.locks[name] = threading.Lock()
 
     def build(self) -> None:
@@ -324,6 +336,7 @@ class Stack:
                 name,
                 [*celery, app, "worker", "-Q", consumed, *pool, "-n", f"{name}@%h", *flags],
                 lambda: True,
+                {"WORKER_HEARTBEAT_FILE": str(self.workdir / f"{name}.alive")},
             )
         self._add(
             "scheduler",
@@ -334,6 +347,7 @@ class Stack:
                 *flags,
             ],
             lambda: True,
+            {"WORKER_HEARTBEAT_FILE": str(self.workdir / "scheduler.alive")},
         )  # fmt: skip
 
     def start(self, only: set[str] | None = None) -> None:

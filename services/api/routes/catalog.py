@@ -13,6 +13,7 @@ from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep
 from services.api.schemas import QueuedResponse
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
+from services.core.secrecy import find_secret_paths
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"])
 
@@ -76,6 +77,7 @@ def _queue(
     api_key: str | None = None,
     where: tuple[str | int, ...] = ("body",),
 ) -> QueuedResponse:
+    _refuse_secret_fields(request)
     try:
         payload = build()
     except ValueError as exc:
@@ -89,6 +91,26 @@ def _queue(
         idempotency_key=idempotency_key,
         secrets={"api_key": api_key} if api_key else None,
     )
+
+
+def _refuse_secret_fields(request: dict[str, Any]) -> None:
+    # Task payloads never carry secrets (they travel through the broker and the task log),
+    # and from here a secret-looking field cannot be told from catalog data. Refuse it,
+    # naming it, rather than store what may be a credential: the caller renames the field.
+    # (The embeddings key has its own header and is sealed apart from the payload.)
+    leaked = find_secret_paths(request)
+    if leaked:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("body", *path),
+                    "msg": "this field name looks like a secret (key, token, secret, password, "
+                    "credential); catalog data may not carry secrets: rename the field",
+                    "type": "value_error",
+                }
+                for path in leaked
+            ]
+        )
 
 
 def _check_bulk_size(runtime: RuntimeDep, count: int, field: str) -> None:

@@ -15,7 +15,8 @@ from services.api.gateway import read
 from services.api.schemas import QueuedResponse
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
-from services.core.chatbot.faq_import import ImportFileError, format_of, parse
+from services.core.chatbot.faq_import import ImportFileError, format_of
+from services.core.chatbot.import_check import ImportCheckUnavailable, check_import
 from services.core.search.payloads import CUSTOMER_ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["faqs"])
@@ -186,14 +187,22 @@ def import_faqs(
     content_type = check_upload(runtime, file, IMPORT_TYPES)
     try:
         fmt = format_of(file.filename or "", content_type)
-        parsed = parse(file.file, fmt, max_rows=runtime.settings.faq_import_max_rows)
+        file.file.seek(0)
+        # Parsed in a child process within the FAQ_IMPORT_* bounds, not in this thread.
+        checked = check_import(file.file.read(), fmt, runtime.settings)
     except ImportFileError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
-    if parsed.errors:
+    except ImportCheckUnavailable as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"{exc}; try again",
+            headers={"Retry-After": "1"},
+        ) from exc
+    if checked.errors:
         return JSONResponse(
             {
-                "detail": f"{len(parsed.errors)} invalid row(s); nothing was imported",
-                "errors": parsed.errors,
+                "detail": f"{len(checked.errors)} invalid row(s); nothing was imported",
+                "errors": checked.errors,
             },
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
@@ -208,7 +217,7 @@ def import_faqs(
             "customer_id": customer_id,
             "file": files[0],
             "format": fmt,
-            "rows": len(parsed.rows),
+            "rows": checked.rows,
             "chunk_rows": runtime.settings.faq_import_chunk_rows,
         },
         {"customer_id": customer_id},

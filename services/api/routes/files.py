@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 
 from services.api.deps import RuntimeDep
 from services.core.storage.local import LocalStorage
-from services.core.storage.signing import signing_secret, verify
+from services.core.storage.signing import signing_secrets, verify
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 
@@ -29,8 +29,9 @@ def download(
     storage = runtime.storage
     if not isinstance(storage, LocalStorage):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no local storage here")
-    secret = signing_secret(runtime.settings.secrets_key.get_secret_value())
-    if not verify(secret, key, expires, signature):
+    # Any listed key: links signed before a key rotation stay valid until they expire.
+    secrets = signing_secrets(runtime.settings.secrets_key.get_secret_value())
+    if not verify(secrets, key, expires, signature):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "bad or expired signature")
     try:
         path = storage.path_of(key)

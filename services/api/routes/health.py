@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from services.api.deps import RuntimeDep
-from services.core.health import celery_status, check_broker, check_database
+from services.api.deps import MaybePrincipalDep, RuntimeDep
+from services.core.health import check_database
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -19,23 +20,36 @@ def live() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "a dependency is unreachable"}})
+@router.get("/ready", responses={503: {"description": "the task log is unreachable"}})
 def ready(runtime: RuntimeDep) -> Any:
-    """The task log and the broker are reachable, so writes can be accepted."""
-    reasons = [
-        r for r in (check_database(runtime.engine), check_broker(runtime.redis)) if r is not None
-    ]
-    if reasons:
-        return JSONResponse({"status": "unavailable", "reasons": reasons}, status_code=503)
+    """The task log answers, so writes can be accepted.
+
+    The broker is not asked: a write is accepted once its task-log row is committed, and the
+    reconciler publishes it when the broker is back. Failing readiness while Redis is down
+    would take every API replica out of its Service exactly when that matters.
+    """
+    reason = check_database(runtime.engine)
+    if reason is not None:
+        return JSONResponse({"status": "unavailable", "reasons": [reason]}, status_code=503)
     return {"status": "ok"}
 
 
 @router.get("/celery", responses={503: {"description": "broker down or a queue has no worker"}})
-def celery(runtime: RuntimeDep) -> Any:
-    """Broker ping, live workers per queue, messages waiting per queue, breaker states."""
-    ok, body = celery_status(runtime.celery, runtime.redis, runtime.settings)
-    if body["broker"]["ok"]:
-        # Open breakers do not make the stack unhealthy: parking is how it rides out an outage.
-        body["breakers"] = {d.value: b.state() for d, b in runtime.breakers.items()}
+def celery(runtime: RuntimeDep, principal: MaybePrincipalDep) -> Any:
+    """Broker ping, live workers per queue, messages waiting per queue, breaker states.
+
+    Answered from a view refreshed in the background at most every HEALTH_CELERY_REFRESH_S
+    (`checked_at` says when). Worker node names (host names) are shown to authenticated
+    callers only.
+    """
+    view = runtime.celery_view.current()
+    if view is None:
+        body: dict[str, Any] = {"status": "degraded", "reason": "the first check is running"}
+        return JSONResponse(body, status_code=503)
+    ok, cached = view
+    body = copy.deepcopy(cached)
+    if principal is None:
+        for workers in body.get("workers", {}).values():
+            workers.pop("nodes", None)
     body["status"] = "ok" if ok else "degraded"
     return JSONResponse(body, status_code=200 if ok else 503)

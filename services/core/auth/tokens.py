@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -11,9 +12,17 @@ import jwt
 from services.core.auth.principal import Principal, Role
 from services.core.config import Settings
 
+log = logging.getLogger("services.auth")
+# How long a request may wait for the identity provider's keys (PyJWT's default is 30 s).
+JWKS_TIMEOUT_S = 5
+
 
 class AuthError(Exception):
-    """A token that is missing, expired, badly signed or lacks what we need."""
+    """A token that is missing, expired, badly signed, malformed or lacks what we need."""
+
+
+class AuthUnavailable(Exception):
+    """The identity provider's keys cannot be fetched: the token cannot be checked now."""
 
 
 class TokenVerifier:
@@ -21,14 +30,27 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._jwks = jwt.PyJWKClient(settings.auth_jwks_url) if settings.auth_jwks_url else None
+        self._jwks = (
+            jwt.PyJWKClient(settings.auth_jwks_url, timeout=JWKS_TIMEOUT_S)
+            if settings.auth_jwks_url
+            else None
+        )
 
     def _key_and_algorithms(self, token: str) -> tuple[Any, list[str]]:
         if self._jwks is not None:
             try:
                 return self._jwks.get_signing_key_from_jwt(token).key, ["RS256"]
+            except jwt.PyJWKClientConnectionError as exc:
+                # The reason (URL, host, socket error) is ours to read, not the caller's.
+                log.warning("identity provider keys unreachable: %s", exc)
+                raise AuthUnavailable("the identity provider cannot be reached") from exc
             except jwt.PyJWKClientError as exc:
-                raise AuthError(f"no signing key for this token: {exc}") from exc
+                raise AuthError("no signing key of the identity provider matches") from exc
+            except jwt.PyJWTError as exc:
+                raise AuthError("malformed token") from exc
+            except ValueError as exc:  # the provider's answer is not a JSON key set
+                log.warning("identity provider keys unreadable: %s", type(exc).__name__)
+                raise AuthUnavailable("the identity provider cannot be reached") from exc
         secret = self._settings.auth_jwt_secret
         assert secret is not None  # the settings refuse neither secret nor JWKS
         return secret.get_secret_value(), ["HS256"]
@@ -51,19 +73,26 @@ class TokenVerifier:
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token expired") from exc
         except jwt.InvalidTokenError as exc:
+            # PyJWT's reason speaks of the token only (segments, signature, claims).
             raise AuthError(f"invalid token: {exc}") from exc
+        except jwt.PyJWTError as exc:  # a key that does not fit the algorithm, for one
+            raise AuthError("invalid token") from exc
         return principal_from(claims, self._settings)
 
 
 def principal_from(claims: dict[str, Any], settings: Settings) -> Principal:
-    """The principal named by verified claims."""
+    """The principal named by verified claims (the issuer was checked with the signature)."""
     raw_roles = claims.get(settings.auth_roles_claim, [])
     if isinstance(raw_roles, str):
         raw_roles = raw_roles.split()
+    if not isinstance(raw_roles, list) or not all(isinstance(r, str) for r in raw_roles):
+        raise AuthError(f"claim {settings.auth_roles_claim!r} must be a list of role names")
     roles = frozenset(Role(r) for r in raw_roles if r in {x.value for x in Role})
     if not roles:
         raise AuthError(f"token has no known role in claim {settings.auth_roles_claim!r}")
     customer = claims.get(settings.auth_customer_claim)
+    if customer is not None and not isinstance(customer, str | int):
+        raise AuthError(f"claim {settings.auth_customer_claim!r} must be a string")
     if customer is None and Role.SERVICE not in roles:
         raise AuthError(f"token lacks the {settings.auth_customer_claim!r} claim")
     return Principal(str(claims["sub"]), str(customer) if customer else None, roles)

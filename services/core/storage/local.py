@@ -9,7 +9,7 @@ from typing import IO
 
 from services.core.config import Settings
 from services.core.storage.base import StoredFile, copy_stream, new_key, spool_and_hash
-from services.core.storage.signing import signed_path, signing_secret
+from services.core.storage.signing import signed_path, signing_secrets
 
 PREFIX = "local:"
 
@@ -20,7 +20,8 @@ class LocalStorage:
     def __init__(self, settings: Settings) -> None:
         self.root = Path(settings.storage_local_dir).resolve()
         self._public = settings.public_api_url.rstrip("/")
-        self._secret = signing_secret(settings.secrets_key.get_secret_value())
+        # The newest key signs new links; the route verifies with every listed key.
+        self._secret = signing_secrets(settings.secrets_key.get_secret_value())[0]
 
     def path_of(self, key: str) -> Path:
         """The file of a key, refusing keys that escape the root."""

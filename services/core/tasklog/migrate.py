@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 
 from services.core.config import get_settings
+from services.core.db import ensure_sqlite_dir
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -30,7 +31,9 @@ def alembic_config(url: str | None = None) -> Config:
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Bring the schema up to `revision`."""
-    command.upgrade(alembic_config(url), revision)
+    target = url or get_settings().database_url
+    ensure_sqlite_dir(target)  # Alembic's own engine would not create it
+    command.upgrade(alembic_config(target), revision)
 
 
 def downgrade(url: str | None, revision: str) -> None:
