@@ -23,14 +23,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 def test_an_outage_backlog_waits_in_the_log_and_drains_in_acceptance_order(
     kind: str, n: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = run_backlog(tmp_path / kind, kind, n, log=lambda line: None)
+    # No pipeline phase: it only serves the drain ratio, which is the benchmark's to measure.
+    report = run_backlog(tmp_path / kind, kind, n, log=lambda line: None, baseline=False)
     figures = report.as_dict()
     figures.pop("samples")
     with capsys.disabled():
         print(f"\nbacklog {kind}: {json.dumps(figures)}")
     # Every write of both phases landed, each entity's last accepted write is what it holds,
     # and no two deliveries of one write overlapped at the downstream.
-    assert (report.succeeded, report.failed) == (2 * n, 0)
+    assert (report.succeeded, report.failed) == (n, 0)
     assert report.order_violations == 0
     assert report.overlapping_writes == 0
     # While the downstream was down the backlog waited in the log: all of it at once, with

@@ -3,8 +3,9 @@
 One run, on a stack of its own (a private redis-server with its append-only file, a fresh
 PostgreSQL task log, the stand-ins, one worker and the scheduler):
 
-1. pipeline: `n` writes accepted with the worker stopped, then the worker started: the time
-   it takes to drain them is the pipeline's throughput with the downstream up;
+1. pipeline (unless `baseline` is off): `n` writes accepted with the worker stopped, then
+   the worker started: the time it takes to drain them is the pipeline's throughput with the
+   downstream up;
 2. outage: the downstream goes down for good; `n` more writes are accepted while it is down.
    Sampled meanwhile: the worker's resident memory (all its processes), Redis' memory and
    what it holds (queue lists, unacked messages), and how many tasks wait in the log;
@@ -138,10 +139,10 @@ def _rss_mib(pid: int) -> float:
 class Run:
     """One backlog run on its own stack."""
 
-    def __init__(self, workdir: Path, kind: str, n: int) -> None:
+    def __init__(self, workdir: Path, kind: str, n: int, *, baseline: bool = True) -> None:
         if kind not in ("catalog", "faq"):
             raise ValueError(f"kind is catalog or faq, not {kind!r}")
-        self.kind, self.n = kind, n
+        self.kind, self.n, self.baseline = kind, n, baseline
         self.database = f"durable_bench_{os.getpid()}"
         self.stack = Stack(
             workdir,
@@ -283,7 +284,7 @@ class Run:
     def order_violations(self) -> int:
         """Entities whose final state is not their last accepted write."""
         last: dict[str, int] = {}
-        for n in range(2 * self.n):
+        for n in range(0 if self.baseline else self.n, 2 * self.n):
             if self.kind == "catalog":
                 last[f"e{n % ENTITIES}"] = n
             else:
@@ -354,11 +355,14 @@ class Run:
         drop_database(self.database)
 
     def _phases(self, log: Callable[[str], None]) -> BacklogReport:
-        log(f"backlog/{self.kind}: accepting {self.n} writes with the worker stopped")
-        self.accept(0)
+        pipeline_s = 0.0
+        if self.baseline:
+            log(f"backlog/{self.kind}: accepting {self.n} writes with the worker stopped")
+            self.accept(0)
         self.stack.procs["worker"].start()
-        pipeline_s = self.wait_settled(3600)
-        log(f"backlog/{self.kind}: pipeline drained {self.n} in {pipeline_s:.1f} s")
+        if self.baseline:
+            pipeline_s = self.wait_settled(3600)
+            log(f"backlog/{self.kind}: pipeline drained {self.n} in {pipeline_s:.1f} s")
         time.sleep(2)
         rss_idle, redis_idle = _rss_mib(self.worker_pid()), self.redis_mib()
         size_before = self.table_bytes()
@@ -402,7 +406,8 @@ class Run:
         overlaps = int(
             httpx.get(f"{self.stack.control_url(self.standin)}/stats").json()["overlapping_writes"]
         )
-        pipeline_rate, drain_rate = self.n / pipeline_s, self.n / drain_s
+        drain_rate = self.n / drain_s
+        pipeline_rate = self.n / pipeline_s if self.baseline else 0.0
         return BacklogReport(
             kind=self.kind,
             n=self.n,
@@ -411,7 +416,7 @@ class Run:
             accept_during_outage_s=round(accept_s, 2),
             drain_s=round(drain_s, 2),
             drain_per_s=round(drain_rate, 1),
-            drain_ratio=round(drain_rate / pipeline_rate, 3),
+            drain_ratio=round(drain_rate / pipeline_rate, 3) if self.baseline else 0.0,
             worker_rss_idle_mib=round(rss_idle, 1),
             worker_rss_peak_mib=max(samples.worker_rss_mib, default=0.0),
             redis_used_idle_mib=round(redis_idle, 2),
@@ -432,8 +437,14 @@ class Run:
 
 
 def run_backlog(
-    workdir: Path, kind: str, n: int, log: Callable[[str], None] = print
+    workdir: Path,
+    kind: str,
+    n: int,
+    log: Callable[[str], None] = print,
+    *,
+    baseline: bool = True,
 ) -> BacklogReport:
-    """One backlog run of `kind` with `n` writes per phase."""
+    """One backlog run of `kind` with `n` writes per phase (without the pipeline phase
+    unless `baseline`: its only use is the drain ratio)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return Run(workdir, kind, n).run(log)
+    return Run(workdir, kind, n, baseline=baseline).run(log)
