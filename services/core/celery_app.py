@@ -50,6 +50,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": transport_options,
         "broker_connection_timeout": settings.broker_connect_timeout_s,
         "broker_connection_retry_on_startup": True,
+        # Connections to publish on: one per thread that may publish at once (the API's
+        # request threads), so a publish does not queue for a connection.
+        "broker_pool_limit": settings.broker_pool_limit,
         "broker_channel_error_retry": True,
         # A publish from the API gives up after a bounded number of tries: the task log row
         # already exists, so the caller still gets its task id (the reconciler republishes).
@@ -94,9 +97,12 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # (tests/integration/test_shutdown_and_durability.py shows both).
         "worker_soft_shutdown_timeout": settings.worker_soft_shutdown_timeout_s,
         "worker_enable_soft_shutdown_on_idle": False,
-        # Events feed Flower and celery-exporter.
+        # Events feed Flower and celery-exporter. Workers send them; a publish does not (a
+        # task-sent event is a second Redis publish per accepted write, about a third of the
+        # API's publish time): Flower shows a task from the moment a worker receives it, and
+        # the task log (status API, durable_* metrics) already knows it from acceptance on.
         "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "enable_utc": True,
         "timezone": "UTC",

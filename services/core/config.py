@@ -33,6 +33,11 @@ class Settings(BaseSettings):
 
     # Storage of the task log. SQLite serves a laptop; PostgreSQL serves a cluster.
     database_url: str = "sqlite:///var/tasklog.db"
+    # Connections each process keeps to the task log (opened as needed, then kept: one per
+    # API request thread, so no request opens a connection), and how many more it may open
+    # at a busy moment (closed again after use).
+    database_pool_size: int = Field(40, ge=1)
+    database_max_overflow: int = Field(10, ge=0)
 
     # Broker. All keys Celery/kombu write are prefixed with redis_key_prefix, so several
     # deployments (or test runs) can share one Redis without seeing each other's queues.
@@ -48,6 +53,8 @@ class Settings(BaseSettings):
     broker_restore_interval_s: int = Field(10, gt=0)
     # Publishing from the API: bounded, so an unreachable broker costs at most a few seconds.
     publish_max_retries: int = Field(2, ge=0)
+    # Broker connections a process keeps for publishing (the API's 40 request threads).
+    broker_pool_limit: int = Field(40, ge=1)
 
     # Retry policy: capped exponential backoff with full jitter, bounded by a deadline.
     retry_backoff_base_s: float = Field(1.0, gt=0)
@@ -205,6 +212,8 @@ class Settings(BaseSettings):
     log_json: bool = True
 
     api_host: str = "127.0.0.1"
+    # uvicorn's access log, a line per request (off: /metrics counts requests by route).
+    api_access_log: bool = False
     api_port: int = 8000
     # uvicorn worker processes of one API instance; their metrics are merged (multiprocess).
     api_workers: int = Field(1, ge=1, le=64)

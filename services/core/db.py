@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, Result, create_engine, event
+from sqlalchemy import CursorResult, Dialect, Engine, Result, create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 _engines: dict[tuple[int, str], Engine] = {}
+# A pooled connection idle longer than this is pinged before use.
+PING_IDLE_S = 10.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -20,6 +24,46 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _pool_options() -> dict[str, Any]:
+    from services.core.config import get_settings
+
+    settings = get_settings()
+    # Room for every thread that may need a connection at once (the API's request threads;
+    # a worker's pool process needs one or two), so requests do not queue for connections.
+    return {
+        "pool_size": settings.database_pool_size,
+        "max_overflow": settings.database_max_overflow,
+    }
+
+
+def _note_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
+    """A checkout hook: pessimistic disconnect handling, for idle connections only.
+
+    A ping on every checkout (pool_pre_ping) is a round trip per transaction, a large share
+    of a short one. A connection busy a moment ago is alive; one idle for long may have been
+    cut (a restarted server, a proxy's idle timeout). A failed ping makes the pool drop the
+    connection and take another (DisconnectionError), as pool_pre_ping would. The dialect's
+    own ping leaves no transaction open behind it.
+    """
+
+    def ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_IDLE_S:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("connection found dead when taken from the pool") from exc
+        if not alive:
+            raise DisconnectionError("connection found dead when taken from the pool")
+
+    return ping
 
 
 def get_engine(url: str) -> Engine:
@@ -36,7 +80,9 @@ def get_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+            engine = create_engine(url, **_pool_options())
+            event.listen(engine, "checkin", _note_checkin)
+            event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
         _engines[key] = engine
     return engine
 
@@ -59,6 +105,25 @@ def session_factory(url: str) -> sessionmaker[Session]:
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on error."""
     with factory() as session, session.begin():
+        yield session
+
+
+_autocommit_engines: dict[Engine, Engine] = {}
+
+
+@contextmanager
+def single_statement(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for work that is one statement (or reads): each statement commits on its own.
+
+    A transaction costs three round trips to PostgreSQL (BEGIN, the statement, COMMIT); a
+    statement in autocommit mode costs one. The hot paths of the task log (a claim, an
+    outcome, a read) are single statements, atomic by themselves.
+    """
+    bind = factory.kw["bind"]
+    engine = _autocommit_engines.get(bind)
+    if engine is None:
+        engine = _autocommit_engines[bind] = bind.execution_options(isolation_level="AUTOCOMMIT")
+    with Session(bind=engine, expire_on_commit=False) as session:
         yield session
 
 

@@ -126,6 +126,8 @@ class Enqueuer:
             order_scope=ordering.scope_of(body) if ordering else None,
             order_key=ordering.key_of(body) if ordering else None,
             before_insert=_ACCEPT_HOOKS.get(spec.name),
+            # Noted as published in the same commit; taken back if the publish fails.
+            published_at=now,
             now=now,
         )
         try:
@@ -148,17 +150,21 @@ class Enqueuer:
                 "publish failed; task stays pending for the reconciler",
                 extra={"task_id": task_id, "task_name": spec.name, "error": type(exc).__name__},
             )
+            self._unpublished(task_id, spec.name)
             return Enqueued(task_id, spec.name, published=False)
-        try:
-            self._repo.mark_published(task_id)
-        except SQLAlchemyError as exc:
-            # The write is accepted and its message is out: a bookkeeping note must not turn
-            # it into an error (a client resending without a key would duplicate it).
-            log.warning(
-                "published, but the note of it was not recorded",
-                extra={"task_id": task_id, "task_name": spec.name, "error": type(exc).__name__},
-            )
         return Enqueued(task_id, spec.name, published=True)
+
+    def _unpublished(self, task_id: str, task_name: str) -> None:
+        # The row was written as published (one commit per accepted write, not two): take the
+        # note back. It is a note only: the write is accepted, and the reconciler finds the
+        # task by its silence, not by this column, so a failure here is logged, not raised.
+        try:
+            self._repo.mark_unpublished(task_id)
+        except SQLAlchemyError as exc:
+            log.warning(
+                "the failed publish could not be noted",
+                extra={"task_id": task_id, "task_name": task_name, "error": type(exc).__name__},
+            )
 
     def reserve(self, task_name: str, payload: Mapping[str, Any]) -> tuple[int, dict[str, Any]]:
         """A place in acceptance order for a write done now, without a task (async_mode=False).

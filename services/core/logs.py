@@ -36,7 +36,8 @@ class JsonFormatter(logging.Formatter):
             "process": self._process,
             "msg": _redactor.text(record.getMessage()),
         }
-        entry.update(_task_context())
+        if self._process == "worker":  # only workers run tasks
+            entry.update(_task_context())
         celery_record = record.name.startswith("celery")
         for key, value in vars(record).items():
             if key in _STANDARD or key.startswith("_"):

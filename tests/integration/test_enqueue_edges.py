@@ -1,4 +1,10 @@
-"""Edges of accepting a write that must not turn it into an error or a duplicate."""
+"""Edges of accepting a write that must not turn it into an error or a duplicate.
+
+Once the task-log row is committed the write is accepted: whatever bookkeeping follows may
+fail without the caller getting an error (a client resending without a key would then write
+twice). A PostgreSQL trigger refuses every later change to the row's publish note, so a test
+sees what the API answers when that bookkeeping fails.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from sqlalchemy import create_engine, text
 from services.core.config import Settings
 from services.core.tasklog.repository import TaskLogRepository
 from tests.conftest import PG_URL
+from tests.support.procs import free_port
 from tests.support.server import parked, running_api
 
 MARK = "refuse-bookkeeping"
@@ -20,7 +27,7 @@ MARK = "refuse-bookkeeping"
 
 @pytest.fixture
 def bookkeeping_refused() -> Iterator[None]:
-    """A PostgreSQL trigger that refuses to note a publish of rows carrying MARK."""
+    """A PostgreSQL trigger that refuses to change the publish note of rows carrying MARK."""
     engine = create_engine(PG_URL)
     with engine.begin() as conn:
         conn.execute(
@@ -53,25 +60,35 @@ def edges(settings: Settings) -> Settings:
     return parked(settings, "edges")
 
 
-@pytest.fixture
-def api(edges: Settings) -> Iterator[httpx.Client]:
-    with running_api(edges) as client:
-        yield client
-
-
-def test_a_published_write_whose_note_fails_is_still_accepted(
-    bookkeeping_refused: None,
-    api: httpx.Client,
-    pg_repo: TaskLogRepository,
-    redis: Redis,
-    edges: Settings,
-) -> None:
+def _upsert(api: httpx.Client) -> httpx.Response:
     customer = f"edge-{uuid.uuid4().hex[:8]}"
-    answer = api.put("/api/v1/products/p1", json={"customer_id": customer, "data": {"name": MARK}})
-    # The row and the message exist: the write is accepted, whatever the bookkeeping says.
+    return api.put("/api/v1/products/p1", json={"customer_id": customer, "data": {"name": MARK}})
+
+
+def test_a_published_write_is_accepted_without_any_bookkeeping_after_the_publish(
+    bookkeeping_refused: None, pg_repo: TaskLogRepository, redis: Redis, edges: Settings
+) -> None:
+    with running_api(edges) as api:
+        answer = _upsert(api)
+    # The row (noted as published in the same commit) and the message exist.
     assert answer.status_code == 202, answer.text
     task_id = answer.json()["task_id"]
     row = pg_repo.get_by_task_id(task_id)
-    assert row is not None and row.status == "pending" and row.published_at is None
+    assert row is not None and row.status == "pending" and row.published_at is not None
     queued: list[str] = redis.lrange(f"{edges.redis_key_prefix}es", 0, -1)  # type: ignore[assignment]
     assert any(task_id in message for message in queued)
+
+
+def test_a_write_whose_publish_failed_is_accepted_even_if_noting_it_fails(
+    bookkeeping_refused: None, pg_repo: TaskLogRepository, edges: Settings
+) -> None:
+    # No broker (a closed port): the publish fails, then the trigger refuses taking the
+    # publish note back. The row is committed: accepted, for the reconciler to publish.
+    no_broker = edges.model_copy(
+        update={"redis_url": f"redis://127.0.0.1:{free_port()}/0", "publish_max_retries": 0}
+    )
+    with running_api(no_broker) as api:
+        answer = _upsert(api)
+    assert answer.status_code == 202, answer.text
+    row = pg_repo.get_by_task_id(answer.json()["task_id"])
+    assert row is not None and row.status == "pending"

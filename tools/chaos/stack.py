@@ -243,7 +243,6 @@ class Stack:
         """The environment of every stack process."""
         return {
             **os.environ,
-            **self.timings,
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
             "ENVIRONMENT": "development",
@@ -270,6 +269,8 @@ class Stack:
             "SCHEDULER_METRICS_PORT": "0",
             # Workers refuse to start without it: SIGTERM is Celery's bounded soft shutdown.
             "REMAP_SIGTERM": "SIGQUIT",
+            # Last, so that a run's own settings win (the benchmarks log less, for one).
+            **self.timings,
         }
 
     def _add(

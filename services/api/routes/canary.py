@@ -8,10 +8,11 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict
 
 from services.api.deps import PrincipalDep, RuntimeDep
+from services.api.routing import ThreadedRoute
 from services.api.schemas import QueuedResponse
 from services.core.taskdefs import CANARY, Queue
 
-router = APIRouter(prefix="/api/v1", tags=["diagnostics"])
+router = APIRouter(prefix="/api/v1", tags=["diagnostics"], route_class=ThreadedRoute)
 
 
 class CanaryRequest(BaseModel):

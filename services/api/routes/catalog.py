@@ -10,12 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep
+from services.api.routing import ThreadedRoute
 from services.api.schemas import QueuedResponse
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
 from services.core.secrecy import find_secret_paths
 
-router = APIRouter(prefix="/api/v1", tags=["catalog"])
+router = APIRouter(prefix="/api/v1", tags=["catalog"], route_class=ThreadedRoute)
 
 KindPath = Annotated[
     Literal["products", "services", "accessories"],

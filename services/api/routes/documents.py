@@ -10,12 +10,13 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
+from services.api.routing import ThreadedRoute
 from services.api.schemas import QueuedResponse
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
 from services.core.search.payloads import CUSTOMER_ID_PATTERN
 
-router = APIRouter(prefix="/api/v1", tags=["documents"])
+router = APIRouter(prefix="/api/v1", tags=["documents"], route_class=ThreadedRoute)
 
 CustomerQuery = Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)]
 CustomerField = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]

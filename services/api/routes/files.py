@@ -12,10 +12,11 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
 
 from services.api.deps import RuntimeDep
+from services.api.routing import ThreadedRoute
 from services.core.storage.local import LocalStorage
 from services.core.storage.signing import signing_secrets, verify
 
-router = APIRouter(prefix="/api/v1/files", tags=["files"])
+router = APIRouter(prefix="/api/v1/files", tags=["files"], route_class=ThreadedRoute)
 
 
 @router.get("/{key:path}")

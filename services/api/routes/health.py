@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from services.api.deps import MaybePrincipalDep, RuntimeDep
+from services.api.routing import ThreadedRoute
 from services.core.health import check_database
 
-router = APIRouter(prefix="/health", tags=["health"])
+router = APIRouter(prefix="/health", tags=["health"], route_class=ThreadedRoute)
 
 
 @router.get("/live")

@@ -12,9 +12,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from services.api.routing import ThreadedRoute
 from services.core.observability.serving import process_registry
 
-router = APIRouter(tags=["metrics"])
+router = APIRouter(tags=["metrics"], route_class=ThreadedRoute)
 
 
 @cache

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import PrincipalDep, Runtime, RuntimeDep, authorize
+from services.api.routing import ThreadedRoute
 from services.api.schemas import QueuedResponse
 from services.core.auth import Principal
 from services.core.secrecy import Redactor, Sealer
@@ -16,7 +17,7 @@ from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import BadCursor, TaskFilter, TaskQueries
 from services.core.tasklog.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=ThreadedRoute)
 _redact = Redactor()
 
 Limit = Annotated[int, Query(ge=1, le=200)]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,6 +17,9 @@ from services.core.config import Settings
 log = logging.getLogger("services.auth")
 # How long a request may wait for the identity provider's keys (PyJWT's default is 30 s).
 JWKS_TIMEOUT_S = 5
+# Tokens verified lately, kept until they expire: a client sends the same token with every
+# request, and checking it again costs a busy API a tenth of its time.
+VERIFIED_CACHE_SIZE = 1024
 
 
 class AuthError(Exception):
@@ -28,13 +33,21 @@ class AuthUnavailable(Exception):
 class TokenVerifier:
     """Checks tokens with the shared secret (HS256) or the JWKS keys (RS256)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, cache_size: int = VERIFIED_CACHE_SIZE) -> None:
         self._settings = settings
+        self._cache_size = cache_size
+        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._lock = threading.Lock()
         self._jwks = (
             jwt.PyJWKClient(settings.auth_jwks_url, timeout=JWKS_TIMEOUT_S)
             if settings.auth_jwks_url
             else None
         )
+
+    @property
+    def may_block(self) -> bool:
+        """Whether `verify` may wait on the network (fetching the JWKS keys)."""
+        return self._jwks is not None
 
     def _key_and_algorithms(self, token: str) -> tuple[Any, list[str]]:
         if self._jwks is not None:
@@ -56,7 +69,22 @@ class TokenVerifier:
         return secret.get_secret_value(), ["HS256"]
 
     def verify(self, token: str) -> Principal:
-        """The principal of a valid token, else AuthError saying why."""
+        """The principal of a valid token, else AuthError saying why.
+
+        A token verified before is taken from memory until its `exp`: a JWT says who its
+        bearer is until then, whoever checks it (only a valid token is remembered).
+        """
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            return known[0]
+        principal, expires = self._check(token)
+        with self._lock:
+            if len(self._verified) >= self._cache_size:
+                self._verified.popitem(last=False)
+            self._verified[token] = (principal, expires)
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, float]:
         key, algorithms = self._key_and_algorithms(token)
         try:
             claims = jwt.decode(
@@ -77,7 +105,7 @@ class TokenVerifier:
             raise AuthError(f"invalid token: {exc}") from exc
         except jwt.PyJWTError as exc:  # a key that does not fit the algorithm, for one
             raise AuthError("invalid token") from exc
-        return principal_from(claims, self._settings)
+        return principal_from(claims, self._settings), float(claims["exp"])
 
 
 def principal_from(claims: dict[str, Any], settings: Settings) -> Principal:

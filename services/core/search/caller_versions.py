@@ -113,11 +113,18 @@ def _check(session: Session, kind: Kind, op: Operation, payload: dict[str, Any])
     return payload
 
 
+def _carries_versions(payload: dict[str, Any]) -> bool:
+    # Only writes that carry a caller version have anything to check (or record).
+    if versions.from_payload(payload) is not None:
+        return True
+    return any(versions.from_payload(item) is not None for item in payload.get("items", ()))
+
+
 def _hook(kind: Kind, op: Operation) -> BeforeInsert:
     def check(session: Session, payload: dict[str, Any]) -> dict[str, Any]:
         return _check(session, kind, op, payload)
 
-    return check
+    return BeforeInsert(applies=_carries_versions, run=check)
 
 
 # Every catalog write that can carry a caller version is checked when it is accepted.

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, String, delete, func, select
+from sqlalchemy import BigInteger, String, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.core.db import rowcount, transaction
+from services.core.db import rowcount, single_statement, transaction
 from services.core.search.versions import SEQ_VERSION_BASE
 from services.core.tasklog.models import Base, UTCDateTime, utcnow
 
@@ -90,22 +90,21 @@ class DeleteMemory:
 
     def deleted_versions(self, index: str, customer_id: str, doc_ids: list[str]) -> dict[str, int]:
         """For each document, the newest delete version that covers it (absent: none)."""
-        with self._sessions() as session:
-            rows = session.execute(
-                select(Tombstone.doc_id, Tombstone.version).where(
-                    Tombstone.index_name == index, Tombstone.doc_id.in_(doc_ids)
-                )
-            )
-            # (A Result has .keys(), so dict(result) would treat it as a mapping.)
-            stones = {doc: version for doc, version in rows}
-            mark = session.scalar(
-                select(DeleteWatermark.version).where(
-                    DeleteWatermark.index_name == index, DeleteWatermark.customer_id == customer_id
-                )
-            )
+        # One round trip: the documents' tombstones and the customer's watermark together
+        # (it runs twice per upsert, before and after the write).
+        stones = select(Tombstone.doc_id, Tombstone.version).where(
+            Tombstone.index_name == index, Tombstone.doc_id.in_(doc_ids)
+        )
+        mark = select(literal(None, String()).label("doc_id"), DeleteWatermark.version).where(
+            DeleteWatermark.index_name == index, DeleteWatermark.customer_id == customer_id
+        )
+        with single_statement(self._sessions) as session:
+            rows = session.execute(stones.union_all(mark)).all()
+        found = {doc: version for doc, version in rows if doc is not None}
+        watermark = max((version for doc, version in rows if doc is None), default=None)
         covered: dict[str, int] = {}
         for doc in doc_ids:
-            candidates = [v for v in (stones.get(doc), mark) if v is not None]
+            candidates = [v for v in (found.get(doc), watermark) if v is not None]
             if candidates:
                 covered[doc] = max(candidates)
         return covered

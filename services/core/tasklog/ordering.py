@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from services.core.db import single_statement
 from services.core.tasklog.models import TERMINAL, TaskLog, TaskStatus
 
 
@@ -45,7 +46,7 @@ class OrderingQueries:
             .order_by(other.seq.desc())
             .limit(1)
         )
-        with self._sessions() as session:
+        with single_statement(self._sessions) as session:
             return session.scalar(stmt)
 
     def superseded_by(self, task_id: str, replacing: Iterable[str]) -> str | None:
@@ -70,5 +71,5 @@ class OrderingQueries:
             .order_by(other.seq.desc())
             .limit(1)
         )
-        with self._sessions() as session:
+        with single_statement(self._sessions) as session:
             return session.scalar(stmt)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Select, case, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.db import transaction
+from services.core.db import single_statement, transaction
 from services.core.taskdefs import Downstream
 from services.core.tasklog.models import TERMINAL, TaskLog, TaskStatus
 from services.core.tasklog.repository import Refusal, claimable
@@ -173,7 +173,7 @@ class WaitLog:
         return self._pairs(stmt)
 
     def _pairs(self, stmt: Any) -> list[Candidate]:
-        with self._sessions() as session:
+        with single_statement(self._sessions) as session:
             return [Candidate(int(r.seq), r.task_id, r.task_name) for r in session.execute(stmt)]
 
     def release(self, task_ids: Sequence[str], now: datetime) -> list[Released]:
@@ -195,7 +195,7 @@ class WaitLog:
                 TaskLog.task_id, TaskLog.task_name, TaskLog.queue, TaskLog.payload, TaskLog.seq
             )
         )
-        with transaction(self._sessions) as session:
+        with single_statement(self._sessions) as session:
             rows = session.execute(stmt).all()
         return sorted(
             (Released(r.task_id, r.task_name, r.queue, r.payload, int(r.seq)) for r in rows),

@@ -1,0 +1,76 @@
+"""The task log's connection pool: idle connections are checked before use, and a check
+leaves nothing behind.
+
+The pool pings a connection only when it sat idle longer than PING_IDLE_S (a ping per
+checkout would be a round trip per statement). Here the threshold is zero, so every
+checkout pings: a ping must not leave a transaction open (a single-statement session could
+not switch the connection to autocommit then), and a connection the server cut must be
+replaced, not handed to the caller.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from services.core import db
+from services.core.tasklog import migrate
+from services.core.tasklog.models import utcnow
+from services.core.tasklog.repository import Refusal, TaskLogRepository
+from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database
+
+
+@pytest.fixture
+def pinged_repo(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TaskLogRepository, str]]:
+    name = f"durable_pool_{uuid.uuid4().hex[:8]}"
+    url = create_pg_database(name)
+    migrate.upgrade(url)
+    monkeypatch.setattr(db, "PING_IDLE_S", 0.0)
+    yield TaskLogRepository(db.session_factory(url)), name
+    db.dispose_engines(url)
+    drop_pg_database(name)
+
+
+def _record(repo: TaskLogRepository, task_id: str) -> None:
+    now = utcnow()
+    repo.create(
+        task_id=task_id,
+        task_name="canary_es",
+        queue="es",
+        payload={},
+        deadline_at=now + timedelta(hours=1),
+        now=now,
+    )
+
+
+def test_a_ping_leaves_no_transaction_open(pinged_repo: tuple[TaskLogRepository, str]) -> None:
+    repo, _ = pinged_repo
+    # Single statements (autocommit) and transactions, in turn, on pinged connections.
+    for i in range(5):
+        _record(repo, f"t{i}")
+        row = repo.get_by_task_id(f"t{i}")
+        assert row is not None and row.status == "pending"
+        assert not isinstance(repo.claim(f"t{i}", owner="test"), Refusal)
+
+
+def test_a_connection_the_server_cut_is_replaced(
+    pinged_repo: tuple[TaskLogRepository, str],
+) -> None:
+    repo, name = pinged_repo
+    _record(repo, "before")
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        cut = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :d"
+            ),
+            {"d": name},
+        ).scalar()
+    admin.dispose()
+    assert cut and cut >= 1  # the pool's idle connection was cut
+    _record(repo, "after")
+    assert repo.get_by_task_id("after") is not None
