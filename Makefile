@@ -34,7 +34,7 @@ $(STAMP): $(RUN_STAMP)
 install: $(STAMP)
 
 # Settings fail closed (production unless told otherwise): the local commands say development.
-up token migrate: export ENVIRONMENT ?= development
+up token migrate bench: export ENVIRONMENT ?= development
 
 ## Run the whole stack in the foreground (Ctrl-C stops it).
 up: $(RUN_STAMP)
@@ -60,7 +60,7 @@ lint: $(STAMP)
 
 ## Lint, then every test against real Redis and PostgreSQL.
 test: lint $(CELERY_EXPORTER_STAMP)
-	@tools/ensure-services.sh redis postgres prometheus alertmanager
+	@tools/ensure-services.sh redis postgres prometheus alertmanager wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Chaos suite (whole stack, mixed load, faults); the summary line comes last:
@@ -73,7 +73,7 @@ chaos: $(STAMP)
 ## Benchmarks (tools/bench); the table comes last, results and plots under var/bench/:
 ## make bench [BENCH_ARGS="--only backlog --backlog-n 100000"]
 bench: $(STAMP)
-	@tools/ensure-services.sh redis postgres
+	@tools/ensure-services.sh redis postgres wrk
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
 clean:

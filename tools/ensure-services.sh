@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the local services named as arguments (redis, postgres) answer on 127.0.0.1, and
-# that the programs named (prometheus, alertmanager) are installed.
+# that the programs named (prometheus, alertmanager, wrk) are installed.
 #
 # For each: use it if it already answers; start it if installed but stopped; install it with
 # apt-get if missing and we are allowed (root or sudo, ALLOW_INSTALL is not 0); otherwise stop
@@ -108,12 +108,21 @@ ensure_alertmanager() {
 }
 # --- end of observability tools ----------------------------------------------------------
 
+# wrk: the HTTP load generator of the benchmarks (tools/bench), a program only.
+ensure_wrk() {
+  has_all wrk && return 0
+  apt_install --no-install-recommends wrk \
+    || die "wrk is not installed and could not be installed here. Install it (Debian/Ubuntu: apt-get install wrk; macOS: brew install wrk)."
+  has_all wrk || die "wrk is still missing after installing"
+}
+
 for service in "$@"; do
   case "$service" in
     redis) ensure_redis ;;
     postgres) ensure_postgres ;;
     prometheus) ensure_prometheus ;;
     alertmanager) ensure_alertmanager ;;
-    *) die "unknown service: $service (known: redis, postgres, prometheus, alertmanager)" ;;
+    wrk) ensure_wrk ;;
+    *) die "unknown service: $service (known: redis, postgres, prometheus, alertmanager, wrk)" ;;
   esac
 done
