@@ -14,6 +14,7 @@ from typing import Any
 import helm_python
 import yaml
 
+from services.core.config import Settings
 from tests.support.procs import ROOT
 
 CHART = ROOT / "charts/durable-writes"
@@ -112,6 +113,14 @@ def expand(text: str, env: dict[str, str]) -> str:
     for name, value in env.items():
         text = text.replace(f"$({name})", value)
     return text
+
+
+def settings_from(env: dict[str, str], **overrides: str) -> Settings:
+    """The settings a process gets from exactly this environment (no .env, no other variables)."""
+    fields: dict[str, Any] = {
+        k.lower(): v for k, v in env.items() if k.lower() in Settings.model_fields
+    }
+    return Settings.model_validate({**fields, **overrides})
 
 
 def kube_models(docs: list[dict[str, Any]]) -> list[str]:
