@@ -17,8 +17,12 @@ CELERY_EXPORTER_STAMP := $(CELERY_EXPORTER_VENV)/.installed-$(CELERY_EXPORTER_VE
 # It supports Python 3.11 and 3.12 only.
 CELERY_EXPORTER_PYTHON ?= $(PYTHON)
 # --- end of observability --------------------------------------------------------------------
+# The chart tests validate with the official `kubernetes` client's models, which need
+# python-dateutil>=3 (celery pins 2.x): a virtualenv of their own.
+KUBE_VENV := .venv-kube
+KUBE_STAMP := $(KUBE_VENV)/.installed-37.0.2
 
-.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards
+.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards kube-models
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -59,7 +63,7 @@ lint: $(STAMP)
 	$(PY) -m mypy services tests tools
 
 ## Lint, then every test against real Redis and PostgreSQL.
-test: lint $(CELERY_EXPORTER_STAMP)
+test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP)
 	@tools/ensure-services.sh redis postgres prometheus alertmanager wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -77,7 +81,7 @@ bench: $(STAMP)
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CELERY_EXPORTER_VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CELERY_EXPORTER_VENV) $(KUBE_VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 # --- observability (issue 12) ---------------------------------------------------------------
 $(CELERY_EXPORTER_STAMP):
@@ -95,3 +99,12 @@ dashboards: $(STAMP)
 	$(PY) -m tools.dashboards
 	$(PY) -m tools.monitoring
 # --- end of observability --------------------------------------------------------------------
+
+# --- chart (issue 13) ------------------------------------------------------------------------
+$(KUBE_STAMP):
+	@test -x $(KUBE_VENV)/bin/python || $(PYTHON) -m venv $(KUBE_VENV)
+	$(KUBE_VENV)/bin/python -m pip install -q 'kubernetes==37.0.2'
+	@touch $@
+
+## The virtualenv of the `kubernetes` client's models (.venv-kube), for tests/chart.
+kube-models: $(KUBE_STAMP)

@@ -1,0 +1,234 @@
+{{/* Names and labels (selector labels never change between releases). */}}
+{{- define "dw.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "dw.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* dw.labels: dict "ctx" . "component" "api" */}}
+{{- define "dw.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .ctx.Chart.Name .ctx.Chart.Version | replace "+" "_" }}
+{{ include "dw.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: durable-writes
+{{- end }}
+
+{{- define "dw.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dw.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+{{- if .component }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+{{- end }}
+
+{{- define "dw.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "dw.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "dw.image" -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end }}
+
+{{- define "dw.secretName" -}}
+{{- .Values.secrets.existingSecret | default (include "dw.fullname" .) }}
+{{- end }}
+
+{{/* The queue workers: values key -> Celery app, queue, metrics port setting. The queue
+     names are services/core/taskdefs.py's Queue values (tests/chart checks them). */}}
+{{- define "dw.workerKinds" -}}
+es:
+  component: es-worker
+  app: services.es_worker
+  queue: es
+  portKey: esWorkerMetrics
+http:
+  component: http-worker
+  app: services.http_worker
+  queue: http
+  portKey: httpWorkerMetrics
+{{- end }}
+
+{{/* The list KEDA watches: the key kombu writes for a queue, prefix included. */}}
+{{- define "dw.listName" -}}
+{{- printf "%s%s" .root.Values.redis.keyPrefix .queue }}
+{{- end }}
+
+{{/* REDIS_URL: $(REDIS_PASSWORD) is expanded by the kubelet from the Secret, so the password
+     never appears in a rendered non-Secret object. */}}
+{{- define "dw.redisUrl" -}}
+{{- $r := .Values.redis }}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" $r.auth }}
+{{- if $r.sentinel.enabled }}
+{{- $urls := list }}
+{{- range $r.sentinel.hosts }}
+{{- $urls = append $urls (printf "sentinel://%s%s/%d" $auth . (int $r.db)) }}
+{{- end }}
+{{- join ";" $urls }}
+{{- else }}
+{{- printf "redis://%s%s:%d/%d" $auth $r.host (int $r.port) (int $r.db) }}
+{{- end }}
+{{- end }}
+
+{{/* Development secrets of services/core/config.py; production refuses them here already. */}}
+{{- define "dw.devSecretsKey" -}}ZGV2ZWxvcG1lbnQtb25seS1rZXktZG8tbm90LXVzZSE={{- end }}
+{{- define "dw.devJwtSecret" -}}development-only-jwt-secret-change-me{{- end }}
+
+{{/* Fails the render on configurations the processes would refuse, or that lose work. */}}
+{{- define "dw.checks" -}}
+{{- $soft := float64 .Values.config.workerSoftShutdownTimeoutS }}
+{{- range $key, $w := .Values.workers }}
+{{- if le (float64 $w.terminationGracePeriodSeconds) $soft }}
+{{- fail (printf "workers.%s.terminationGracePeriodSeconds (%v) must exceed config.workerSoftShutdownTimeoutS (%v): Kubernetes would kill running tasks before Celery restores them" $key $w.terminationGracePeriodSeconds $soft) }}
+{{- end }}
+{{- if gt (int $w.keda.minReplicaCount) (int $w.keda.maxReplicaCount) }}
+{{- fail (printf "workers.%s.keda.minReplicaCount must not exceed maxReplicaCount" $key) }}
+{{- end }}
+{{- if and $.Values.keda.enabled (eq (int $w.keda.minReplicaCount) 0) (not $.Values.keda.outstanding.enabled) }}
+{{- fail (printf "workers.%s.keda.minReplicaCount 0 needs keda.outstanding.enabled: the Redis list misses delayed retries and reserved messages, which would be stranded" $key) }}
+{{- end }}
+{{- end }}
+{{- if le (float64 .Values.scheduler.terminationGracePeriodSeconds) $soft }}
+{{- fail "scheduler.terminationGracePeriodSeconds must exceed config.workerSoftShutdownTimeoutS" }}
+{{- end }}
+{{- if and .Values.redis.sentinel.enabled (not .Values.redis.sentinel.hosts) }}
+{{- fail "redis.sentinel.enabled needs redis.sentinel.hosts" }}
+{{- end }}
+{{- $s := .Values.secrets }}
+{{- if $s.existingSecret }}
+{{- range $k := list "databaseUrl" "redisPassword" "secretsKey" "authJwtSecret" "elasticsearchApiKey" "chatbotApiToken" "flowerBasicAuth" }}
+{{- if index $s $k }}
+{{- fail (printf "secrets.%s is set together with secrets.existingSecret: put it in the existing Secret" $k) }}
+{{- end }}
+{{- end }}
+{{- if $s.extra }}
+{{- fail "secrets.extra is set together with secrets.existingSecret: put it in the existing Secret" }}
+{{- end }}
+{{- else if eq .Values.config.environment "production" }}
+{{- if not $s.databaseUrl }}{{ fail "production needs secrets.databaseUrl (or secrets.existingSecret)" }}{{ end }}
+{{- if or (not $s.secretsKey) (contains (include "dw.devSecretsKey" .) $s.secretsKey) }}
+{{- fail "production refuses an empty or development secrets.secretsKey: set private Fernet keys" }}
+{{- end }}
+{{- if and (not .Values.config.authJwksUrl) (or (not $s.authJwtSecret) (eq $s.authJwtSecret (include "dw.devJwtSecret" .))) }}
+{{- fail "production refuses an empty or development secrets.authJwtSecret: set a private one or config.authJwksUrl" }}
+{{- end }}
+{{- if not $s.flowerBasicAuth }}{{ fail "production needs secrets.flowerBasicAuth (user:password)" }}{{ end }}
+{{- if and .Values.redis.auth (not $s.redisPassword) }}{{ fail "redis.auth needs secrets.redisPassword" }}{{ end }}
+{{- end }}
+{{- if and .Values.config.authJwksUrl (not (and .Values.config.authIssuer .Values.config.authAudience)) }}
+{{- fail "config.authJwksUrl needs config.authIssuer and config.authAudience" }}
+{{- end }}
+{{- end }}
+
+{{/* Environment of every process: the ConfigMap and the Secret, plus what needs expansion. */}}
+{{- define "dw.envFrom" -}}
+- configMapRef:
+    name: {{ include "dw.fullname" . }}
+- secretRef:
+    name: {{ include "dw.secretName" . }}
+{{- end }}
+
+{{- define "dw.env" -}}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- if .Values.redis.auth }}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "dw.secretName" . }}
+      key: REDIS_PASSWORD
+{{- end }}
+- name: REDIS_URL
+  value: {{ include "dw.redisUrl" . | quote }}
+{{- end }}
+
+{{/* Writable paths of a read-only container: /tmp (heartbeat, Celery state) and the
+     prometheus-client multiprocess directory. */}}
+{{- define "dw.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: metrics
+  mountPath: /run/metrics
+{{- end }}
+
+{{- define "dw.volumes" -}}
+- name: tmp
+  emptyDir: {}
+- name: metrics
+  emptyDir: {}
+{{- end }}
+
+{{- define "dw.storageMount" -}}
+{{- if eq .Values.storage.backend "local" }}
+- name: uploads
+  mountPath: {{ .Values.storage.localDir }}
+{{- end }}
+{{- end }}
+
+{{- define "dw.storageVolume" -}}
+{{- if eq .Values.storage.backend "local" }}
+- name: uploads
+{{- if .Values.storage.existingClaim }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.storage.existingClaim }}
+{{- else }}
+  emptyDir: {}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Pod-level fields every Deployment shares. */}}
+{{- define "dw.podCommon" -}}
+serviceAccountName: {{ include "dw.serviceAccountName" . }}
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Pod template metadata: labels and the checksums that roll pods when config changes. */}}
+{{- define "dw.podMeta" -}}
+labels:
+  {{- include "dw.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 2 }}
+  {{- with .ctx.Values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+annotations:
+  checksum/config: {{ include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum }}
+  checksum/secret: {{ include (print .ctx.Template.BasePath "/secret.yaml") .ctx | sha256sum }}
+  {{- with .ctx.Values.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}

@@ -1,0 +1,239 @@
+"""The chart and the code agree: queues, Redis keys, ports, and the monitoring files.
+
+Each contract is checked against the running code where it can be: the rendered worker
+command is started as a real process, and the rendered listName is read from a real Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from redis import Redis
+
+from services.core.config import Settings
+from services.core.db import session_factory
+from services.core.observability.worker import ProcessKind, metrics_port
+from services.core.taskdefs import CANARY, Queue
+from services.core.tasklog.repository import TaskLogRepository
+from tests.chart.chart import (
+    CHART,
+    container,
+    expand,
+    find,
+    load_values,
+    process_env,
+    render,
+    rendered,
+    settings_from,
+)
+from tests.support.databases import own_database
+from tests.support.flow import enqueuer, wait_finished
+from tests.support.procs import ROOT, free_port
+
+WORKERS = {"es-worker": Queue.ES, "http-worker": Queue.HTTP}
+
+
+def _arg(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+@pytest.mark.parametrize("name", ["minimal-values.yaml", "full-values.yaml"])
+def test_each_scaledobject_watches_the_queue_its_worker_consumes(name: str) -> None:
+    docs = rendered(name)
+    prefix = load_values(CHART / "ci" / name).get("redis", {}).get("keyPrefix", "")
+    watched = {}
+    for scaled in (d for d in docs if d.kind == "ScaledObject"):
+        target = find(docs, "Deployment", scaled.body["spec"]["scaleTargetRef"]["name"])
+        command = container(target)["command"]
+        (redis_trigger,) = [
+            t for t in scaled.body["spec"]["triggers"] if t["type"].startswith("redis")
+        ]
+        (outstanding,) = [t for t in scaled.body["spec"]["triggers"] if t["type"] == "prometheus"]
+        queue = _arg(command, "-Q")
+        assert redis_trigger["metadata"]["listName"] == f"{prefix}{queue}"
+        assert f'queue="{queue}"' in outstanding["metadata"]["query"]
+        assert 'held="false"' in outstanding["metadata"]["query"]
+        watched[target.name.removeprefix("dw-durable-writes-")] = Queue(queue)
+    assert watched == WORKERS
+    # The scheduler consumes the maintenance queue and is never autoscaled.
+    scheduler = container(find(docs, "Deployment", "-scheduler"))["command"]
+    assert _arg(scheduler, "-Q") == Queue.MAINTENANCE.value and "--beat" in scheduler
+
+
+def test_every_task_queue_has_a_deployment_that_consumes_it() -> None:
+    docs = rendered("minimal-values.yaml")
+    consumed = {
+        _arg(container(d)["command"], "-Q")
+        for d in docs
+        if d.kind == "Deployment" and "-Q" in container(d)["command"]
+    }
+    assert consumed == {q.value for q in Queue}
+
+
+def _local(env: dict[str, str], tmp: Path, database_url: str) -> dict[str, str]:
+    """The rendered environment, with what only exists in a pod pointed at this machine."""
+    return {
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if k.upper() not in Settings.model_fields or k in {"DATABASE_URL"}
+        },
+        **env,
+        "ENVIRONMENT": "test",  # production would ask for the cluster's secrets
+        "DATABASE_URL": database_url,  # from the Secret in a pod
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
+        "WORKER_HEARTBEAT_FILE": str(tmp / "worker.alive"),
+        "STORAGE_LOCAL_DIR": str(tmp / "uploads"),
+        "ELASTICSEARCH_URL": f"http://127.0.0.1:{free_port()}",
+        "ES_WORKER_METRICS_PORT": "0",
+        "HTTP_WORKER_METRICS_PORT": "0",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+@pytest.fixture(scope="module")
+def chart_database() -> Iterator[str]:
+    with own_database("chart") as url:
+        yield url
+
+
+@pytest.mark.parametrize("component", sorted(WORKERS))
+def test_a_published_task_grows_the_watched_list_and_the_rendered_worker_drains_it(
+    component: str, settings: Settings, chart_database: str, tmp_path: Path
+) -> None:
+    prefix = f"{settings.redis_key_prefix}chart-{component}:"
+    values = load_values(CHART / "ci/minimal-values.yaml")
+    values["redis"] = {
+        "host": "127.0.0.1",
+        "port": 6379,
+        "db": 0,
+        "auth": False,
+        "keyPrefix": prefix,
+    }
+    docs = render(values)
+    scaled = find(docs, "ScaledObject", component)
+    list_name = next(t for t in scaled.body["spec"]["triggers"] if t["type"] == "redis")[
+        "metadata"
+    ]["listName"]
+    deployment = find(docs, "Deployment", component)
+    (tmp_path / "metrics").mkdir()
+    env = _local(process_env(docs, deployment), tmp_path, chart_database)
+    assert env["REDIS_URL"] == "redis://127.0.0.1:6379/0" and env["REDIS_KEY_PREFIX"] == prefix
+    local = settings_from(env)
+    redis = Redis.from_url(local.redis_url)
+    before = redis.llen(list_name)
+    accepted = enqueuer(local).enqueue(CANARY[WORKERS[component]].name, {})
+    assert accepted.published
+    assert redis.llen(list_name) == before + 1  # type: ignore[operator]
+
+    command = [expand(a, env) for a in container(deployment)["command"]]
+    assert command[0] == "python"
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, *command[1:]],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        row = wait_finished(
+            TaskLogRepository(session_factory(chart_database)), accepted.task_id, 60
+        )
+        assert row.status == "success", (tmp_path / "worker.log").read_text()[-3000:]
+        assert redis.llen(list_name) == 0
+        # The rendered liveness probe passes while the worker consumes.
+        probe = container(deployment)["livenessProbe"]["exec"]["command"]
+        live = subprocess.run(
+            [sys.executable, *probe[1:]], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert live.returncode == 0, live.stderr
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(60)
+        log.close()
+        leftovers = list(redis.scan_iter(match=f"{prefix}*"))
+        if leftovers:
+            redis.delete(*leftovers)
+        redis.close()
+
+
+def test_container_ports_are_the_ports_the_processes_read() -> None:
+    values = load_values(CHART / "ci/full-values.yaml")
+    # Not the defaults: a setting the process no longer reads would fall back to its default.
+    values["ports"] = {
+        "api": 18000,
+        "flower": 15555,
+        "esWorkerMetrics": 19401,
+        "httpWorkerMetrics": 19402,
+        "schedulerMetrics": 19403,
+        "celeryExporter": 19808,
+    }
+    docs = render(values)
+
+    def settings_of(suffix: str) -> tuple[Settings, dict[str, Any]]:
+        deployment = find(docs, "Deployment", suffix)
+        env = process_env(docs, deployment)
+        settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+        return settings, container(deployment)
+
+    def port(c: dict[str, Any], name: str) -> int:
+        return int(next(p["containerPort"] for p in c["ports"] if p["name"] == name))
+
+    api_settings, api = settings_of("-api")
+    assert port(api, "http") == api_settings.api_port == 18000
+    for suffix, kind in (
+        ("-es-worker", ProcessKind.ES_WORKER),
+        ("-http-worker", ProcessKind.HTTP_WORKER),
+        ("-scheduler", ProcessKind.SCHEDULER),
+    ):
+        s, c = settings_of(suffix)
+        assert port(c, "metrics") == metrics_port(s, kind) != 0, suffix
+        assert s.metrics_host == "0.0.0.0"
+    flower_settings, flower = settings_of("-flower")
+    env = process_env(docs, find(docs, "Deployment", "-flower"))
+    command = [expand(a, env) for a in flower["command"]]
+    assert f"--port={flower_settings.flower_port}" in command
+    assert port(flower, "flower") == flower_settings.flower_port == 15555
+    exporter = container(find(docs, "Deployment", "-celery-exporter"))
+    assert f"--port={port(exporter, 'metrics')}" in exporter["args"]
+
+
+def test_the_prometheusrule_is_the_rules_file_promtool_tests() -> None:
+    docs = rendered("full-values.yaml")
+    rule = find(docs, "PrometheusRule", "")
+    rules_file = yaml.safe_load((CHART / "files/prometheus/rules.yaml").read_text())
+    assert rule.body["spec"] == rules_file
+    spec = yaml.safe_load((CHART / "files/alertmanager/spec.yaml").read_text())
+    assert find(docs, "AlertmanagerConfig", "").body["spec"] == spec
+    dashboards = {d.name: d.body for d in docs if d.kind == "ConfigMap" and "-dashboard-" in d.name}
+    files = sorted((CHART / "files/dashboards").glob("*.json"))
+    assert len(dashboards) == len(files) >= 1
+    for path in files:
+        body = dashboards[f"dw-durable-writes-dashboard-{path.stem}"]
+        assert body["data"] == {path.name: path.read_text().rstrip("\n")}
+        assert body["metadata"]["labels"]["grafana_dashboard"] == "1"
+
+
+def test_scrape_jobs_get_the_names_the_alerts_use() -> None:
+    for name, kind in (
+        ("full-values.yaml", "PodMonitor"),
+        ("production-values.yaml", "ServiceMonitor"),
+    ):
+        monitor = find(rendered(name), kind, "")
+        endpoints = (
+            monitor.body["spec"].get("podMetricsEndpoints") or monitor.body["spec"]["endpoints"]
+        )
+        for endpoint in endpoints:
+            (relabel,) = endpoint["relabelings"]
+            assert relabel["targetLabel"] == "job" and relabel["replacement"] == "durable-$1"
+    rules = (CHART / "files/prometheus/rules.yaml").read_text()
+    assert 'up{job=~"durable-.+"}' in rules
