@@ -44,6 +44,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
     if settings.redis_key_prefix:
         transport_options["global_keyprefix"] = settings.redis_key_prefix
+    if settings.redis_sentinel_master:
+        # REDIS_URL lists the sentinels; kombu asks them for this master (and again after a
+        # failover, on reconnecting).
+        transport_options["master_name"] = settings.redis_sentinel_master
     exchange = Exchange("tasks", type="direct")
     return {
         "broker_url": settings.redis_url,

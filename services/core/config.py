@@ -11,6 +11,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core import redisconn
 from services.core.guards.ratelimit import parse_limits
 from services.core.secrecy import split_keys
 from services.core.taskdefs import Queue
@@ -42,6 +43,9 @@ class Settings(BaseSettings):
     # Broker. All keys Celery/kombu write are prefixed with redis_key_prefix, so several
     # deployments (or test runs) can share one Redis without seeing each other's queues.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis Sentinel: REDIS_URL lists the sentinels (sentinel://host:26379/0;sentinel://...),
+    # and this names the master they watch.
+    redis_sentinel_master: str | None = None
     redis_key_prefix: str = ""
     broker_connect_timeout_s: float = Field(2.0, gt=0)
     broker_socket_timeout_s: float = Field(10.0, gt=0)
@@ -245,6 +249,12 @@ class Settings(BaseSettings):
         if self.breaker_open_max_s < self.breaker_open_s:
             raise ValueError("BREAKER_OPEN_MAX_S must be at least BREAKER_OPEN_S")
         parse_limits(self.rate_limits)
+        if redisconn.is_sentinel(self.redis_url):
+            redisconn.sentinel_nodes(self.redis_url)  # every part a sentinel, or say which
+            if not self.redis_sentinel_master:
+                raise ValueError("a sentinel:// REDIS_URL needs REDIS_SENTINEL_MASTER")
+        elif self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINEL_MASTER needs a sentinel:// REDIS_URL")
         _check_fernet_keys(self.secrets_keys)
         if self.auth_jwks_url is None and self.auth_jwt_secret is None:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")
@@ -290,12 +300,13 @@ class Settings(BaseSettings):
                 "STORAGE_LOCAL_DIR is the default local directory: set it to a volume shared "
                 "by the API and the http-worker, or use STORAGE_BACKEND=s3"
             )
-        urls = {"REDIS_URL": [self.redis_url], "CHATBOT_URL": [self.chatbot_url]}
-        urls["ELASTICSEARCH_URL"] = self.elasticsearch_hosts
+        urls = {"CHATBOT_URL": [self.chatbot_url], "ELASTICSEARCH_URL": self.elasticsearch_hosts}
         if self.storage_backend == "local":
             urls["PUBLIC_API_URL"] = [self.public_api_url]
-        for name, values in urls.items():
-            if any(_is_loopback(urlsplit(v).hostname) for v in values):
+        hosts = {name: [urlsplit(v).hostname for v in values] for name, values in urls.items()}
+        hosts["REDIS_URL"] = redisconn.hosts(self.redis_url)
+        for name, values in hosts.items():
+            if any(_is_loopback(host) for host in values):
                 problems.append(f"{name} points at loopback: set the service's address")
         for name, host in (("API_HOST", self.api_host), ("FLOWER_HOST", self.flower_host)):
             if _is_loopback(host):

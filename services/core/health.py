@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.core import redisconn
 from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
 from services.core.config import Settings
 from services.core.guards.breaker import Breaker
@@ -30,11 +31,11 @@ BROKER_DOWN = "broker unreachable"
 
 
 def redis_client(settings: Settings) -> Redis:
-    """A Redis client with short timeouts, for probes."""
-    return Redis.from_url(
+    """A client of the broker's Redis (its master under Sentinel), short timeouts."""
+    return redisconn.connect(
         settings.redis_url,
-        socket_connect_timeout=settings.broker_connect_timeout_s,
-        socket_timeout=settings.broker_connect_timeout_s,
+        settings.redis_sentinel_master,
+        timeout_s=settings.broker_connect_timeout_s,
     )
 
 

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from redis import Redis
 
+from services.core import redisconn
+from services.core.celery_app import celery_config
 from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.observability.worker import ProcessKind, metrics_port
@@ -205,6 +207,20 @@ def test_container_ports_are_the_ports_the_processes_read() -> None:
     assert port(flower, "flower") == flower_settings.flower_port == 15555
     exporter = container(find(docs, "Deployment", "-celery-exporter"))
     assert f"--port={port(exporter, 'metrics')}" in exporter["args"]
+
+
+def test_a_sentinel_broker_is_one_the_settings_and_celery_take() -> None:
+    values = load_values(CHART / "ci/full-values.yaml")
+    sentinel = values["redis"]["sentinel"]
+    assert sentinel["enabled"], "full-values.yaml is the file that turns Sentinel on"
+    docs = render(values)
+    for suffix in ("-api", "-es-worker", "-http-worker", "-scheduler", "-flower"):
+        env = process_env(docs, find(docs, "Deployment", suffix))
+        settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+        nodes = [f"{host}:{port}" for host, port in redisconn.sentinel_nodes(settings.redis_url)]
+        assert nodes == sentinel["hosts"], suffix
+        options = celery_config(settings)["broker_transport_options"]
+        assert options["master_name"] == sentinel["masterName"], suffix
 
 
 def test_the_prometheusrule_is_the_rules_file_promtool_tests() -> None:

@@ -171,7 +171,14 @@ def test_queue_depth_counts_priority_sub_lists_and_unacked_messages(own: Setting
 def test_an_unreachable_source_is_reported_down_and_the_others_still_served(
     own: Settings,
 ) -> None:
-    dead = scrape_redis(f"redis://127.0.0.1:{free_port()}/0", 0.5)
+    dead = scrape_redis(
+        own.model_copy(
+            update={
+                "redis_url": f"redis://127.0.0.1:{free_port()}/0",
+                "broker_connect_timeout_s": 0.5,
+            }
+        )
+    )
     samples = _collect(own, dead)
     assert value(samples, "durable_exporter_source_up", source="broker") == 0
     assert value(samples, "durable_exporter_source_up", source="tasklog") == 1
