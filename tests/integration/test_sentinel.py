@@ -55,7 +55,7 @@ def sentinel_url(tmp_path: Path, master: RedisServer) -> Iterator[str]:
     def answers() -> bool:
         try:
             client = Redis(host="127.0.0.1", port=port, socket_timeout=0.5)
-            return bool(client.sentinel_get_master_addr_by_name(MASTER))
+            return bool(client.sentinel_get_master_addr_by_name(MASTER))  # type: ignore[no-untyped-call]
         except Exception:
             return False
 
