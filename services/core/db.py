@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Dialect, Engine, Result, create_engine, event
+from sqlalchemy import Connection, CursorResult, Dialect, Engine, Result, create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -111,6 +111,14 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 _autocommit_engines: dict[Engine, Engine] = {}
 
 
+def _autocommit(factory: sessionmaker[Session]) -> Engine:
+    bind = factory.kw["bind"]
+    engine = _autocommit_engines.get(bind)
+    if engine is None:
+        engine = _autocommit_engines[bind] = bind.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 @contextmanager
 def single_statement(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for work that is one statement (or reads): each statement commits on its own.
@@ -119,12 +127,16 @@ def single_statement(factory: sessionmaker[Session]) -> Iterator[Session]:
     statement in autocommit mode costs one. The hot paths of the task log (a claim, an
     outcome, a read) are single statements, atomic by themselves.
     """
-    bind = factory.kw["bind"]
-    engine = _autocommit_engines.get(bind)
-    if engine is None:
-        engine = _autocommit_engines[bind] = bind.execution_options(isolation_level="AUTOCOMMIT")
-    with Session(bind=engine, expire_on_commit=False) as session:
+    with Session(bind=_autocommit(factory), expire_on_commit=False) as session:
         yield session
+
+
+@contextmanager
+def autocommit_connection(factory: sessionmaker[Session]) -> Iterator[Connection]:
+    """A bare connection whose statements commit on their own (no session around it): for
+    the hottest single statement, recording an accepted write."""
+    with _autocommit(factory).connect() as connection:
+        yield connection
 
 
 def rowcount(result: Result[Any]) -> int:

@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.db import rowcount, single_statement, transaction
+from services.core.db import autocommit_connection, rowcount, single_statement, transaction
 from services.core.tasklog.models import (
     TASK_SEQ,
     TERMINAL,
@@ -88,8 +88,10 @@ class BeforeInsert:
     run: Callable[[Session, dict[str, Any]], dict[str, Any]]
 
 
-# One statement, its parameters passed apart: compiled once, not per request.
-_INSERT = insert(TaskLog).returning(TaskLog.id, TaskLog.seq)
+# One statement on the table (not the ORM entity, whose bulk-insert machinery costs more
+# than the statement), its parameters passed apart: compiled once, not per request.
+_TABLE = cast(Table, TaskLog.__table__)
+_INSERT = insert(_TABLE).returning(_TABLE.c.id, _TABLE.c.seq)
 
 
 class TaskLogRepository:
@@ -137,40 +139,42 @@ class TaskLogRepository:
         sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
         hook = before_insert if before_insert and before_insert.applies(payload) else None
         one = hook is None and not (seq is None and sqlite)
-        with single_statement(self._sessions) if one else transaction(self._sessions) as session:
-            if hook is not None:
-                payload = hook.run(session, payload)
-            if seq is None and sqlite:
-                seq = next_seq(session)
-            values: dict[str, Any] = dict(
-                task_id=task_id,
-                task_name=task_name,
-                queue=queue,
-                payload=payload,
-                deadline_at=deadline_at,
-                user_id=user_id,
-                customer_id=customer_id,
-                idempotency_key=idempotency_key,
-                sealed_secrets=sealed_secrets,
-                request_hash=request_hash,
-                retry_of=retry_of,
-                origin_task_id=origin_task_id,
-                order_scope=order_scope,
-                order_key=order_key,
-                checkpoint=checkpoint,
-                status=TaskStatus.PENDING,
-                retry_count=0,
-                attempts=0,
-                held=False,
-                published_at=published_at,
-                created_at=at,
-                updated_at=at,
-            )
-            if seq is not None:
-                values["seq"] = seq
-            # A Core INSERT: the ORM's unit of work (dependency sort, identity map) cost a
-            # busy API more than the statement itself, for a row nobody reads back here.
-            made = session.execute(_INSERT, values).one()
+        values: dict[str, Any] = dict(
+            task_id=task_id,
+            task_name=task_name,
+            queue=queue,
+            deadline_at=deadline_at,
+            user_id=user_id,
+            customer_id=customer_id,
+            idempotency_key=idempotency_key,
+            sealed_secrets=sealed_secrets,
+            request_hash=request_hash,
+            retry_of=retry_of,
+            origin_task_id=origin_task_id,
+            order_scope=order_scope,
+            order_key=order_key,
+            checkpoint=checkpoint,
+            status=TaskStatus.PENDING,
+            retry_count=0,
+            attempts=0,
+            held=False,
+            published_at=published_at,
+            created_at=at,
+            updated_at=at,
+        )
+        if seq is not None:
+            values["seq"] = seq
+        if one:
+            with autocommit_connection(self._sessions) as connection:
+                made = connection.execute(_INSERT, {**values, "payload": payload}).one()
+        else:
+            with transaction(self._sessions) as session:
+                if hook is not None:
+                    payload = hook.run(session, payload)
+                if seq is None and sqlite:
+                    values["seq"] = next_seq(session)
+                made = session.connection().execute(_INSERT, {**values, "payload": payload}).one()
+        values["payload"] = payload
         values.update(id=made.id, seq=made.seq)
         return TaskLog(**values)
 
