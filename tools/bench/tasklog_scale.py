@@ -27,8 +27,8 @@ INSERT INTO task_log (
   attempts, deadline_at, published_at, created_at, updated_at, finished_at, seq, held
 )
 SELECT
-  'scale-' || g, 'es_upsert_product', 'es', 'user-' || (g % CAST(:users AS bigint)), 'cust-' || (g % CAST(:users AS bigint)),
-  json_build_object('customer_id', 'cust-' || (g % CAST(:users AS bigint)), 'item_id', 'p' || g,
+  'scale-' || g, 'es_upsert_product', 'es', 'user-' || u, 'cust-' || u,
+  json_build_object('customer_id', 'cust-' || u, 'item_id', 'p' || g,
     'data', json_build_object('name', 'Desk lamp ' || g, 'price', 19.9,
       'description', 'A lamp for a desk, with a flexible arm and a warm light.'),
     'with_embedding', false),
@@ -36,7 +36,8 @@ SELECT
   at + interval '1 day', at, at, at + interval '1 second', at + interval '1 second',
   nextval('task_log_seq'), false
 FROM (
-  SELECT g, now() - (interval '30 days' * (1 - g::float / CAST(:top AS float))) AS at
+  SELECT g, g % CAST(:users AS bigint) AS u,
+    now() - (interval '30 days' * (1 - g::float / CAST(:top AS float))) AS at
   FROM generate_series(CAST(:first AS bigint), CAST(:last AS bigint)) AS g
 ) AS rows
 """
