@@ -17,7 +17,6 @@ from services.api.limits import BodyLimit
 from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
 from services.core import logs, processes
 from services.core.auth import TokenVerifier
-from services.core.celery_app import make_celery_app
 from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings, get_settings
 from services.core.db import get_engine, session_factory
@@ -37,6 +36,9 @@ log = logging.getLogger("services.api")
 def build_runtime(settings: Settings) -> Runtime:
     """Everything the routes share, built from `settings`."""
     repo = TaskLogRepository(session_factory(settings.database_url))
+    # Imported here: the module also builds the workers' global app, which the API never uses.
+    from services.core.celery_app import make_celery_app
+
     celery = make_celery_app(settings)
     redis = redis_client(settings)
     guards = breakers(redis, settings) if settings.breaker_enabled else {}

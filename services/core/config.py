@@ -11,7 +11,7 @@ from cryptography.fernet import Fernet
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.guards.ratelimit import parse_limits
+from services.core.rates import parse_limits
 from services.core.secrecy import split_keys
 from services.core.taskdefs import Queue
 
