@@ -61,6 +61,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check services tests tools
 	$(PY) -m ruff format --check services tests tools
 	$(PY) -m mypy services tests tools
+	$(VENV)/bin/lint-imports --no-cache
 
 ## Lint, then every test against real Redis and PostgreSQL.
 test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP)

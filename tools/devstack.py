@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 # The settings fail closed; this stack is development by definition (set before they load).
 os.environ.setdefault("ENVIRONMENT", "development")
 
+from services.core import processes  # noqa: E402
 from services.core.config import Settings, get_settings  # noqa: E402
 from tools import monitoring  # noqa: E402
 
@@ -36,7 +37,7 @@ COLORS = ["36", "32", "33", "35", "34", "31", "96", "92"]
 GRACE_S = float(os.environ.get("DEVSTACK_GRACE_S", "30"))
 # Every worker: SIGTERM is Celery's bounded (soft) shutdown, short on a laptop.
 WORKER_ENV = {
-    "REMAP_SIGTERM": "SIGQUIT",
+    **processes.WORKER_ENV,
     "WORKER_SOFT_SHUTDOWN_TIMEOUT_S": os.environ.get("WORKER_SOFT_SHUTDOWN_TIMEOUT_S", "10"),
 }
 
@@ -116,79 +117,26 @@ def standins(env: dict[str, str]) -> list[Spec]:
 
 
 def stack() -> list[Spec]:
-    """The processes of DESIGN.md section 4, with this machine's settings."""
+    """The processes of the table in services/core/processes.py, with this machine's settings."""
     settings = get_settings()
-    celery = [sys.executable, "-m", "celery"]
-    worker_flags = ["--without-mingle", "--without-gossip", "-l", settings.log_level]
     (ROOT / "var").mkdir(exist_ok=True)
-    return [
-        Spec("api", [sys.executable, "-m", "services.api.main"]),
-        Spec(
-            "es-worker",
-            [
-                *celery,
-                "-A",
-                "services.es_worker",
-                "worker",
-                "-Q",
-                "es",
-                "-n",
-                "es@%h",
-                "-c",
-                os.environ.get("ES_WORKER_CONCURRENCY", "2"),
-                *worker_flags,
-            ],
-            _worker_env("es-worker"),
-        ),
-        Spec(
-            "http-worker",
-            [
-                *celery,
-                "-A",
-                "services.http_worker",
-                "worker",
-                "-Q",
-                "http",
-                "-n",
-                "http@%h",
-                "-c",
-                os.environ.get("HTTP_WORKER_CONCURRENCY", "2"),
-                *worker_flags,
-            ],
-            _worker_env("http-worker"),
-        ),
-        Spec(
-            "scheduler",
-            [
-                *celery,
-                "-A",
-                "services.scheduler",
-                "worker",
-                "--beat",
-                "-Q",
-                "maintenance",
-                "-c",
-                "1",
-                "-n",
-                "scheduler@%h",
-                "--schedule",
-                str(ROOT / "var" / "celerybeat-schedule"),
-                *worker_flags,
-            ],
-            _worker_env("scheduler"),
-        ),
-        Spec(
-            "flower",
-            [
-                *celery,
-                "-A",
-                "services.core.celery_app",
-                "flower",
-                f"--address={settings.flower_host}",
-                f"--port={settings.flower_port}",
-            ],
-        ),
-    ]
+    pools = {
+        processes.ES_WORKER.name: os.environ.get("ES_WORKER_CONCURRENCY"),
+        processes.HTTP_WORKER.name: os.environ.get("HTTP_WORKER_CONCURRENCY"),
+    }
+    specs = []
+    for process in processes.PROCESSES.values():
+        args = process.command(
+            python=sys.executable,
+            concurrency=pools.get(process.name),
+            log_level=settings.log_level,
+            state=str(ROOT / "var" / "celerybeat-schedule") if process.beat else None,
+            address=settings.flower_host,
+            port=settings.flower_port,
+        )
+        env = _worker_env(process.name) if process.env else {}
+        specs.append(Spec(process.name, args, env))
+    return specs
 
 
 # --- observability (issue 12) ---------------------------------------------------------------

@@ -10,9 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from services.core import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 CELERY_EXPORTER_VENV = ROOT / ".venv-celery-exporter"
-CELERY_EXPORTER_PORT = 9808  # its own default
+CELERY_EXPORTER_PORT = processes.CELERY_EXPORTER.default_port
 RULES = ROOT / "charts/durable-writes/files/prometheus/rules.yaml"
 
 # Scrape job of each process kind (the rules' DurableScrapeTargetDown matches durable-.+).
@@ -32,32 +34,12 @@ def celery_exporter_python() -> Path | None:
 def celery_exporter_command(
     python: Path, *, redis_url: str, key_prefix: str, host: str, port: int
 ) -> list[str]:
-    """celery-exporter against our broker, as it is (only options of its own)."""
-    args = [
-        str(python),
-        "-c",
-        # The package installs its CLI as a module named `src`, without a console script.
-        "from src.cli import cli; cli()",
-        "--broker-url",
-        redis_url,
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--accept-content",
-        "json",
-        # Keep running through a broker restart instead of exiting.
-        "--retry-interval",
-        "5",
-        # The hostname of whoever published a task (an API pod) is no label worth having.
-        "--generic-hostname-task-sent-metric",
-        "-Q",
-        "es,http,maintenance",
-    ]
-    if key_prefix:
-        # Our queues and events live under REDIS_KEY_PREFIX (kombu's global_keyprefix).
-        args += ["--broker-transport-option", f"global_keyprefix={key_prefix}"]
-    return args
+    """celery-exporter against our broker, with the process table's options."""
+    # The package installs its CLI as a module named `src`, without a console script.
+    entry = [str(python), "-c", "from src.cli import cli; cli()"]
+    return entry + processes.celery_exporter_options(
+        broker_url=redis_url, host=host, port=port, key_prefix=key_prefix
+    )
 
 
 def prometheus_config(

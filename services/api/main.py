@@ -15,9 +15,8 @@ from services.api.deps import Runtime
 from services.api.instrumentation import RequestMetrics
 from services.api.limits import BodyLimit
 from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
-from services.core import logs
+from services.core import logs, processes
 from services.core.auth import TokenVerifier
-from services.core.celery_app import make_celery_app
 from services.core.chatbot.client import ChatbotClient
 from services.core.config import Settings, get_settings
 from services.core.db import get_engine, session_factory
@@ -37,6 +36,9 @@ log = logging.getLogger("services.api")
 def build_runtime(settings: Settings) -> Runtime:
     """Everything the routes share, built from `settings`."""
     repo = TaskLogRepository(session_factory(settings.database_url))
+    # Imported here: the module also builds the workers' global app, which the API never uses.
+    from services.core.celery_app import make_celery_app
+
     celery = make_celery_app(settings)
     redis = redis_client(settings)
     guards = breakers(redis, settings) if settings.breaker_enabled else {}
@@ -112,8 +114,8 @@ def main() -> None:
         # One line per request costs a large share of a short request's time; request counts
         # and latencies by route are in /metrics, errors are logged.
         "access_log": settings.api_access_log,
-        # Let in-flight requests finish on SIGTERM.
-        "timeout_graceful_shutdown": 20,
+        # Let in-flight requests finish on SIGTERM (the process table's shutdown timeout).
+        "timeout_graceful_shutdown": int(processes.API.shutdown_timeout_s),
     }
     if settings.api_workers == 1:
         uvicorn.run(create_app(settings), **options)

@@ -1,12 +1,25 @@
-"""Response models shared by the write endpoints."""
+"""Request and response types shared by the write endpoints."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel
+from fastapi import Form, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.core.enqueue import Enqueued
+from services.core.ids import CUSTOMER_ID_PATTERN
+
+CustomerQuery = Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)]
+CustomerField = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
+CustomerForm = Annotated[str, Form(pattern=CUSTOMER_ID_PATTERN)]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, so a typo is a 422 rather than silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
 
 QUEUED = "task queued"
 REPLAYED = "already accepted under this Idempotency-Key; this is the original task"

@@ -16,10 +16,6 @@ from services.core.observability import publish  # noqa: F401  (publish latency,
 from services.core.taskdefs import Queue, UnknownTaskError, spec_for
 from services.core.worker_boot import BoundedShutdown, Heartbeat
 
-# Priority sub-lists kombu's Redis transport keeps beside each queue ("es\x06\x163", ...).
-PRIORITY_STEPS = (0, 3, 6, 9)
-PRIORITY_SEP = "\x06\x16"
-
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> dict[str, str]:
     """Celery router: the queue of a task comes from its declared spec."""

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import redisconn
-from services.core.guards.ratelimit import parse_limits
+from services.core.rates import parse_limits
 from services.core.secrecy import split_keys
 from services.core.taskdefs import Queue
 

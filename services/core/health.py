@@ -20,10 +20,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.core import redisconn
-from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
 from services.core.config import Settings
 from services.core.guards.breaker import Breaker
-from services.core.taskdefs import Queue
+from services.core.taskdefs import PRIORITY_STEPS, Queue, queue_keys
 
 log = logging.getLogger("services.health")
 DATABASE_DOWN = "task log database unreachable"
@@ -65,9 +64,8 @@ def waiting_messages(client: Redis, prefix: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     with client.pipeline(transaction=False) as pipe:
         for queue in Queue:
-            pipe.llen(prefix + queue.value)
-            for step in PRIORITY_STEPS[1:]:
-                pipe.llen(f"{prefix}{queue.value}{PRIORITY_SEP}{step}")
+            for _, key in queue_keys(queue, prefix):
+                pipe.llen(key)
         lengths = pipe.execute()
     per_queue = len(PRIORITY_STEPS)
     for index, queue in enumerate(Queue):

@@ -18,6 +18,19 @@ class Queue(StrEnum):
     MAINTENANCE = "maintenance"
 
 
+# Priority sub-lists kombu's Redis transport keeps beside each queue ("es\x06\x163", ...).
+PRIORITY_STEPS = (0, 3, 6, 9)
+PRIORITY_SEP = "\x06\x16"
+
+
+def queue_keys(queue: Queue, prefix: str = "") -> list[tuple[int, str]]:
+    """The Redis lists of one queue under `prefix`: (priority step, key), step 0 first."""
+    return [
+        (step, f"{prefix}{queue.value}" + (f"{PRIORITY_SEP}{step}" if step else ""))
+        for step in PRIORITY_STEPS
+    ]
+
+
 class Downstream(StrEnum):
     """Systems tasks write to; each has its own circuit breaker and may have a rate limit."""
 

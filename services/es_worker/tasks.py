@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.core.search.apply import execute
 from services.core.search.catalog import KINDS, Kind, Operation
-from services.core.search.payloads import execute
 from services.core.search.runtime import worker_runtime
 from services.core.search.writer import BulkProgress
 from services.core.tracking import Body, TaskContext

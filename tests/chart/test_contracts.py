@@ -17,7 +17,7 @@ import pytest
 import yaml
 from redis import Redis
 
-from services.core import redisconn
+from services.core import processes, redisconn
 from services.core.celery_app import celery_config
 from services.core.config import Settings
 from services.core.db import session_factory
@@ -221,6 +221,90 @@ def test_a_sentinel_broker_is_one_the_settings_and_celery_take() -> None:
         assert nodes == sentinel["hosts"], suffix
         options = celery_config(settings)["broker_transport_options"]
         assert options["master_name"] == sentinel["masterName"], suffix
+
+
+# Where the chart keeps the processes' state: /tmp is an emptyDir (read-only root).
+CHART_STATE = {"scheduler": "/tmp/celerybeat-schedule", "flower": "/tmp/flower.db"}
+CHART_CONCURRENCY = {"es-worker": "es", "http-worker": "http"}
+
+
+def _probe(probe: processes.Probe | None) -> dict[str, Any] | None:
+    """What a probe of the table looks like in a container (timings are the chart's)."""
+    if probe is None:
+        return None
+    if probe.path:
+        return {"httpGet": {"path": probe.path, "port": probe.port}}
+    return {"exec": {"command": list(probe.command)}}
+
+
+def _rendered_probe(c: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    rendered = c.get(f"{kind}Probe")
+    if rendered is None:
+        return None
+    return {k: v for k, v in rendered.items() if k in {"httpGet", "exec"}}
+
+
+@pytest.mark.parametrize("values_file", ["minimal-values.yaml", "full-values.yaml"])
+@pytest.mark.parametrize("name", sorted(processes.PROCESSES))
+def test_each_deployment_is_its_process_in_the_table(name: str, values_file: str) -> None:
+    process = processes.PROCESSES[name]
+    values = load_values(CHART / "ci" / values_file)
+    docs = render(values)
+    merged = load_values(CHART / "values.yaml")
+    deployment = find(docs, "Deployment", f"-{name}")
+    c = container(deployment)
+    env = process_env(docs, deployment)
+    settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+
+    concurrency = None
+    if name in CHART_CONCURRENCY:
+        key = CHART_CONCURRENCY[name]
+        concurrency = values.get("workers", {}).get(key, {}).get("concurrency")
+        # The chart's default pool is the table's.
+        assert merged["workers"][key]["concurrency"] == process.concurrency
+        concurrency = concurrency or process.concurrency
+    expected = process.command(
+        python="python",
+        host="$(POD_NAME)",
+        concurrency=concurrency,
+        log_level="$(LOG_LEVEL)",
+        state=CHART_STATE.get(name),
+        address="$(FLOWER_HOST)",
+        port="$(FLOWER_PORT)",
+    )
+    assert c["command"] == expected
+
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    assert ports == process.ports(settings)
+    for kind in ("readiness", "liveness", "startup"):
+        assert _rendered_probe(c, kind) == _probe(getattr(process, kind)), kind
+    for key, value in process.env:
+        assert env[key] == value
+    grace = deployment.body["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+    assert grace >= process.shutdown_timeout(settings)
+    if process.shutdown_timeout_setting:
+        assert grace > process.shutdown_timeout(settings) > 0
+
+
+def test_celery_exporter_gets_the_options_of_the_table() -> None:
+    values = load_values(CHART / "ci/full-values.yaml")
+    docs = render(values)
+    defaults = load_values(CHART / "values.yaml")
+    assert defaults["ports"]["celeryExporter"] == processes.CELERY_EXPORTER.default_port
+    merged = {**defaults["redis"], **values.get("redis", {})}
+    deployment = find(docs, "Deployment", "-celery-exporter")
+    c = container(deployment)
+    expected = processes.celery_exporter_options(
+        broker_url="$(REDIS_URL)",
+        host="0.0.0.0",
+        port=str(c["ports"][0]["containerPort"]),
+        key_prefix=merged.get("keyPrefix", ""),
+    )
+    if merged.get("sentinel", {}).get("enabled"):
+        sentinel = merged["sentinel"]["masterName"]
+        expected += ["--broker-transport-option", f"master_name={sentinel}"]
+    assert c["args"] == expected
+    assert _rendered_probe(c, "liveness") == _probe(processes.CELERY_EXPORTER.liveness)
 
 
 def test_the_prometheusrule_is_the_rules_file_promtool_tests() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.core import processes
 from services.core.config import Settings
 from tests.chart.chart import CHART
 from tests.support.databases import own_database
@@ -123,24 +124,12 @@ def test_the_wheel_runs_every_deployable_and_the_helm_test_passes_against_it(
         )
         assert migrated.returncode == 0, migrated.stderr
     procs: list[subprocess.Popen[bytes]] = []
+    python = str(bin_ / "python")
     commands = {
-        "api": [str(bin_ / "python"), "-m", "services.api.main"],
+        "api": processes.API.command(python=python),
         **{
-            f"{queue}-worker": [
-                str(bin_ / "celery"),
-                "-A",
-                app,
-                "worker",
-                "-Q",
-                queue,
-                "-c",
-                "1",
-                "-n",
-                f"{queue}@wheel",
-                "--without-mingle",
-                "--without-gossip",
-            ]
-            for queue, app in (("es", "services.es_worker"), ("http", "services.http_worker"))
+            worker.name: worker.command(python=python, host="wheel", concurrency=1)
+            for worker in (processes.ES_WORKER, processes.HTTP_WORKER)
         },
     }
     try:

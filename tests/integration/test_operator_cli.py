@@ -37,7 +37,7 @@ def _failed(
 def _cli(url: str, prefix: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": url, "REDIS_KEY_PREFIX": prefix, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "services.core.tasklog.cli", *args],
+        [sys.executable, "-m", "services.core.operations.cli", *args],
         env=env,
         capture_output=True,
         text=True,

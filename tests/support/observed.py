@@ -145,10 +145,15 @@ def observed_stack(workdir: Path, database_url: str, key_prefix: str) -> Any:
             Worker("services.es_worker", "es", workdir, env=env, include=""),
             Worker("services.http_worker", "http", workdir, env=env, include=""),
             Worker(
-                "services.scheduler", "maintenance", workdir, env=env, concurrency=1, include=""
+                "services.scheduler",
+                "maintenance",
+                workdir,
+                env=env,
+                concurrency=1,
+                include="",
+                beat=True,
             ),
         ]
-        workers[-1].args += ["--beat", "--schedule", str(workdir / "celerybeat-schedule")]
         for process in [*processes, *workers]:
             stack.callback(process.stop)
         for process in processes:

@@ -12,6 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
+from services.core import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,34 +55,23 @@ class Worker:
         self.env = {
             **os.environ,
             # What every deployment of a worker sets: SIGTERM is Celery's soft shutdown.
-            "REMAP_SIGTERM": "SIGQUIT",
+            **processes.WORKER_ENV,
             "WORKER_HEARTBEAT_FILE": str(self.heartbeat_path),
             **(env or {}),
             "PYTHONPATH": str(ROOT),
         }
-        self.args = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
+        self.args = processes.worker_command(
             app,
-            "worker",
-            "-Q",
             queues,
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{self.name}@%h",
-            "--without-mingle",
-            "--without-gossip",
-            "-l",
-            "INFO",
-        ]
+            python=sys.executable,
+            node=f"{self.name}@%h",
+            concurrency=concurrency,
+            # Embedded beat keeps its schedule file with the logs, not in the working tree.
+            beat=beat,
+            schedule=str(log_dir / f"beat-{self.name}"),
+        )
         if include:
             self.args += ["-I", include]
-        if beat:
-            # Embedded beat keeps its schedule file with the logs, not in the working tree.
-            self.args += ["--beat", "--schedule", str(log_dir / f"beat-{self.name}")]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 30) -> Worker:

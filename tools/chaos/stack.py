@@ -21,6 +21,7 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from services.core import processes
 from services.core.tasklog import migrate
 from tools.devstack import ROOT, _die_with_parent
 
@@ -268,7 +269,7 @@ class Stack:
             "HTTP_WORKER_METRICS_PORT": "0",
             "SCHEDULER_METRICS_PORT": "0",
             # Workers refuse to start without it: SIGTERM is Celery's bounded soft shutdown.
-            "REMAP_SIGTERM": "SIGQUIT",
+            **processes.WORKER_ENV,
             # Last, so that a run's own settings win (the benchmarks log less, for one).
             **self.timings,
         }
@@ -326,30 +327,26 @@ class Stack:
             )  # fmt: skip
         self._add(
             "api",
-            [sys.executable, "-m", "services.api.main"],
+            processes.API.command(python=sys.executable),
             lambda: _answers(f"{self.api_url}/health/ready"),
         )
-        celery = [sys.executable, "-m", "celery", "-A"]
-        flags = ["--without-mingle", "--without-gossip", "-l", "INFO"]
         for name, (app, consumed) in self.worker_layout.items():
-            pool = ["-c", str(self.concurrency)]
             self._add(
                 name,
-                [*celery, app, "worker", "-Q", consumed, *pool, "-n", f"{name}@%h", *flags],
+                _worker(app, consumed).command(
+                    python=sys.executable, node=f"{name}@%h", concurrency=self.concurrency
+                ),
                 lambda: True,
                 {"WORKER_HEARTBEAT_FILE": str(self.workdir / f"{name}.alive")},
             )
         self._add(
-            "scheduler",
-            [
-                *celery, "services.scheduler", "worker", "--beat", "-Q", "maintenance",
-                "-c", "1", "-n", "scheduler@%h",
-                "--schedule", str(self.workdir / "celerybeat-schedule"),
-                *flags,
-            ],
+            processes.SCHEDULER.name,
+            processes.SCHEDULER.command(
+                python=sys.executable, state=str(self.workdir / "celerybeat-schedule")
+            ),
             lambda: True,
             {"WORKER_HEARTBEAT_FILE": str(self.workdir / "scheduler.alive")},
-        )  # fmt: skip
+        )
 
     def start(self, only: set[str] | None = None) -> None:
         """Start every process (or those in `only`), dependencies first, then restart
@@ -384,6 +381,14 @@ class Stack:
         for name, proc in reversed(list(self.procs.items())):
             with self.locks[name]:
                 proc.stop(grace_s=15)
+
+
+def _worker(app: str, queue: str) -> processes.Process:
+    """The worker of the process table that runs `app` on `queue`."""
+    for process in processes.PROCESSES.values():
+        if process.module == app and queue in process.queues and not process.beat:
+            return process
+    raise ValueError(f"no worker in services/core/processes.py runs {app} on queue {queue}")
 
 
 def _both_open(port: int, control: int) -> Callable[[], bool]:

@@ -6,12 +6,12 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, status
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep
 from services.api.routing import ThreadedRoute
-from services.api.schemas import QueuedResponse
+from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
 from services.core.secrecy import find_secret_paths
@@ -23,7 +23,6 @@ KindPath = Annotated[
     Path(description="entity kind"),
 ]
 ItemIdPath = Annotated[str, Path(pattern=payloads.ITEM_ID_PATTERN, max_length=256)]
-CustomerId = Annotated[str, Field(pattern=payloads.CUSTOMER_ID_PATTERN)]
 Version = Annotated[int | None, Field(default=None, ge=0, le=2**62)]
 EmbeddingsKey = Annotated[
     str | None,
@@ -31,14 +30,8 @@ EmbeddingsKey = Annotated[
 ]
 
 
-class Strict(BaseModel):
-    """Unknown fields are refused, so a typo is a 422 rather than silently ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
 class UpsertBody(Strict):
-    customer_id: CustomerId
+    customer_id: CustomerField
     data: dict[str, Any]
     with_embedding: bool = False
     version: Version = None
@@ -51,13 +44,13 @@ class BulkItem(Strict):
 
 
 class BulkUpsertBody(Strict):
-    customer_id: CustomerId
+    customer_id: CustomerField
     items: Annotated[list[BulkItem], Field(min_length=1)]
     with_embedding: bool = False
 
 
 class BulkDeleteBody(Strict):
-    customer_id: CustomerId
+    customer_id: CustomerField
     ids: Annotated[list[str | int], Field(min_length=1)]
     version: Version = None
 
@@ -157,7 +150,7 @@ def delete_item(
     item_id: ItemIdPath,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    customer_id: Annotated[str, Query(pattern=payloads.CUSTOMER_ID_PATTERN)],
+    customer_id: CustomerQuery,
     version: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
@@ -228,7 +221,7 @@ def delete_all(
     kind: KindPath,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    customer_id: Annotated[str, Query(pattern=payloads.CUSTOMER_ID_PATTERN)],
+    customer_id: CustomerQuery,
     version: Annotated[
         int | None, Query(description="not accepted: a delete-all is ordered by acceptance")
     ] = None,

@@ -5,26 +5,20 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import Field, HttpUrl
 
 from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.routing import ThreadedRoute
-from services.api.schemas import QueuedResponse
+from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
-from services.core.search.payloads import CUSTOMER_ID_PATTERN
+from services.core.ids import CUSTOMER_ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["documents"], route_class=ThreadedRoute)
 
-CustomerQuery = Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)]
-CustomerField = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
 Source = Annotated[str | None, Field(default=None, min_length=1, max_length=500)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class TextBody(Strict):

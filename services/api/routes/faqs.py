@@ -13,19 +13,16 @@ from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.routing import ThreadedRoute
-from services.api.schemas import QueuedResponse
+from services.api.schemas import CustomerForm, CustomerQuery, QueuedResponse
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
 from services.core.chatbot.faq_import import ImportFileError, format_of
 from services.core.chatbot.import_check import ImportCheckUnavailable, check_import
-from services.core.search.payloads import CUSTOMER_ID_PATTERN
+from services.core.ids import FAQ_ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["faqs"], route_class=ThreadedRoute)
 
-FAQ_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 FaqId = Annotated[str, Path(pattern=FAQ_ID_PATTERN)]
-CustomerQuery = Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)]
-CustomerForm = Annotated[str, Form(pattern=CUSTOMER_ID_PATTERN)]
 Files = Annotated[list[UploadFile], File(description="attachments")]
 IMPORT_TYPES = frozenset(
     {

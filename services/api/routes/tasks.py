@@ -12,10 +12,10 @@ from services.api.deps import PrincipalDep, Runtime, RuntimeDep, authorize
 from services.api.routing import ThreadedRoute
 from services.api.schemas import QueuedResponse
 from services.core.auth import Principal
+from services.core.operations.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
 from services.core.secrecy import Redactor, Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import BadCursor, TaskFilter, TaskQueries
-from services.core.tasklog.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=ThreadedRoute)
 _redact = Redactor()

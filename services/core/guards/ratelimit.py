@@ -12,10 +12,14 @@ by a sleeping task.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from redis import Redis
+
+# The RATE_LIMITS syntax lives below the settings; re-exported for the limiter's callers.
+from services.core.rates import Rate, RateLimitSyntaxError, parse_limits
+
+__all__ = ["Grant", "Rate", "RateLimitSyntaxError", "RateLimiter", "parse_limits"]
 
 # KEYS: the limit's key. ARGV: emission_ms, tolerance_ms, max_wait_ms.
 # Returns {wait in ms (slot reserved) or minus the wait (nothing reserved), Redis' now in ms}.
@@ -32,47 +36,6 @@ local next_tat = tat + tonumber(ARGV[1])
 redis.call('SET', KEYS[1], string.format('%.3f', next_tat), 'PX', math.ceil(next_tat - now) + 1000)
 return {wait, now}
 """
-
-_PERIODS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-_ITEM = re.compile(r"^\s*([a-z][a-z0-9_]*)\s*=\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
-
-
-class RateLimitSyntaxError(ValueError):
-    """A RATE_LIMITS value that cannot be read."""
-
-
-@dataclass(frozen=True)
-class Rate:
-    """`count` attempts per `period_s` seconds."""
-
-    count: float
-    period_s: float
-
-    @property
-    def interval_ms(self) -> float:
-        """Milliseconds between two attempts at the steady rate."""
-        return self.period_s * 1000 / self.count
-
-
-def parse_limits(text: str) -> dict[str, Rate]:
-    """'es_upsert_product=10/s, elasticsearch=300/m' as {name: Rate}; '' means no limits."""
-    limits: dict[str, Rate] = {}
-    for item in text.split(","):
-        if not item.strip():
-            continue
-        match = _ITEM.match(item)
-        if match is None:
-            raise RateLimitSyntaxError(
-                f"rate limit {item.strip()!r} is not NAME=COUNT/s, /m or /h "
-                "(NAME a task name or a downstream)"
-            )
-        name, count, unit = match.groups()
-        if float(count) <= 0:
-            raise RateLimitSyntaxError(f"rate limit {item.strip()!r} must allow more than 0")
-        if name in limits:
-            raise RateLimitSyntaxError(f"rate limit for {name!r} given twice")
-        limits[name] = Rate(float(count), _PERIODS[unit])
-    return limits
 
 
 @dataclass(frozen=True)

@@ -27,10 +27,9 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
 from services.core.config import Settings
 from services.core.guards.breaker import Breaker, BreakerCollector
-from services.core.taskdefs import Queue
+from services.core.taskdefs import Queue, queue_keys
 from services.core.tasklog.models import TERMINAL, TaskLog, TaskStatus, utcnow
 
 log = logging.getLogger("services.metrics")
@@ -164,13 +163,9 @@ class BrokerFigures:
     def collect(self) -> Iterator[Metric]:
         """Ready messages per queue and priority, unacked messages per queue and state."""
         keys = [
-            (
-                queue.value,
-                step,
-                f"{self._prefix}{queue.value}" + (f"{PRIORITY_SEP}{step}" if step else ""),
-            )
+            (queue.value, step, key)
             for queue in Queue
-            for step in PRIORITY_STEPS
+            for step, key in queue_keys(queue, self._prefix)
         ]
         with self._redis.pipeline(transaction=False) as pipe:
             for _, _, key in keys:

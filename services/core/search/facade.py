@@ -16,11 +16,10 @@ import asyncio
 import weakref
 from typing import Any
 
-from services.core.celery_app import app as celery_app
 from services.core.config import Settings, get_settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
-from services.core.search import payloads
+from services.core.search import apply, payloads
 from services.core.search.catalog import ACCESSORIES, PRODUCTS, SERVICES, Kind, Operation
 from services.core.search.runtime import make_writer
 from services.core.search.writer import CatalogWriter
@@ -42,6 +41,9 @@ class CatalogService:
         """The enqueue path, built on first use."""
         if self._enqueuer is None:
             repo = TaskLogRepository(session_factory(self._settings.database_url))
+            # The global app is built by importing its module: only once a write is enqueued.
+            from services.core.celery_app import app as celery_app
+
             self._enqueuer = Enqueuer(repo=repo, celery=celery_app, settings=self._settings)
         return self._enqueuer
 
@@ -72,9 +74,7 @@ class CatalogService:
             seq, payload = await asyncio.to_thread(
                 self.enqueuer().reserve, kind.task_name(op), payload
             )
-            return await payloads.execute(
-                self._writer(), kind, op, payload, seq=seq, api_key=api_key
-            )
+            return await apply.execute(self._writer(), kind, op, payload, seq=seq, api_key=api_key)
         accepted = await asyncio.to_thread(
             self.enqueuer().enqueue,
             kind.task_name(op),

@@ -1,8 +1,8 @@
-"""Task payloads of catalog writes, and the one dispatcher that executes them.
+"""Task payloads of catalog writes: built by the API and the facade, never executed here.
 
-The API, the facade and the worker all go through here: the API and the facade build a
-payload (with the caller's version, if any, which is checked when the task is accepted), the
-worker or `async_mode=False` executes it with the write's place in acceptance order.
+The API and the facade build a payload (with the caller's version, if any, which is checked
+when the task is accepted); the worker or `async_mode=False` executes it with
+services/core/search/apply.py. This module imports nothing that talks to Elasticsearch.
 """
 
 from __future__ import annotations
@@ -11,13 +11,24 @@ import re
 from collections import Counter
 from typing import Any
 
+from services.core.ids import CUSTOMER_ID_PATTERN
+
 # Importing the payload builders also registers the caller-version check run at acceptance.
 from services.core.search import caller_versions  # noqa: F401
-from services.core.search.catalog import Kind, Operation
-from services.core.search.versions import caller_version, write_version
-from services.core.search.writer import SUPERSEDED, BulkProgress, CatalogWriter, Item
+from services.core.search.versions import caller_version
 
-CUSTOMER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+__all__ = [
+    "CUSTOMER_ID_PATTERN",
+    "ITEM_ID_PATTERN",
+    "bulk_delete",
+    "bulk_upsert",
+    "check_customer_id",
+    "check_item_id",
+    "delete",
+    "delete_all",
+    "upsert",
+]
+
 ITEM_ID_PATTERN = r"^[^/\s\x00-\x1f][^/\x00-\x1f]{0,255}$"
 _CUSTOMER_RE = re.compile(CUSTOMER_ID_PATTERN)
 _ITEM_RE = re.compile(ITEM_ID_PATTERN)
@@ -116,52 +127,3 @@ def bulk_delete(customer_id: str, ids: list[Any], *, version: int | None) -> dic
 def delete_all(customer_id: str) -> dict[str, Any]:
     """Payload of deleting all items of a customer (ordered by acceptance alone)."""
     return {"customer_id": check_customer_id(customer_id)}
-
-
-async def execute(
-    writer: CatalogWriter,
-    kind: Kind,
-    op: Operation,
-    payload: dict[str, Any],
-    *,
-    seq: int,
-    api_key: str | None = None,
-    progress: BulkProgress | None = None,
-) -> dict[str, Any]:
-    """Carry out a catalog payload accepted as number `seq` against Elasticsearch."""
-    customer = payload["customer_id"]
-    progress = progress or BulkProgress()
-    version = write_version(payload, seq)
-    if payload.get("superseded"):
-        # Refused at acceptance: an older caller version than one accepted before it.
-        return {"result": SUPERSEDED, "reason": payload["superseded"]}
-    if op is Operation.UPSERT:
-        item = Item(payload["item_id"], payload["data"], version)
-        return await writer.upsert(
-            kind, customer, item, with_embedding=payload["with_embedding"], api_key=api_key
-        )
-    if op is Operation.DELETE:
-        return await writer.delete(kind, customer, payload["item_id"], version)
-    if op is Operation.BULK_UPSERT:
-        items = [
-            Item(i["id"], i["data"], write_version(i, seq), refused=bool(i.get("superseded")))
-            for i in payload["items"]
-        ]
-        return await writer.bulk_upsert(
-            kind,
-            customer,
-            items,
-            progress,
-            with_embedding=payload["with_embedding"],
-            api_key=api_key,
-        )
-    if op is Operation.BULK_DELETE:
-        return await writer.bulk_delete(
-            kind,
-            customer,
-            payload["ids"],
-            version,
-            progress,
-            refused=frozenset(payload.get("superseded_ids") or ()),
-        )
-    return await writer.delete_all(kind, customer, version)

@@ -30,10 +30,9 @@ from redis import Redis
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.celery_app import PRIORITY_SEP, PRIORITY_STEPS
 from services.core.db import rowcount, transaction
 from services.core.guards.lock import RedisLock
-from services.core.taskdefs import Queue
+from services.core.taskdefs import Queue, queue_keys
 from services.core.tasklog.models import TaskLog, TaskStatus, utcnow
 
 log = logging.getLogger("services.reconciler")
@@ -80,8 +79,7 @@ def live_task_ids(redis: Redis, prefix: str) -> set[str]:
     """
     with redis.pipeline(transaction=True) as pipe:
         for queue in Queue:
-            for step in PRIORITY_STEPS:
-                key = f"{prefix}{queue.value}" + (f"{PRIORITY_SEP}{step}" if step else "")
+            for _, key in queue_keys(queue, prefix):
                 pipe.lrange(key, 0, -1)
         pipe.hvals(f"{prefix}unacked")
         replies = pipe.execute()

@@ -18,10 +18,10 @@ from services.core.celery_app import app as celery_app
 from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
+from services.core.operations.redrive import redrive
 from services.core.secrecy import Redactor, Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import TaskFilter, TaskQueries
-from services.core.tasklog.redrive import redrive
 from services.core.tasklog.repository import TaskLogRepository
 
 _redact = Redactor()
