@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tools import localservices
+
 RUN_ID = f"{os.getpid()}{uuid.uuid4().hex[:6]}"
-PG_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 PG_DB = f"durable_test_{RUN_ID}"
-PG_URL = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
+PG_URL = localservices.database_url(PG_DB)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 os.environ.update(
@@ -45,8 +44,6 @@ os.environ.update(
 )
 
 from redis import Redis  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from services.core.config import Settings, get_settings  # noqa: E402
 from services.core.db import session_factory  # noqa: E402
@@ -54,24 +51,14 @@ from services.core.tasklog import migrate  # noqa: E402
 from services.core.tasklog.repository import TaskLogRepository  # noqa: E402
 
 
-def _admin_execute(sql: str) -> None:
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(sql))
-    finally:
-        engine.dispose()
-
-
 def create_pg_database(name: str) -> str:
     """Create an empty PostgreSQL database; its URL."""
-    _admin_execute(f'CREATE DATABASE "{name}"')
-    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    return localservices.create_database(name, migrated=False)
 
 
 def drop_pg_database(name: str) -> None:
     """Drop a database made by `create_pg_database`."""
-    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    localservices.drop_database(name)
 
 
 @pytest.fixture(scope="session", autouse=True)

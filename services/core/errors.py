@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from enum import StrEnum
+from typing import Any
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
@@ -80,3 +81,12 @@ def classify(exc: BaseException) -> ErrorKind:
     if isinstance(exc, transient):
         return ErrorKind.TRANSIENT
     return ErrorKind.PERMANENT
+
+
+def retry_after_s(headers: Any) -> float | None:
+    """Seconds from a Retry-After header (in seconds; a date or garbage: None), if any."""
+    value = headers.get("retry-after") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from services.core.chatbot.client import ChatbotClient
 from services.core.chatbot.operations import OPERATIONS, HttpEnv, Operation
 from services.core.config import get_settings
+from services.core.perprocess import per_process
 from services.core.storage import make_storage
 from services.core.taskdefs import CHATBOT_TASKS
 from services.core.tracking import Body, TaskContext
 from services.core.tracking.task import TrackedTask, tracked_task
 
-_envs: dict[int, HttpEnv] = {}
 
-
+@per_process
 def http_env() -> HttpEnv:
     """This process's client and storage (one pool per pool process, built after fork)."""
-    pid = os.getpid()
-    if pid not in _envs:
-        settings = get_settings()
-        _envs[pid] = HttpEnv(ChatbotClient(settings), make_storage(settings), settings)
-    return _envs[pid]
+    settings = get_settings()
+    return HttpEnv(ChatbotClient(settings), make_storage(settings), settings)
 
 
 def _body(operation: Operation) -> Body:

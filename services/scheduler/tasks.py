@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +12,7 @@ from services.core.guards.gate import breakers
 from services.core.guards.ratelimit import parse_limits
 from services.core.health import redis_client
 from services.core.observability.jobs import scheduled_job
+from services.core.perprocess import per_process
 from services.core.search.tombstones import DeleteMemory
 from services.core.search.versions import SEQ_VERSION_BASE, es_version
 from services.core.taskdefs import TASKLOG_CLEANUP, TASKLOG_RECONCILE, TASKLOG_RELEASE, Queue
@@ -108,19 +108,17 @@ def make_releaser(settings: Settings, redis: Any) -> Releaser:
     )
 
 
-_releasers: dict[int, tuple[Any, Releaser]] = {}
+@per_process
+def _releaser() -> Releaser:
+    settings = get_settings()
+    return make_releaser(settings, redis_client(settings))
 
 
 @celery_app.task(name=TASKLOG_RELEASE.name, ignore_result=True, acks_late=False)  # type: ignore[untyped-decorator]
 def tasklog_release() -> dict[str, Any]:
     """Publish tasks held in the task log that are due (untracked: beat fires it again)."""
-    pid = os.getpid()
-    if pid not in _releasers:
-        settings = get_settings()
-        redis = redis_client(settings)
-        _releasers[pid] = (redis, make_releaser(settings, redis))
     with scheduled_job(TASKLOG_RELEASE.name) as run:
-        report: ReleaseReport = _releasers[pid][1].run_once()
+        report: ReleaseReport = _releaser().run_once()
         if not report.ran:
             run.skip()  # another scheduler's pass holds the lock
     return {"ran": report.ran, "released": report.released}

@@ -21,7 +21,8 @@ from services.core import db
 from services.core.tasklog import migrate
 from services.core.tasklog.models import utcnow
 from services.core.tasklog.repository import Refusal, TaskLogRepository
-from tests.conftest import PG_ADMIN_URL, create_pg_database, drop_pg_database
+from tests.conftest import create_pg_database, drop_pg_database
+from tools.localservices import PG_ADMIN_URL
 
 
 @pytest.fixture

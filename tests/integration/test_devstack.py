@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -141,7 +142,7 @@ def test_devstack_runs_the_stack_with_standins_and_stops_on_ctrl_c(tmp_path: Pat
             ("celery-exporter", f"http://127.0.0.1:{metrics['celery']}/metrics"),
         ]:
             assert f"metrics: {name} {url}" in output
-            answer = wait_until(lambda u=url: _get(u), 30, what=f"{name} metrics")
+            answer = wait_until(functools.partial(_get, url), 30, what=f"{name} metrics")
             assert answer.status_code == 200, name
         scheduler = _get(f"http://127.0.0.1:{metrics['scheduler']}/metrics")
         assert scheduler is not None and "durable_queue_outstanding_tasks" in scheduler.text

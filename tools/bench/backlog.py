@@ -21,7 +21,6 @@ FAQ creates, then updates of the same FAQs, which wait for their create).
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from services.core.enqueue import Enqueuer
 from services.core.search import payloads
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
+from tools.bench.harness import rss_mib
 from tools.chaos.stack import (
     CHATBOT_TOKEN,
     INDEX_PREFIX,
@@ -119,21 +119,6 @@ class BacklogReport:
 def _faq(entity: int, round_no: int) -> str:
     """The FAQ a write of `round_no` is about: created in an even round, updated next."""
     return f"f{entity}-{round_no // 2}"
-
-
-def _rss_mib(pid: int) -> float:
-    """Resident memory of a process and its children (a worker and its pool)."""
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
-    total = 0
-    for each in [pid, *(int(p) for p in found.stdout.split())]:
-        try:
-            status = Path(f"/proc/{each}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total / 1024
 
 
 class Run:
@@ -364,7 +349,7 @@ class Run:
             pipeline_s = self.wait_settled(3600)
             log(f"backlog/{self.kind}: pipeline drained {self.n} in {pipeline_s:.1f} s")
         time.sleep(2)
-        rss_idle, redis_idle = _rss_mib(self.worker_pid()), self.redis_mib()
+        rss_idle, redis_idle = rss_mib(self.worker_pid()), self.redis_mib()
         size_before = self.table_bytes()
 
         samples = Samples()
@@ -372,7 +357,7 @@ class Run:
 
         def sample() -> None:
             while not stop.is_set():
-                samples.worker_rss_mib.append(round(_rss_mib(self.worker_pid()), 1))
+                samples.worker_rss_mib.append(round(rss_mib(self.worker_pid()), 1))
                 samples.redis_used_mib.append(round(self.redis_mib(), 2))
                 samples.broker_messages.append(self.broker_messages())
                 samples.held.append(self.held())

@@ -24,7 +24,7 @@ from services.core.tasklog.models import TaskLog
 from tools.chaos.expect import Verdict, check_catalog, check_chatbot
 from tools.chaos.faults import Injector, schedule
 from tools.chaos.load import Load
-from tools.chaos.stack import ROOT, Stack, create_database, drop_database, wait_for
+from tools.chaos.stack import ROOT, Stack, create_database, drop_database, wait_until
 
 RATE_PER_S = 6.0
 
@@ -138,7 +138,9 @@ def _drive(stack: Stack, duration_s: float, seed: int, settle_s: float) -> tuple
         return counts.rows == len(task_ids) and counts.unfinished == 0
 
     try:
-        wait_for(settled, max(1.0, settle_deadline - time.monotonic()), "every task to finish")
+        wait_until(
+            settled, max(1.0, settle_deadline - time.monotonic()), what="every task to finish"
+        )
     except TimeoutError:
         say(f"not settled after {settle_s:g} s")
     say(f"settled {time.monotonic() - origin:.0f} s after the load began")

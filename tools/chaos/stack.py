@@ -6,7 +6,6 @@ import contextlib
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,18 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from services.core import processes
-from services.core.tasklog import migrate
 from tools.devstack import ROOT, _die_with_parent
-
-__all__ = ["ROOT", "Proc", "Stack", "create_database", "drop_database", "wait_for"]
-
-PG_ADMIN_URL = os.environ.get(
-    "TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+from tools.localservices import (
+    create_database,
+    drop_database,
+    free_port,
+    port_open,
+    wait_until,
 )
+
+__all__ = [
+    "ROOT",
+    "Proc",
+    "Stack",
+    "create_database",
+    "drop_database",
+    "free_port",
+    "port_open",
+    "wait_until",
+]
+
 CHATBOT_TOKEN = "chaos-chatbot-token"
 # Worker processes: name -> (Celery app, queue).
 WORKERS = {
@@ -66,35 +75,6 @@ TIMINGS = {
     "PUBLISH_MAX_RETRIES": "1",
     "BROKER_CONNECT_TIMEOUT_S": "1",
 }
-
-
-def free_port() -> int:
-    """A TCP port on loopback nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_for(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; TimeoutError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.1)
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts connections on the loopback port."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 class _Spawner:
@@ -152,7 +132,7 @@ class Proc:
                 preexec_fn=_die_with_parent,
             )
         self.starts += 1
-        wait_for(self._ready, timeout_s, f"{self.name} to start")
+        wait_until(self._ready, timeout_s, what=f"{self.name} to start")
 
     def _ready(self) -> bool:
         if not self.alive():
@@ -400,32 +380,3 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def _admin_execute(*statements: str) -> None:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            for statement in statements:
-                conn.execute(text(statement))
-    finally:
-        admin.dispose()
-
-
-def create_database(name: str) -> str:
-    """A fresh, migrated PostgreSQL database for the run's task log; its URL."""
-    try:
-        _admin_execute(f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"')
-    except Exception as exc:
-        raise SystemExit(
-            f"chaos: PostgreSQL at {make_url(PG_ADMIN_URL).render_as_string()} is needed "
-            f"(set TEST_POSTGRES_ADMIN_URL, or run tools/ensure-services.sh postgres): {exc}"
-        ) from exc
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    return url
-
-
-def drop_database(name: str) -> None:
-    """Drop the run's database."""
-    _admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

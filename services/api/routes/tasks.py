@@ -13,12 +13,12 @@ from services.api.routing import ThreadedRoute
 from services.api.schemas import QueuedResponse
 from services.core.auth import Principal
 from services.core.operations.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
-from services.core.secrecy import Redactor, Sealer
+from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import BadCursor, TaskFilter, TaskQueries
+from services.core.tasklog.views import redacted
 
 router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=ThreadedRoute)
-_redact = Redactor()
 
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=200)]
@@ -81,6 +81,7 @@ class TaskPage(BaseModel):
 
 def answer_for(row: TaskLog, retried_as: str | None = None) -> TaskStatusAnswer:
     """The status answer of a row."""
+    shown = redacted(row)
     progress = None
     if row.progress_total is not None:
         progress = Progress(done=row.progress_done, total=row.progress_total)
@@ -96,8 +97,8 @@ def answer_for(row: TaskLog, retried_as: str | None = None) -> TaskStatusAnswer:
         error_kind=row.error_kind,
         error_message=row.error_message,
         failure_reason=row.failure_reason,
-        result=_redact.value(row.result),
-        payload=_redact.value(row.payload),
+        result=shown["result"],
+        payload=shown["payload"],
         progress=progress,
         created_at=row.created_at,
         updated_at=row.updated_at,

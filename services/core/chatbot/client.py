@@ -12,7 +12,12 @@ from typing import Any
 import httpx
 
 from services.core.config import Settings
-from services.core.errors import PermanentError, TransientError, is_retryable_status
+from services.core.errors import (
+    PermanentError,
+    TransientError,
+    is_retryable_status,
+    retry_after_s,
+)
 from services.core.observability.downstream import observed
 from services.core.taskdefs import Downstream
 
@@ -34,13 +39,6 @@ class ChatbotRejected(PermanentError):
         super().__init__(message, downstream=Downstream.CHATBOT)
         self.upstream_status = upstream_status
         self.gateway_status = 404 if upstream_status == 404 else 502
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers["retry-after"])
-    except (KeyError, ValueError):
-        return None
 
 
 class ChatbotClient:
@@ -95,7 +93,7 @@ class ChatbotClient:
         if is_retryable_status(response.status_code):
             gateway = 503 if response.status_code in (429, 503) else 502
             raise ChatbotUnavailable(
-                message, gateway_status=gateway, retry_after_s=_retry_after(response)
+                message, gateway_status=gateway, retry_after_s=retry_after_s(response.headers)
             )
         raise ChatbotRejected(message, upstream_status=response.status_code)
 

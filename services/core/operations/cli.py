@@ -19,12 +19,11 @@ from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
 from services.core.operations.redrive import redrive
-from services.core.secrecy import Redactor, Sealer
+from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import TaskFilter, TaskQueries
 from services.core.tasklog.repository import TaskLogRepository
-
-_redact = Redactor()
+from services.core.tasklog.views import redacted
 
 
 def _repo() -> TaskLogRepository:
@@ -93,9 +92,7 @@ def show(task_id: str) -> None:
     if row is None:
         raise click.ClickException(f"no task {task_id}")
     retry = repo.get_retry_of(task_id)
-    fields = {c.name: getattr(row, c.name) for c in TaskLog.__table__.columns}
-    fields.pop("sealed_secrets")
-    fields["payload"], fields["result"] = _redact.value(row.payload), _redact.value(row.result)
+    fields = redacted(row)
     fields["retried_as"] = retry.task_id if retry else None
     click.echo(json.dumps(fields, indent=2, default=str))
 

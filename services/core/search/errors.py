@@ -8,7 +8,13 @@ from elastic_transport import ConnectionError as EsConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError
 
-from services.core.errors import PermanentError, TaskError, TransientError, is_retryable_status
+from services.core.errors import (
+    PermanentError,
+    TaskError,
+    TransientError,
+    is_retryable_status,
+    retry_after_s,
+)
 from services.core.taskdefs import Downstream
 
 ES = Downstream.ELASTICSEARCH
@@ -22,15 +28,6 @@ def describe(body: Any) -> str:
             return f"{error.get('type', 'error')}: {error.get('reason', '')}".strip()
         return str(error)
     return str(body)
-
-
-def retry_after_s(headers: Any) -> float | None:
-    """Seconds from a Retry-After header, if any."""
-    value = headers.get("retry-after") if headers is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def as_task_error(exc: Exception) -> TaskError:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from services.core.config import Settings, get_settings
 from services.core.db import session_factory
+from services.core.perprocess import per_process
 from services.core.search.client import make_client
 from services.core.search.embeddings import make_provider
 from services.core.search.indices import IndexManager
@@ -47,12 +47,7 @@ class WorkerRuntime:
         return self.loop.run_until_complete(coro)
 
 
-_runtimes: dict[int, WorkerRuntime] = {}
-
-
+@per_process
 def worker_runtime() -> WorkerRuntime:
     """The runtime of this process, built on first use (after the pool fork)."""
-    pid = os.getpid()
-    if pid not in _runtimes:
-        _runtimes[pid] = WorkerRuntime(get_settings())
-    return _runtimes[pid]
+    return WorkerRuntime(get_settings())

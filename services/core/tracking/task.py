@@ -16,6 +16,7 @@ from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.guards.gate import Gate
 from services.core.health import redis_client
+from services.core.perprocess import per_process
 from services.core.secrecy import Sealer
 from services.core.taskdefs import TaskSpec
 from services.core.tasklog.repository import TaskLogRepository
@@ -23,21 +24,17 @@ from services.core.tracking.runner import COUNTDOWN, Body, OutcomeKind, TaskRunn
 
 log = logging.getLogger("services.tracking")
 
-_runners: dict[int, TaskRunner] = {}
 
-
+@per_process
 def runner() -> TaskRunner:
     """The task runner of this process (built after fork, once per process)."""
-    pid = os.getpid()
-    if pid not in _runners:
-        settings = get_settings()
-        _runners[pid] = TaskRunner(
-            repo=TaskLogRepository(session_factory(settings.database_url)),
-            sealer=Sealer(settings.secrets_key.get_secret_value()),
-            settings=settings,
-            gate=Gate(redis_client(settings), settings),
-        )
-    return _runners[pid]
+    settings = get_settings()
+    return TaskRunner(
+        repo=TaskLogRepository(session_factory(settings.database_url)),
+        sealer=Sealer(settings.secrets_key.get_secret_value()),
+        settings=settings,
+        gate=Gate(redis_client(settings), settings),
+    )
 
 
 def lease_owner(hostname: str | None, pid: int | None) -> str:
