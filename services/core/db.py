@@ -8,7 +8,17 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Dialect, Engine, Result, create_engine, event
+from sqlalchemy import (
+    URL,
+    Connection,
+    CursorResult,
+    Dialect,
+    Engine,
+    Result,
+    create_engine,
+    event,
+    make_url,
+)
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,6 +76,13 @@ def _ping_if_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
     return ping
 
 
+def _postgresql_engine(url: URL, **options: Any) -> Engine:
+    engine = create_engine(url, **_pool_options(), **options)
+    event.listen(engine, "checkin", _note_checkin)
+    event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+    return engine
+
+
 def get_engine(url: str) -> Engine:
     """The engine of this process for `url`.
 
@@ -80,9 +97,7 @@ def get_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, **_pool_options())
-            event.listen(engine, "checkin", _note_checkin)
-            event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
+            engine = _postgresql_engine(make_url(url))
         _engines[key] = engine
     return engine
 
@@ -112,10 +127,16 @@ _autocommit_engines: dict[Engine, Engine] = {}
 
 
 def _autocommit(factory: sessionmaker[Session]) -> Engine:
-    bind = factory.kw["bind"]
+    bind: Engine = factory.kw["bind"]
     engine = _autocommit_engines.get(bind)
     if engine is None:
-        engine = _autocommit_engines[bind] = bind.execution_options(isolation_level="AUTOCOMMIT")
+        if bind.dialect.name == "postgresql":
+            # A pool of its own whose connections stay in autocommit: switching a shared
+            # connection in and out of it costs work on every checkout and checkin.
+            engine = _postgresql_engine(bind.url, isolation_level="AUTOCOMMIT")
+        else:
+            engine = bind.execution_options(isolation_level="AUTOCOMMIT")
+        _autocommit_engines[bind] = engine
     return engine
 
 
@@ -147,4 +168,8 @@ def rowcount(result: Result[Any]) -> int:
 def dispose_engines(url: str) -> None:
     """Close this process's pooled connections to `url` (before dropping its database)."""
     for key in [k for k in _engines if k[1] == url]:
-        _engines.pop(key).dispose()
+        engine = _engines.pop(key)
+        autocommit = _autocommit_engines.pop(engine, None)
+        if autocommit is not None and autocommit is not engine:
+            autocommit.dispose()
+        engine.dispose()

@@ -13,12 +13,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, String, delete, func, literal, select
+from sqlalchemy import BigInteger, String, bindparam, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.core.db import rowcount, single_statement, transaction
+from services.core.db import autocommit_connection, rowcount, transaction
 from services.core.search.versions import SEQ_VERSION_BASE
 from services.core.tasklog.models import Base, UTCDateTime, utcnow
 
@@ -41,6 +41,23 @@ class DeleteWatermark(Base):
     customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# The question every upsert asks twice (before and after its write), built once: the
+# documents' tombstones and the customer's watermark, in one round trip.
+_DELETED = (
+    select(Tombstone.doc_id, Tombstone.version)
+    .where(
+        Tombstone.index_name == bindparam("index"),
+        Tombstone.doc_id.in_(bindparam("docs", expanding=True)),
+    )
+    .union_all(
+        select(literal(None, String()).label("doc_id"), DeleteWatermark.version).where(
+            DeleteWatermark.index_name == bindparam("index"),
+            DeleteWatermark.customer_id == bindparam("customer"),
+        )
+    )
+)
 
 
 class DeleteMemory:
@@ -90,16 +107,9 @@ class DeleteMemory:
 
     def deleted_versions(self, index: str, customer_id: str, doc_ids: list[str]) -> dict[str, int]:
         """For each document, the newest delete version that covers it (absent: none)."""
-        # One round trip: the documents' tombstones and the customer's watermark together
-        # (it runs twice per upsert, before and after the write).
-        stones = select(Tombstone.doc_id, Tombstone.version).where(
-            Tombstone.index_name == index, Tombstone.doc_id.in_(doc_ids)
-        )
-        mark = select(literal(None, String()).label("doc_id"), DeleteWatermark.version).where(
-            DeleteWatermark.index_name == index, DeleteWatermark.customer_id == customer_id
-        )
-        with single_statement(self._sessions) as session:
-            rows = session.execute(stones.union_all(mark)).all()
+        params = {"index": index, "docs": doc_ids, "customer": customer_id}
+        with autocommit_connection(self._sessions) as connection:
+            rows = connection.execute(_DELETED, params).all()
         found = {doc: version for doc, version in rows if doc is not None}
         watermark = max((version for doc, version in rows if doc is None), default=None)
         covered: dict[str, int] = {}

@@ -14,14 +14,28 @@ on one task can neither lose an update nor move a finished task back:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import Update
 
 from services.core.db import autocommit_connection, rowcount, single_statement, transaction
 from services.core.tasklog.models import (
@@ -33,7 +47,9 @@ from services.core.tasklog.models import (
     utcnow,
 )
 
-_UNFINISHED = TaskLog.status.not_in([s.value for s in TERMINAL])
+# Plain comparisons, not IN lists: SQLAlchemy expands an IN list on every execution, even
+# of a statement built once.
+_UNFINISHED = and_(*(TaskLog.status != s.value for s in sorted(TERMINAL)))
 
 
 def _running(attempt: int) -> ColumnElement[bool]:
@@ -41,13 +57,14 @@ def _running(attempt: int) -> ColumnElement[bool]:
     return and_(TaskLog.status == TaskStatus.PROCESSING, TaskLog.attempts == attempt)
 
 
-def claimable(now: datetime) -> ColumnElement[bool]:
+def claimable(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """Rows a delivery may take: waiting, or processing under a lease that ran out."""
     lapsed = and_(
         TaskLog.status == TaskStatus.PROCESSING,
         or_(TaskLog.lease_until.is_(None), TaskLog.lease_until <= now),
     )
-    return or_(TaskLog.status.in_([TaskStatus.PENDING, TaskStatus.RETRYING]), lapsed)
+    waiting = or_(TaskLog.status == TaskStatus.PENDING, TaskLog.status == TaskStatus.RETRYING)
+    return or_(waiting, lapsed)
 
 
 class Refusal(StrEnum):
@@ -92,6 +109,69 @@ class BeforeInsert:
 # than the statement), its parameters passed apart: compiled once, not per request.
 _TABLE = cast(Table, TaskLog.__table__)
 _INSERT = insert(_TABLE).returning(_TABLE.c.id, _TABLE.c.seq)
+# The claim, built once (a statement built per call spends a worker's time on SQLAlchemy's
+# cache keys): a new attempt under a lease, for a row that may be taken now.
+_AT = bindparam("at", type_=_TABLE.c.updated_at.type)
+_CLAIM = (
+    update(_TABLE)
+    .where(_TABLE.c.task_id == bindparam("claimed"), claimable(_AT))
+    .values(
+        status=TaskStatus.PROCESSING,
+        attempts=_TABLE.c.attempts + 1,
+        next_attempt_at=None,
+        held=False,
+        wait_reason=None,
+        waiting_for=None,
+        lease_until=bindparam("lease_until", type_=_TABLE.c.lease_until.type),
+        lease_owner=bindparam("owner"),
+        updated_at=_AT,
+    )
+    .returning(
+        _TABLE.c.task_name,
+        _TABLE.c.attempts,
+        _TABLE.c.retry_count,
+        _TABLE.c.payload,
+        _TABLE.c.sealed_secrets,
+        _TABLE.c.deadline_at,
+        _TABLE.c.checkpoint,
+        _TABLE.c.seq,
+        _TABLE.c.origin_task_id,
+    )
+)
+
+
+@functools.cache
+def _status_change(
+    status: TaskStatus, *, guarded: bool, with_error: bool, with_reason: bool
+) -> Update:
+    """The statement of one kind of status change, built once per kind (see _CLAIM)."""
+    at = bindparam("at", type_=_TABLE.c.updated_at.type)
+    values: dict[str, Any] = {"status": status, "updated_at": at}
+    if status in TERMINAL:
+        values.update(
+            finished_at=at,
+            next_attempt_at=None,
+            held=False,
+            wait_reason=None,
+            waiting_for=None,
+            lease_until=None,
+        )
+    if status == TaskStatus.SUCCESS:
+        values.update(
+            result=bindparam("result", type_=_TABLE.c.result.type),
+            error_kind=None,
+            failure_reason=None,
+        )
+    if with_error:
+        values.update(error_message=bindparam("error"), error_kind=bindparam("error_kind"))
+    if with_reason:
+        values["failure_reason"] = bindparam("failure_reason")
+    stmt = update(_TABLE).where(_TABLE.c.task_id == bindparam("changed"), _UNFINISHED)
+    if guarded:
+        stmt = stmt.where(
+            _TABLE.c.status == TaskStatus.PROCESSING, _TABLE.c.attempts == bindparam("attempt")
+        )
+    return stmt.values(**values)
 
 
 class TaskLogRepository:
@@ -213,34 +293,14 @@ class TaskLogRepository:
     ) -> Claim | Refusal:
         """Start a new attempt under a lease, or say why this delivery may not."""
         at = now or utcnow()
-        stmt = (
-            update(TaskLog)
-            .where(TaskLog.task_id == task_id, claimable(at))
-            .values(
-                status=TaskStatus.PROCESSING,
-                attempts=TaskLog.attempts + 1,
-                next_attempt_at=None,
-                held=False,
-                wait_reason=None,
-                waiting_for=None,
-                lease_until=at + timedelta(seconds=lease_s),
-                lease_owner=owner,
-                updated_at=at,
-            )
-            .returning(
-                TaskLog.task_name,
-                TaskLog.attempts,
-                TaskLog.retry_count,
-                TaskLog.payload,
-                TaskLog.sealed_secrets,
-                TaskLog.deadline_at,
-                TaskLog.checkpoint,
-                TaskLog.seq,
-                TaskLog.origin_task_id,
-            )
-        )
-        with single_statement(self._sessions) as session:
-            row = session.execute(stmt).one_or_none()
+        params = {
+            "claimed": task_id,
+            "at": at,
+            "lease_until": at + timedelta(seconds=lease_s),
+            "owner": owner,
+        }
+        with autocommit_connection(self._sessions) as connection:
+            row = connection.execute(_CLAIM, params).one_or_none()
         if row is None:
             return self.refusal(task_id)
         return Claim(
@@ -304,36 +364,29 @@ class TaskLogRepository:
         With `wake_waiters`, tasks held until this one finished become due in the same
         transaction, so no wake-up is lost between the two.
         """
-        at = now or utcnow()
-        values: dict[str, Any] = {"status": status, "updated_at": at}
-        if status in TERMINAL:
-            values.update(
-                finished_at=at,
-                next_attempt_at=None,
-                held=False,
-                wait_reason=None,
-                waiting_for=None,
-                lease_until=None,
-            )
-        if status == TaskStatus.SUCCESS:
-            values.update(result=result, error_kind=None, failure_reason=None)
-        if error is not None:
-            values.update(error_message=error, error_kind=error_kind)
-        if failure_reason is not None:
-            values["failure_reason"] = failure_reason
-        stmt = update(TaskLog).where(TaskLog.task_id == task_id, _UNFINISHED)
-        if attempt is not None and status != TaskStatus.SUCCESS:
-            stmt = stmt.where(_running(attempt))
+        stmt = _status_change(
+            status, guarded=attempt is not None and status != TaskStatus.SUCCESS,
+            with_error=error is not None, with_reason=failure_reason is not None,
+        )  # fmt: skip
+        params = {
+            "changed": task_id,
+            "at": now or utcnow(),
+            "result": result,
+            "error": error,
+            "error_kind": error_kind,
+            "failure_reason": failure_reason,
+            "attempt": attempt,
+        }
         if not (wake_waiters and status in TERMINAL):
-            with single_statement(self._sessions) as session:
-                return rowcount(session.execute(stmt.values(**values))) == 1
+            with autocommit_connection(self._sessions) as connection:
+                return rowcount(connection.execute(stmt, params)) == 1
         with transaction(self._sessions) as session:
-            changed = rowcount(session.execute(stmt.values(**values))) == 1
+            changed = rowcount(session.connection().execute(stmt, params)) == 1
             if changed:
                 session.execute(
                     update(TaskLog)
                     .where(TaskLog.held, TaskLog.waiting_for == task_id)
-                    .values(next_attempt_at=at)
+                    .values(next_attempt_at=params["at"])
                 )
         return changed
 
