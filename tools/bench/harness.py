@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 from services.core.auth import issue_token
 from services.core.config import Settings
+from services.core.processes import worker_command
 from tools.chaos.stack import (
     KEY_PREFIX,
     Proc,
@@ -181,19 +183,19 @@ class BenchStack:
             self.stack.workdir / f"{name}.log",
             ready=lambda: port_open(port),
         )
-        self.stack.locks[name] = __import__("threading").Lock()
+        self.stack.locks[name] = threading.Lock()
         return port
 
     def add_worker(self, name: str, app: str, queue: str, concurrency: int = 2) -> Proc:
         """Declare a Celery worker process (not started)."""
-        args = [
-            sys.executable, "-m", "celery", "-A", app, "worker", "-Q", queue,
-            "-c", str(concurrency), "-n", f"{name}@%h", "--without-mingle", "--without-gossip",
-            "-l", "INFO",
-        ]  # fmt: skip
+        # The baselines' worker runs exactly as the project's workers do (the process table's
+        # spelling), only with another app.
+        args = worker_command(
+            app, queue, python=sys.executable, node=f"{name}@%h", concurrency=concurrency
+        )
         proc = Proc(name, args, self.env, self.stack.workdir / f"{name}.log")
         self.stack.procs[name] = proc
-        self.stack.locks[name] = __import__("threading").Lock()
+        self.stack.locks[name] = threading.Lock()
         return proc
 
     def start(self, names: set[str]) -> None:
