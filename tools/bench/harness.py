@@ -83,11 +83,12 @@ end
 
 
 def wrk(url: str, script: Path, connections: int, seconds: float) -> WrkResult:
-    """Drive `url` with wrk (2 threads) for `seconds` at `connections` connections."""
+    """Drive `url` with wrk (2 threads, one with a single connection) for `seconds` at
+    `connections` connections."""
     out = subprocess.run(
         [
             "wrk",
-            "-t2",
+            f"-t{min(2, connections)}",
             f"-c{connections}",
             f"-d{max(1, round(seconds))}s",
             "--timeout",
