@@ -144,6 +144,9 @@ class TaskLog(Base):
     __table_args__ = (
         Index("ix_task_log_status_updated", "status", "updated_at"),
         Index("ix_task_log_user_created", "user_id", "created_at"),
+        # A caller's own tasks, newest first (my-tasks): one index for both filters and the
+        # order, so a page costs the same however long the caller's history.
+        Index("ix_task_log_user_customer_created", "user_id", "customer_id", "created_at", "id"),
         Index("ix_task_log_customer_created", "customer_id", "created_at"),
         Index("ix_task_log_task_name", "task_name"),
         Index(

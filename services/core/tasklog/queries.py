@@ -69,6 +69,15 @@ def _where(stmt: Select[Any], f: TaskFilter) -> Select[Any]:
     return stmt
 
 
+def page_statement(f: TaskFilter, *, limit: int, cursor: str | None = None) -> Select[Any]:
+    """The query of one page: `limit` + 1 rows (the extra one says there is more)."""
+    stmt = _where(select(TaskLog), f)
+    if cursor is not None:
+        created, row_id = decode_cursor(cursor)
+        stmt = stmt.where(tuple_(TaskLog.created_at, TaskLog.id) < tuple_(created, row_id))
+    return stmt.order_by(TaskLog.created_at.desc(), TaskLog.id.desc()).limit(limit + 1)
+
+
 class TaskQueries:
     """Reads over many tasks."""
 
@@ -79,11 +88,7 @@ class TaskQueries:
         self, f: TaskFilter, *, limit: int, cursor: str | None = None
     ) -> tuple[Sequence[TaskLog], str | None]:
         """Tasks matching `f`, newest first, and the cursor of the next page (None at the end)."""
-        stmt = _where(select(TaskLog), f)
-        if cursor is not None:
-            created, row_id = decode_cursor(cursor)
-            stmt = stmt.where(tuple_(TaskLog.created_at, TaskLog.id) < tuple_(created, row_id))
-        stmt = stmt.order_by(TaskLog.created_at.desc(), TaskLog.id.desc()).limit(limit + 1)
+        stmt = page_statement(f, limit=limit, cursor=cursor)
         with self._sessions() as session:
             rows: list[TaskLog] = list(session.scalars(stmt))
         more = len(rows) > limit
