@@ -1,6 +1,6 @@
 """A caller's page of tasks costs the same however long the log and the caller's history.
 
-The log is filled with 200,000 rows over 1,000 users (the benchmark's fill, 200 rows a
+The log is filled with 200,000 rows over 100 users (the benchmark's fill, 2,000 rows a
 user); the first page of one user's tasks, and a later page through its cursor, must be read
 from the user/customer/created index in order, not gathered and sorted.
 """

@@ -1,10 +1,10 @@
 """Task-log scale: status and my-tasks latency as the log grows, and bytes per row.
 
 The log is filled in steps (`sizes`, rows in all) with rows shaped like real ones (a payload of
-a catalog upsert, a finished status, spread over 1,000 users and customers and 30 days), by
+a catalog upsert, a finished status, spread over 100 users and customers and 30 days), by
 one INSERT ... SELECT per step. After each step the project's API answers, driven by wrk:
 - status: `GET /api/v1/tasks/{id}/status` of random tasks (a service token sees every task);
-- my tasks: `GET /api/v1/tasks/my-tasks` (first page, 50 rows) of a user owning 1/1000 of
+- my tasks: `GET /api/v1/tasks/my-tasks` (first page, 50 rows) of a user owning 1/100 of
   the rows, so that user's history grows with the log.
 Both must stay flat as the log grows (their indexes), and bytes per row (table, its TOAST and
 its indexes) tells how much disk a year of writes takes.
@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, text
 from services.core.auth import issue_token
 from tools.bench.harness import BenchStack, table, wrk
 
-USERS = 1000
+USERS = 100
 ROWS = """
 INSERT INTO task_log (
   task_id, task_name, queue, user_id, customer_id, payload, status, result, retry_count,
