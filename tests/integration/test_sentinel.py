@@ -77,6 +77,17 @@ def test_settings_take_a_sentinel_list_with_its_master(settings: Settings) -> No
         Settings.model_validate({**settings.model_dump(), "redis_url": many})
     with pytest.raises(ValidationError, match="needs a sentinel:// REDIS_URL"):
         Settings.model_validate({**settings.model_dump(), "redis_sentinel_master": MASTER})
+    # In production a sentinel on loopback is refused like any Redis host on loopback.
+    local = "sentinel://10.0.0.1:26379/0;sentinel://127.0.0.1:26379/0"
+    with pytest.raises(ValidationError, match="REDIS_URL points at loopback"):
+        Settings.model_validate(
+            {
+                **settings.model_dump(),
+                "environment": "production",
+                "redis_url": local,
+                "redis_sentinel_master": MASTER,
+            }
+        )
     mixed = "sentinel://10.0.0.1:26379/0;redis://10.0.0.2:6379/0"
     with pytest.raises(ValidationError, match="every REDIS_URL part must be sentinel"):
         Settings.model_validate(
