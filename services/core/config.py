@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     breaker_open_max_s: float = Field(300.0, gt=0)
     # A probe that has not reported after this long lets another attempt probe.
     breaker_probe_timeout_s: float = Field(60.0, gt=0)
+    # A worker process that found a breaker closed with no failure counted trusts that for
+    # this long without asking Redis (0: asks before every attempt). Bounds how late it
+    # obeys a breaker another process opened.
+    breaker_clean_memo_s: float = Field(1.0, ge=0)
     # Cluster-wide rate limits, "NAME=COUNT/s" (or /m, /h), comma-separated; NAME is a task
     # name or a downstream (elasticsearch, chatbotmobile, embeddings). Empty: no limits. The
     # default is the plan's one limit.

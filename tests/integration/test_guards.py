@@ -85,6 +85,59 @@ def test_a_run_of_failures_opens_the_breaker_and_a_probe_closes_it(
     }
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_clean_breaker_is_trusted_for_its_memo_and_no_longer(
+    client: Redis, own: Settings
+) -> None:
+    clock = Clock()
+    config = BreakerConfig(threshold=1, open_s=30, clean_memo_s=1.0)
+    here = Breaker(client, own.redis_key_prefix, ES, config, clock=clock)
+    elsewhere = Breaker(Redis.from_url(own.redis_url), own.redis_key_prefix, ES, config)
+    assert here.admit().allowed  # found closed, no failure counted: trusted for 1 s
+
+    elsewhere.record_failure()  # another worker opens it
+    clock.now += 0.9
+    assert here.admit().allowed  # within the memo: not asked again
+    clock.now += 0.2
+    parked = here.admit()  # the memo is over: the open breaker is obeyed
+    assert not parked.allowed and parked.state == "open"
+
+
+def test_a_success_within_the_memo_leaves_redis_alone_and_one_after_it_clears_failures(
+    client: Redis, own: Settings
+) -> None:
+    clock = Clock()
+    config = BreakerConfig(threshold=5, clean_memo_s=1.0)
+    here = Breaker(client, own.redis_key_prefix, ES, config, clock=clock)
+    elsewhere = Breaker(Redis.from_url(own.redis_url), own.redis_key_prefix, ES, config)
+    assert here.admit().allowed
+    elsewhere.record_failure()
+    here.record_success()  # within the memo: nothing sent
+    assert here.state()["recent_failures"] == 1
+    clock.now += 1.1
+    assert here.admit().allowed  # closed, but a failure is counted: no memo now
+    here.record_success()
+    assert here.state()["recent_failures"] == 0
+
+
+def test_a_failure_seen_by_the_process_ends_its_memo(client: Redis, own: Settings) -> None:
+    clock = Clock()
+    config = BreakerConfig(threshold=1, open_s=30, clean_memo_s=60.0)
+    here = Breaker(client, own.redis_key_prefix, ES, config, clock=clock)
+    assert here.admit().allowed
+    here.record_failure()  # opens it
+    assert not here.admit().allowed  # asked at once, memo or not
+
+
 def test_a_failed_probe_opens_the_breaker_for_twice_as_long(client: Redis, own: Settings) -> None:
     breaker = _breaker(client, own, threshold=1, open_s=0.3, open_max_s=0.5)
     breaker.record_failure()

@@ -25,12 +25,12 @@ from tools.bench.harness import BenchStack, wrk
 from tools.bench.pipeline import accept_canaries, accept_upserts
 
 
-def _sample(pid: int, seconds: float, out: Path, gil: bool = False) -> None:
+def _sample(pid: int, seconds: float, out: Path, gil: bool = False, idle: bool = False) -> None:
     subprocess.run(
         [
             str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
             "--duration", str(round(seconds)), "--format", "raw", "--output", str(out),
-            "--subprocesses", "--nonblocking", *(["--gil"] if gil else []),
+            "--subprocesses", "--nonblocking", *(["--gil"] if gil else []), *(["--idle"] if idle else []),
         ],
         check=True,
         capture_output=True,
@@ -79,6 +79,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--gil", action="store_true", help="sample only the thread holding the GIL (CPU view)"
     )
+    parser.add_argument(
+        "--idle", action="store_true", help="keep samples of waiting threads (wall-clock view)"
+    )
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="durable-profile-"))
     bench = BenchStack(workdir, {"es-worker": ("services.es_worker", "es")}, "profile")
@@ -90,7 +93,7 @@ def main(argv: list[str]) -> int:
             url = f"http://127.0.0.1:{bench.env['API_PORT']}"
             wrk(url, script, args.connections, 3)  # warm up
             sampler = threading.Thread(
-                target=_sample, args=(bench.pid("api"), args.seconds, raw, args.gil)
+                target=_sample, args=(bench.pid("api"), args.seconds, raw, args.gil, args.idle)
             )
             sampler.start()
             got = wrk(url, script, args.connections, args.seconds)
@@ -103,7 +106,7 @@ def main(argv: list[str]) -> int:
                 accept_upserts(bench.settings, args.tasks)
             bench.start({"es-worker"})
             time.sleep(3)
-            _sample(bench.pid("es-worker"), args.seconds, raw, args.gil)
+            _sample(bench.pid("es-worker"), args.seconds, raw, args.gil, args.idle)
     finally:
         bench.stop()
     default = (

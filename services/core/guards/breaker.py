@@ -13,7 +13,8 @@ one. Any answer from the downstream that is not a transient failure counts as a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -60,12 +61,15 @@ return tripped
 """
 
 # KEYS: failures, open, trips, probe. ARGV: probe_ms.
-# Returns {state, ms}: {'closed', 0}, {'open', ms left}, {'probe', 0} (this caller probes),
-# {'half_open', ms left of the running probe}.
+# Returns {state, ms}: {'closed', 0}, {'clean', 0} (closed, no failure counted),
+# {'open', ms left}, {'probe', 0} (this caller probes), {'half_open', ms left of the probe}.
 _ADMIT = """
 local left = redis.call('PTTL', KEYS[2])
 if left > 0 then return {'open', left} end
-if redis.call('EXISTS', KEYS[3]) == 0 then return {'closed', 0} end
+if redis.call('EXISTS', KEYS[3]) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {'clean', 0} end
+  return {'closed', 0}
+end
 if redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[1]) then return {'probe', 0} end
 return {'half_open', math.max(redis.call('PTTL', KEYS[4]), 0)}
 """
@@ -98,15 +102,26 @@ class BreakerConfig:
     open_s: float = 30.0
     open_max_s: float = 300.0
     probe_timeout_s: float = 60.0
+    # How long a process trusts a breaker it found closed with no failure counted (0: ask
+    # Redis every time); see Breaker.admit.
+    clean_memo_s: float = 0.0
 
 
 class Breaker:
     """The breaker of one downstream."""
 
     def __init__(
-        self, redis: Redis, prefix: str, downstream: Downstream, config: BreakerConfig
+        self,
+        redis: Redis,
+        prefix: str,
+        downstream: Downstream,
+        config: BreakerConfig,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.downstream = downstream
+        self._clock = clock
+        # Until then this process takes the breaker for closed with no failure counted.
+        self._clean_until = 0.0
         self._redis = redis
         self._config = config
         base = f"{prefix}breaker:{downstream.value}:"
@@ -115,11 +130,28 @@ class Breaker:
         self._success = redis.register_script(_SUCCESS)
         self._admit = redis.register_script(_ADMIT)
 
+    def _clean(self) -> bool:
+        return self._clock() < self._clean_until
+
     def admit(self) -> Admission:
-        """Whether a task for this downstream may run now."""
+        """Whether a task for this downstream may run now.
+
+        A breaker found closed with no failure counted is taken as such for `clean_memo_s`
+        without asking Redis again: two Redis round trips per attempt (this one and the
+        success report) are a large share of a short task. The price is bounded by the memo:
+        a breaker another process opened is obeyed here up to `clean_memo_s` late (attempts
+        admitted meanwhile fail and retry as they would have had they started a moment
+        earlier), and a failure another process counted meanwhile is cleared by this
+        process's successes only after the memo ends. A failure seen here ends the memo.
+        """
+        if self._clean():
+            return Admission(True)
         probe_ms = int(self._config.probe_timeout_s * 1000)
         state, ms = self._admit(keys=self._keys, args=[probe_ms])
         state = state.decode() if isinstance(state, bytes) else str(state)
+        if state == "clean":
+            self._clean_until = self._clock() + self._config.clean_memo_s
+            return Admission(True)
         if state == "closed":
             return Admission(True)
         if state == "probe":
@@ -133,6 +165,7 @@ class Breaker:
 
     def record_failure(self) -> None:
         """A transient failure of the downstream."""
+        self._clean_until = 0.0
         c = self._config
         changed = self._failure(
             keys=self._keys,
@@ -155,6 +188,8 @@ class Breaker:
 
     def record_success(self) -> None:
         """An answer from the downstream that was not a transient failure."""
+        if self._clean():
+            return  # nothing to clear: no failure counted when this process last looked
         if self._success(keys=self._keys) == 1:
             TRANSITIONS.labels(self.downstream.value, BreakerState.CLOSED).inc()
             log.warning("breaker closed", extra={"downstream": self.downstream.value})

@@ -36,6 +36,7 @@ def breaker_config(settings: Settings) -> BreakerConfig:
         open_s=settings.breaker_open_s,
         open_max_s=settings.breaker_open_max_s,
         probe_timeout_s=settings.breaker_probe_timeout_s,
+        clean_memo_s=settings.breaker_clean_memo_s,
     )
 
 
