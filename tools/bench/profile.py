@@ -30,7 +30,8 @@ def _sample(pid: int, seconds: float, out: Path, gil: bool = False, idle: bool =
         [
             str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
             "--duration", str(round(seconds)), "--format", "raw", "--output", str(out),
-            "--subprocesses", "--nonblocking", *(["--gil"] if gil else []), *(["--idle"] if idle else []),
+            "--subprocesses", "--nonblocking",
+            *(["--gil"] if gil else []), *(["--idle"] if idle else []),
         ],
         check=True,
         capture_output=True,

@@ -13,12 +13,24 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import BigInteger, String, bindparam, delete, func, literal, select
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    ColumnElement,
+    CompoundSelect,
+    String,
+    any_,
+    bindparam,
+    delete,
+    func,
+    literal,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.core.db import autocommit_connection, rowcount, transaction
+from services.core.db import DriverStatement, rowcount, transaction
 from services.core.search.versions import SEQ_VERSION_BASE
 from services.core.tasklog.models import Base, UTCDateTime, utcnow
 
@@ -43,20 +55,26 @@ class DeleteWatermark(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
-# The question every upsert asks twice (before and after its write), built once: the
-# documents' tombstones and the customer's watermark, in one round trip.
-_DELETED = (
-    select(Tombstone.doc_id, Tombstone.version)
-    .where(
-        Tombstone.index_name == bindparam("index"),
-        Tombstone.doc_id.in_(bindparam("docs", expanding=True)),
-    )
-    .union_all(
-        select(literal(None, String()).label("doc_id"), DeleteWatermark.version).where(
-            DeleteWatermark.index_name == bindparam("index"),
-            DeleteWatermark.customer_id == bindparam("customer"),
+def _deleted(docs: ColumnElement[bool]) -> CompoundSelect[str, int]:
+    """The question every upsert asks twice (before and after its write): the documents'
+    tombstones and the customer's watermark, in one round trip."""
+    return (
+        select(Tombstone.doc_id, Tombstone.version)
+        .where(Tombstone.index_name == bindparam("index"), docs)
+        .union_all(
+            select(literal(None, String()).label("doc_id"), DeleteWatermark.version).where(
+                DeleteWatermark.index_name == bindparam("index"),
+                DeleteWatermark.customer_id == bindparam("customer"),
+            )
         )
     )
+
+
+# Built once. PostgreSQL takes the ids as one array (an IN list is expanded per call);
+# SQLite has no arrays.
+_DELETED = DriverStatement(
+    _deleted(Tombstone.doc_id == any_(bindparam("docs", type_=ARRAY(String())))),
+    elsewhere=_deleted(Tombstone.doc_id.in_(bindparam("docs", expanding=True))),
 )
 
 
@@ -108,8 +126,7 @@ class DeleteMemory:
     def deleted_versions(self, index: str, customer_id: str, doc_ids: list[str]) -> dict[str, int]:
         """For each document, the newest delete version that covers it (absent: none)."""
         params = {"index": index, "docs": doc_ids, "customer": customer_id}
-        with autocommit_connection(self._sessions) as connection:
-            rows = connection.execute(_DELETED, params).all()
+        rows = _DELETED.run(self._sessions, params).rows
         found = {doc: version for doc, version in rows if doc is not None}
         watermark = max((version for doc, version in rows if doc is None), default=None)
         covered: dict[str, int] = {}

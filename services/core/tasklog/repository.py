@@ -35,9 +35,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.sql.dml import Update
 
-from services.core.db import autocommit_connection, rowcount, single_statement, transaction
+from services.core.db import DriverStatement, rowcount, single_statement, transaction
 from services.core.tasklog.models import (
     TASK_SEQ,
     TERMINAL,
@@ -108,11 +107,26 @@ class BeforeInsert:
 # One statement on the table (not the ORM entity, whose bulk-insert machinery costs more
 # than the statement), its parameters passed apart: compiled once, not per request.
 _TABLE = cast(Table, TaskLog.__table__)
-_INSERT = insert(_TABLE).returning(_TABLE.c.id, _TABLE.c.seq)
+_INSERTED = (
+    "task_id", "task_name", "queue", "payload", "deadline_at", "user_id", "customer_id",
+    "idempotency_key", "sealed_secrets", "request_hash", "retry_of", "origin_task_id",
+    "order_scope", "order_key", "checkpoint", "status", "retry_count", "attempts", "held",
+    "published_at", "created_at", "updated_at",
+)  # fmt: skip
+
+
+@functools.cache
+def _insert(with_seq: bool) -> DriverStatement:
+    """The INSERT of an accepted task; without `seq`, the database draws it."""
+    names = (*_INSERTED, "seq") if with_seq else _INSERTED
+    values = {name: bindparam(name, type_=_TABLE.c[name].type) for name in names}
+    return DriverStatement(insert(_TABLE).values(values).returning(_TABLE.c.id, _TABLE.c.seq))
+
+
 # The claim, built once (a statement built per call spends a worker's time on SQLAlchemy's
 # cache keys): a new attempt under a lease, for a row that may be taken now.
 _AT = bindparam("at", type_=_TABLE.c.updated_at.type)
-_CLAIM = (
+_CLAIM = DriverStatement(
     update(_TABLE)
     .where(_TABLE.c.task_id == bindparam("claimed"), claimable(_AT))
     .values(
@@ -143,7 +157,7 @@ _CLAIM = (
 @functools.cache
 def _status_change(
     status: TaskStatus, *, guarded: bool, with_error: bool, with_reason: bool
-) -> Update:
+) -> DriverStatement:
     """The statement of one kind of status change, built once per kind (see _CLAIM)."""
     at = bindparam("at", type_=_TABLE.c.updated_at.type)
     values: dict[str, Any] = {"status": status, "updated_at": at}
@@ -171,7 +185,7 @@ def _status_change(
         stmt = stmt.where(
             _TABLE.c.status == TaskStatus.PROCESSING, _TABLE.c.attempts == bindparam("attempt")
         )
-    return stmt.values(**values)
+    return DriverStatement(stmt.values(**values))
 
 
 class TaskLogRepository:
@@ -245,15 +259,20 @@ class TaskLogRepository:
         if seq is not None:
             values["seq"] = seq
         if one:
-            with autocommit_connection(self._sessions) as connection:
-                made = connection.execute(_INSERT, {**values, "payload": payload}).one()
+            made = (
+                _insert("seq" in values).run(self._sessions, {**values, "payload": payload}).one()
+            )
         else:
             with transaction(self._sessions) as session:
                 if hook is not None:
                     payload = hook.run(session, payload)
                 if seq is None and sqlite:
                     values["seq"] = next_seq(session)
-                made = session.connection().execute(_INSERT, {**values, "payload": payload}).one()
+                made = (
+                    session.connection()
+                    .execute(_insert("seq" in values).statement, {**values, "payload": payload})
+                    .one()
+                )
         values["payload"] = payload
         values.update(id=made.id, seq=made.seq)
         return TaskLog(**values)
@@ -299,8 +318,7 @@ class TaskLogRepository:
             "lease_until": at + timedelta(seconds=lease_s),
             "owner": owner,
         }
-        with autocommit_connection(self._sessions) as connection:
-            row = connection.execute(_CLAIM, params).one_or_none()
+        row = _CLAIM.run(self._sessions, params).one_or_none()
         if row is None:
             return self.refusal(task_id)
         return Claim(
@@ -378,10 +396,9 @@ class TaskLogRepository:
             "attempt": attempt,
         }
         if not (wake_waiters and status in TERMINAL):
-            with autocommit_connection(self._sessions) as connection:
-                return rowcount(connection.execute(stmt, params)) == 1
+            return stmt.run(self._sessions, params).rowcount == 1
         with transaction(self._sessions) as session:
-            changed = rowcount(session.connection().execute(stmt, params)) == 1
+            changed = rowcount(session.connection().execute(stmt.statement, params)) == 1
             if changed:
                 session.execute(
                     update(TaskLog)
