@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -25,6 +26,7 @@ from services.core.guards.gate import breakers
 from services.core.health import CeleryView, redis_client
 from services.core.observability import multiproc_dir
 from services.core.observability.series import preinit_api
+from services.core.perprocess import freeze_startup_heap
 from services.core.storage import make_storage
 from services.core.storage.records import StoredFiles
 from services.core.taskdefs import Queue, all_specs
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        freeze_startup_heap()
         yield
         app.state.runtime.redis.close()
         app.state.runtime.chatbot.close()

@@ -6,13 +6,14 @@ from typing import Any
 
 from celery import Celery
 from celery.app.amqp import AMQP
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_init
 from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
 
 from services.core import logs
 from services.core.config import Settings, get_settings
 from services.core.observability import publish  # noqa: F401  (publish latency, every process)
+from services.core.perprocess import freeze_startup_heap
 from services.core.taskdefs import Queue, UnknownTaskError, spec_for
 from services.core.worker_boot import BoundedShutdown, Heartbeat
 
@@ -133,6 +134,12 @@ def make_celery_app(settings: Settings, *, current: bool = False) -> Celery:
     app.steps["worker"].add(BoundedShutdown)
     app.steps["consumer"].add(Heartbeat)
     return app
+
+
+@worker_init.connect  # type: ignore[untyped-decorator]
+def _freeze_startup_heap(**_: Any) -> None:
+    # The worker's main process, its start-up done, before the pool forks.
+    freeze_startup_heap()
 
 
 @setup_logging.connect  # type: ignore[untyped-decorator]

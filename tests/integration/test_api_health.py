@@ -8,11 +8,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
+from anyio import to_thread
 from redis import Redis
 from sqlalchemy import text
 
+from services.api.main import create_app
 from services.core.config import Settings
 from services.core.db import get_engine
 from services.core.tasklog.repository import TaskLogRepository
@@ -213,3 +216,13 @@ def test_bad_canary_request_is_422_and_stores_nothing(settings: Settings) -> Non
     assert answer.status_code == 422 and extra.status_code == 422
     assert answer.json()["detail"][0]["loc"] == ["body", "queue"]
     assert _rows(settings) == before
+
+
+def test_blocking_endpoints_get_api_threads_threads(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"api_threads": 3}))
+
+    async def started() -> float:
+        async with app.router.lifespan_context(app):
+            return to_thread.current_default_thread_limiter().total_tokens
+
+    assert anyio.run(started) == 3
