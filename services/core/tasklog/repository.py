@@ -107,18 +107,12 @@ class BeforeInsert:
 # One statement on the table (not the ORM entity, whose bulk-insert machinery costs more
 # than the statement), its parameters passed apart: compiled once, not per request.
 _TABLE = cast(Table, TaskLog.__table__)
-_INSERTED = (
-    "task_id", "task_name", "queue", "payload", "deadline_at", "user_id", "customer_id",
-    "idempotency_key", "sealed_secrets", "request_hash", "retry_of", "origin_task_id",
-    "order_scope", "order_key", "checkpoint", "status", "retry_count", "attempts", "held",
-    "published_at", "created_at", "updated_at",
-)  # fmt: skip
 
 
 @functools.cache
-def _insert(with_seq: bool) -> DriverStatement:
-    """The INSERT of an accepted task; without `seq`, the database draws it."""
-    names = (*_INSERTED, "seq") if with_seq else _INSERTED
+def _insert(names: tuple[str, ...]) -> DriverStatement:
+    """The INSERT of an accepted task with these columns (without `seq`, the database
+    draws it), built once per set of columns."""
     values = {name: bindparam(name, type_=_TABLE.c[name].type) for name in names}
     return DriverStatement(insert(_TABLE).values(values).returning(_TABLE.c.id, _TABLE.c.seq))
 
@@ -259,20 +253,16 @@ class TaskLogRepository:
         if seq is not None:
             values["seq"] = seq
         if one:
-            made = (
-                _insert("seq" in values).run(self._sessions, {**values, "payload": payload}).one()
-            )
+            row = {**values, "payload": payload}
+            made = _insert(tuple(row)).run(self._sessions, row).one()
         else:
             with transaction(self._sessions) as session:
                 if hook is not None:
                     payload = hook.run(session, payload)
                 if seq is None and sqlite:
                     values["seq"] = next_seq(session)
-                made = (
-                    session.connection()
-                    .execute(_insert("seq" in values).statement, {**values, "payload": payload})
-                    .one()
-                )
+                row = {**values, "payload": payload}
+                made = session.connection().execute(_insert(tuple(row)).statement, row).one()
         values["payload"] = payload
         values.update(id=made.id, seq=made.seq)
         return TaskLog(**values)
