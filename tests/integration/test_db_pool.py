@@ -28,14 +28,23 @@ from tools.localservices import PG_ADMIN_URL
 
 
 @pytest.fixture
-def pinged_repo(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TaskLogRepository, str]]:
+def repo_and_db() -> Iterator[tuple[TaskLogRepository, str]]:
+    """A task log whose pool pings only idle connections (the default)."""
     name = f"durable_pool_{uuid.uuid4().hex[:8]}"
     url = create_pg_database(name)
     migrate.upgrade(url)
-    monkeypatch.setattr(db, "PING_IDLE_S", 0.0)
     yield TaskLogRepository(db.session_factory(url)), name
     db.dispose_engines(url)
     drop_pg_database(name)
+
+
+@pytest.fixture
+def pinged_repo(
+    repo_and_db: tuple[TaskLogRepository, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[TaskLogRepository, str]:
+    """A task log whose pool pings every connection it hands out."""
+    monkeypatch.setattr(db, "PING_IDLE_S", 0.0)  # read at each checkout
+    return repo_and_db
 
 
 def _record(repo: TaskLogRepository, task_id: str) -> None:
@@ -48,6 +57,19 @@ def _record(repo: TaskLogRepository, task_id: str) -> None:
         deadline_at=now + timedelta(hours=1),
         now=now,
     )
+
+
+def _cut(name: str) -> int:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        cut = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :d"
+            ),
+            {"d": name},
+        ).scalar()
+    admin.dispose()
+    return int(cut or 0)
 
 
 def test_a_ping_leaves_no_transaction_open(pinged_repo: tuple[TaskLogRepository, str]) -> None:
@@ -65,42 +87,9 @@ def test_a_connection_the_server_cut_is_replaced(
 ) -> None:
     repo, name = pinged_repo
     _record(repo, "before")
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        cut = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :d"
-            ),
-            {"d": name},
-        ).scalar()
-    admin.dispose()
-    assert cut and cut >= 1  # the pool's idle connection was cut
+    assert _cut(name) >= 1  # the pool's idle connection was cut
     _record(repo, "after")
     assert repo.get_by_task_id("after") is not None
-
-
-@pytest.fixture
-def repo_and_db() -> Iterator[tuple[TaskLogRepository, str]]:
-    """A task log whose pool pings only idle connections (the default)."""
-    name = f"durable_pool_{uuid.uuid4().hex[:8]}"
-    url = create_pg_database(name)
-    migrate.upgrade(url)
-    yield TaskLogRepository(db.session_factory(url)), name
-    db.dispose_engines(url)
-    drop_pg_database(name)
-
-
-def _cut(name: str) -> int:
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        cut = conn.execute(
-            text(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = :d"
-            ),
-            {"d": name},
-        ).scalar()
-    admin.dispose()
-    return int(cut or 0)
 
 
 def test_a_driver_statement_on_a_cut_connection_fails_as_sqlalchemy_and_the_next_works(
