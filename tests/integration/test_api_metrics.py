@@ -62,8 +62,16 @@ def test_several_uvicorn_workers_serve_one_merged_view(settings: Settings, tmp_p
 
         def both_workers_up() -> bool:
             assert proc.poll() is None, (tmp_path / "api.log").read_text()
-            # Each worker process writes its own files once its app is built.
-            return len({f.name for f in metrics_dir.glob("counter_*.db")}) == 2
+            # Each worker process writes its own files once its app is built; it listens
+            # only once its start-up (lifespan) is done, so both are waited for.
+            if len({f.name for f in metrics_dir.glob("counter_*.db")}) != 2:
+                return False
+            try:
+                with httpx.Client(trust_env=False) as client:
+                    # Not /health/live, whose count the test checks below.
+                    return client.get(f"{base}/metrics").status_code == 200
+            except httpx.ConnectError:
+                return False
 
         wait_until(both_workers_up, 60, interval_s=0.2, what="two API worker processes")
         for _ in range(20):
