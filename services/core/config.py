@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -12,8 +11,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import redisconn
+from services.core.addresses import is_loopback, is_this_machine
 from services.core.rates import parse_limits
-from services.core.secrecy import split_keys
+from services.core.secrecy import key_bytes, split_keys
 from services.core.taskdefs import Queue
 
 # A Fernet key that is public by construction: fine on a laptop, refused in production.
@@ -28,8 +28,8 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a refused setting must not print the others (secrets among them).
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    # Fail closed: anything but an explicit "development" or "test" is production, which
-    # refuses the development secrets, SQLite and loopback-only addresses.
+    # Fail closed: anything but an explicit "development" (production, and "test": a shared
+    # test deployment) refuses the development secrets, SQLite and loopback-only addresses.
     environment: Literal["development", "test", "production"] = "production"
 
     # Storage of the task log. SQLite serves a laptop; PostgreSQL serves a cluster.
@@ -264,7 +264,6 @@ class Settings(BaseSettings):
                 raise ValueError("a sentinel:// REDIS_URL needs REDIS_SENTINEL_MASTER")
         elif self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER needs a sentinel:// REDIS_URL")
-        _check_fernet_keys(self.secrets_keys)
         if self.auth_jwks_url is None and self.auth_jwt_secret is None:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")
         if self.auth_jwks_url is not None and not (self.auth_issuer and self.auth_audience):
@@ -277,19 +276,26 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
         if self.upload_max_request_bytes < self.upload_max_bytes:
             raise ValueError("UPLOAD_MAX_REQUEST_BYTES must be at least UPLOAD_MAX_BYTES")
-        if self.environment == "production":
+        if self.environment != "development":
             problems = self._production_problems()
             if problems:
+                default = "" if "environment" in self.model_fields_set else " (the default)"
                 raise ValueError(
-                    "ENVIRONMENT is production (the default) and refuses: "
+                    f"ENVIRONMENT is {self.environment}{default} and refuses: "
                     + "; ".join(problems)
                     + " (on a laptop, set ENVIRONMENT=development)"
                 )
+        # After the check above, so that the development key in a spelling Fernet refuses is
+        # named as what it is.
+        _check_fernet_keys(self.secrets_keys)
         return self
 
     def _production_problems(self) -> list[str]:
         problems: list[str] = []
-        if DEV_SECRETS_KEY in self.secrets_keys:
+        # Compared as the bytes a decoder reads, not as text: base64 decoders skip characters
+        # outside the alphabet and missing padding, so other text can be the same key.
+        public = key_bytes(DEV_SECRETS_KEY)
+        if any(key_bytes(key) == public for key in self.secrets_keys):
             problems.append("SECRETS_KEY is the public development key: set private Fernet keys")
         if self.auth_jwks_url is None:
             secret = self.auth_jwt_secret
@@ -315,10 +321,14 @@ class Settings(BaseSettings):
         hosts = {name: [urlsplit(v).hostname for v in values] for name, values in urls.items()}
         hosts["REDIS_URL"] = redisconn.hosts(self.redis_url)
         for name, values in hosts.items():
-            if any(_is_loopback(host) for host in values):
-                problems.append(f"{name} points at loopback: set the service's address")
+            if any(is_this_machine(host) for host in values):
+                problems.append(
+                    f"{name} points at this machine (loopback or unspecified): set the "
+                    "service's address"
+                )
+        # Listening on 0.0.0.0 (every interface) is what a pod does; loopback is not.
         for name, host in (("API_HOST", self.api_host), ("FLOWER_HOST", self.flower_host)):
-            if _is_loopback(host):
+            if is_loopback(host):
                 problems.append(f"{name} listens on loopback only: set {name}=0.0.0.0")
         return problems
 
@@ -368,17 +378,6 @@ class Settings(BaseSettings):
     def max_retries(self, queue: Queue) -> int | None:
         """Optional count limit of retries for a task of this queue."""
         return {Queue.ES: self.es_max_retries, Queue.HTTP: self.http_max_retries}.get(queue)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_fernet_keys(keys: list[str]) -> None:

@@ -8,6 +8,8 @@ worker unseals them when it runs the task. Everything we log or store as text go
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -102,6 +104,19 @@ class SealError(ValueError):
 def split_keys(keys: str) -> list[str]:
     """The keys of a comma-separated SECRETS_KEY, newest first."""
     return [k.strip() for k in keys.split(",") if k.strip()]
+
+
+def key_bytes(key: str) -> bytes | None:
+    """The bytes a lenient base64 decoder reads from a Fernet key's text (None: no key).
+
+    Characters outside the url-safe alphabet are skipped and padding is added, as decoders
+    that are not strict do: two texts with the same bytes are the same key.
+    """
+    alphabet = re.sub(r"[^A-Za-z0-9_-]", "", key)
+    try:
+        return base64.urlsafe_b64decode(alphabet + "=" * (-len(alphabet) % 4))
+    except (binascii.Error, ValueError):
+        return None
 
 
 class Sealer:
