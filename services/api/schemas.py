@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Form, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.core.enqueue import Enqueued
 from services.core.ids import CUSTOMER_ID_PATTERN
+from services.core.storable import text_problem
 
 CustomerQuery = Annotated[str, Query(pattern=CUSTOMER_ID_PATTERN)]
 CustomerField = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN)]
 CustomerForm = Annotated[str, Form(pattern=CUSTOMER_ID_PATTERN)]
+
+
+def _storable(text: str) -> str:
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
+    return text
+
+
+def _in_utc_range(moment: datetime) -> datetime:
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("outside years 1 to 9999 once converted to UTC") from None
+
+
+# Free text that reaches the task log, a filter or a downstream: no NUL, no lone surrogate
+# (a 422 naming the field, where the database would have refused it with an error).
+Text = Annotated[str, AfterValidator(_storable)]
+# A point in time with its zone (which instant a zoneless time means is a guess), in range.
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
 
 
 class Strict(BaseModel):

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     # multipart upload up to UPLOAD_MAX_REQUEST_BYTES in all; both are counted while the body
     # streams in, so an oversized request is refused before it is read, spooled or parsed.
     api_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1)
+    # Caller data (an item's `data`, each bulk item's) is refused past this depth or size:
+    # deeper values stop recursive code (a worker's pool hand-off, serializers), larger ones
+    # are carried by every message, row and answer of the task.
+    data_max_depth: int = Field(64, ge=1, le=200)
+    data_max_bytes: int = Field(1024 * 1024, ge=1)
     upload_max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
     # FAQ import files are parsed in a child process, within these bounds.
     faq_import_max_rows: int = Field(20_000, ge=1)

@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select, tuple_
@@ -39,12 +39,19 @@ def encode_cursor(row: TaskLog) -> str:
     return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
 
 
+# Row ids are BIGINT: a larger number is no row of ours (and the database refuses it).
+MAX_ROW_ID = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """The position a cursor names."""
+    """The position a cursor names; BadCursor for anything `encode_cursor` cannot give."""
     try:
         created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        moment, number = datetime.fromisoformat(created), int(row_id)
+        if moment.tzinfo is None or not 0 < number <= MAX_ROW_ID:
+            raise ValueError("not a position in the task log")
+        return moment.astimezone(UTC), number
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadCursor("cursor is not one this API gave out") from exc
 
 
