@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.api import openapi
 from services.api.deps import Runtime
 from services.api.instrumentation import RequestMetrics
 from services.api.limits import BodyLimit
@@ -96,7 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodyLimit,
         max_body_bytes=settings.api_max_body_bytes,
         max_upload_bytes=settings.upload_max_request_bytes,
-        openapi=app.openapi,
+        # Looked up when first needed: `openapi.install` below replaces the method.
+        openapi=lambda: app.openapi(),
     )
     # Added last, so outermost: refused bodies (413) are counted too.
     app.add_middleware(RequestMetrics)
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(faqs.router)
     app.include_router(files.router)
     app.include_router(catalog.router)
+    openapi.install(app, settings)
     return app
 
 

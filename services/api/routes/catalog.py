@@ -11,14 +11,19 @@ from pydantic import Field
 from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep
 from services.api.routing import ThreadedRoute
-from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict
+from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict, errors
 from services.api.validation import refuse_unstorable, unprocessable
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
 from services.core.secrecy import find_secret_paths
 from services.core.storable import Path as Where
 
-router = APIRouter(prefix="/api/v1", tags=["catalog"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["catalog"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 413, 503),
+)
 
 KindPath = Annotated[
     Literal["products", "services", "accessories"],

@@ -11,12 +11,17 @@ from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.routing import ThreadedRoute
-from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict, Text
+from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict, Text, errors
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
 from services.core.ids import CUSTOMER_ID_PATTERN
 
-router = APIRouter(prefix="/api/v1", tags=["documents"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["documents"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 413, 415, 502, 503, 504),
+)
 
 Source = Annotated[Text | None, Field(default=None, min_length=1, max_length=500)]
 

@@ -13,7 +13,7 @@ from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.routing import ThreadedRoute
-from services.api.schemas import CustomerForm, CustomerQuery, QueuedResponse, Text
+from services.api.schemas import CustomerForm, CustomerQuery, QueuedResponse, Text, errors
 from services.api.uploads import check_upload, queue_with_files, store
 from services.api.validation import unprocessable
 from services.core import taskdefs as t
@@ -21,7 +21,12 @@ from services.core.chatbot.faq_import import ImportFileError, format_of
 from services.core.chatbot.import_check import ImportCheckUnavailable, check_import
 from services.core.ids import FAQ_ID_PATTERN
 
-router = APIRouter(prefix="/api/v1", tags=["faqs"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["faqs"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 413, 415, 502, 503, 504),
+)
 
 FaqId = Annotated[str, Path(pattern=FAQ_ID_PATTERN)]
 Files = Annotated[list[UploadFile], File(description="attachments")]
@@ -170,6 +175,16 @@ def delete_all_faqs(
     "/mobile-faq/import",
     status_code=status.HTTP_202_ACCEPTED,
     responses={422: {"description": "invalid rows, each with its row number and reason"}},
+    # The import's own types (a spreadsheet or CSV), not UPLOAD_ALLOWED_TYPES.
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "encoding": {"file": {"contentType": ", ".join(sorted(IMPORT_TYPES))}}
+                }
+            }
+        }
+    },
 )
 def import_faqs(
     runtime: RuntimeDep,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import PrincipalDep, Runtime, RuntimeDep, authorize
 from services.api.routing import ThreadedRoute
-from services.api.schemas import Moment, QueuedResponse, Text
+from services.api.schemas import Moment, QueuedResponse, Text, errors
 from services.api.validation import unprocessable
 from services.core.auth import Principal
 from services.core.operations.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
@@ -19,7 +19,12 @@ from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import BadCursor, TaskFilter, TaskQueries
 from services.core.tasklog.views import redacted
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1/tasks",
+    tags=["tasks"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 404, 409, 413, 503),
+)
 
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=200)]
