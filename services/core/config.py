@@ -187,6 +187,9 @@ class Settings(BaseSettings):
     release_interval_s: float = Field(1.0, gt=0)
     release_queue_depth: int = Field(500, ge=1)
     release_batch: int = Field(500, ge=1)
+    # A task whose deliveries killed or hung their pool process (or whole worker) this many
+    # times fails for good as `poison` instead of taking more workers down.
+    poison_max_lost_attempts: int = Field(3, ge=1)
     # One live attempt per task: a claim holds a lease for the task's hard time limit plus
     # this margin (the pool kills the attempt first); no other delivery may claim it meanwhile.
     lease_margin_s: float = Field(30.0, gt=0)

@@ -14,6 +14,7 @@ from services.api.schemas import Moment, QueuedResponse, Text, errors
 from services.api.validation import unprocessable
 from services.core.auth import Principal
 from services.core.operations.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
+from services.core.retry import GiveUpReason
 from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import BadCursor, TaskFilter, TaskQueries
@@ -188,6 +189,7 @@ def failed_tasks(
     customer_id: NameFilter = None,
     task_name: NameFilter = None,
     error_kind: Literal["transient", "permanent"] | None = None,
+    failure_reason: GiveUpReason | None = None,
     created_after: After = None,
     created_before: Before = None,
     limit: Limit = 50,
@@ -199,6 +201,7 @@ def failed_tasks(
         status=TaskStatus.FAILED,
         task_name=task_name,
         error_kind=error_kind,
+        failure_reason=failure_reason,
         created_after=created_after,
         created_before=created_before,
     )
@@ -212,6 +215,7 @@ class RedriveBody(BaseModel):
     customer_id: Text | None = Field(default=None, max_length=128)
     task_name: Text | None = Field(default=None, max_length=128)
     error_kind: Literal["transient", "permanent"] | None = None
+    failure_reason: GiveUpReason | None = None
     created_after: Moment | None = None
     created_before: Moment | None = None
     dry_run: bool = True
@@ -236,6 +240,7 @@ def retry_failed_tasks(
         customer_id=_operator(principal, body.customer_id),
         task_name=body.task_name,
         error_kind=body.error_kind,
+        failure_reason=body.failure_reason,
         created_after=body.created_after,
         created_before=body.created_before,
     )

@@ -21,7 +21,7 @@ from services.core import metrics
 from services.core.config import Settings, get_settings
 from services.core.guards.ratelimit import parse_limits
 from services.core.observability import serving
-from services.core.observability.series import preinit_worker
+from services.core.observability.series import preinit_poison, preinit_worker
 from services.core.taskdefs import TaskSpec
 
 
@@ -70,6 +70,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         (spec for spec in tracked if spec is not None and spec.queue in consumed),
         rate_limits=parse_limits(settings.rate_limits),
     )
+    preinit_poison(sorted(consumed))
     kind = _kind[0]
     port = metrics_port(settings, kind)
     if port:

@@ -24,6 +24,8 @@ class TaskFilter:
     status: TaskStatus | None = None
     task_name: str | None = None
     error_kind: str | None = None
+    # Why a failed task stopped (permanent_error, deadline_exhausted, ..., poison).
+    failure_reason: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     # Failed tasks that a manual retry already took over are left out.
@@ -62,6 +64,7 @@ def _where(stmt: Select[Any], f: TaskFilter) -> Select[Any]:
         TaskLog.status: f.status,
         TaskLog.task_name: f.task_name,
         TaskLog.error_kind: f.error_kind,
+        TaskLog.failure_reason: f.failure_reason,
     }
     for column, value in equal.items():
         if value is not None:
