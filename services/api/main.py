@@ -89,6 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         freeze_startup_heap()
         yield
         app.state.runtime.redis.close()
+        app.state.runtime.celery_view.close()
         app.state.runtime.chatbot.close()
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
