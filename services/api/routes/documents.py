@@ -15,6 +15,7 @@ from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, S
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
 from services.core.ids import CUSTOMER_ID_PATTERN
+from services.core.secrecy import URL_CREDENTIALS, split_credentials
 
 router = APIRouter(
     prefix="/api/v1",
@@ -111,7 +112,18 @@ def upload_url(
 ) -> QueuedResponse:
     """Queue a document to be fetched from a URL."""
     payload = body.model_dump(mode="json", exclude_none=True)
-    return _queue(runtime, principal, idempotency_key, t.DOC_UPLOAD_URL.name, payload)
+    # `user:password@` in the URL is a secret: sealed apart from the payload (the task log,
+    # the broker message, status answers), put back by the worker for ChatbotMobile.
+    payload["url"], credentials = split_credentials(payload["url"])
+    return accept(
+        runtime,
+        principal,
+        t.DOC_UPLOAD_URL.name,
+        payload,
+        request=payload,
+        idempotency_key=idempotency_key,
+        secrets={URL_CREDENTIALS: credentials} if credentials else None,
+    )
 
 
 @router.delete("/documents/delete-all", status_code=status.HTTP_202_ACCEPTED)
