@@ -18,6 +18,7 @@ from services.api.deps import Runtime
 from services.api.instrumentation import RequestMetrics
 from services.api.limits import BodyLimit
 from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
+from services.api.shutdown import AnswerWhenDropped
 from services.api.validation import is_data_error, unstorable_answer, validation_refused
 from services.core import logs, processes
 from services.core.auth import TokenVerifier
@@ -94,6 +95,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
+    # Innermost: its 503 goes out through the body limit and the request metrics.
+    app.add_middleware(AnswerWhenDropped)
     app.add_middleware(
         BodyLimit,
         max_body_bytes=settings.api_max_body_bytes,
