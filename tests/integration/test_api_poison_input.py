@@ -16,6 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from services.core.config import Settings, get_settings
@@ -254,3 +257,37 @@ def test_every_stored_value_renders_in_status_pages_and_the_failed_list(
     failed = api.get("/api/v1/tasks/failed", params={"customer_id": CUSTOMER, "limit": 200})
     assert failed.status_code == 200, failed.text[:300]
     assert task_id in [t["task_id"] for t in failed.json()["items"]]
+
+
+# Any JSON value PostgreSQL's json column takes: every code point (lone surrogates and NUL
+# included), numbers of any size, deep nesting. NaN and infinities cannot be stored at all.
+STORABLE_TEXT = st.text(st.characters(codec=None, categories=None), max_size=12)
+STORABLE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | STORABLE_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(STORABLE_TEXT, inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def test_any_value_that_was_stored_renders_in_the_status_answer(
+    api: httpx.Client, pg_repo: TaskLogRepository, settings: Settings
+) -> None:
+    owner = {"Authorization": f"Bearer {token(settings, 'admin', 'any-reader', CUSTOMER)}"}
+    failures: list[str] = []
+
+    @given(value=STORABLE, depth=st.sampled_from([0, 1, 250, 700]))
+    @hypothesis_settings(deadline=None, max_examples=40, derandomize=True, database=None)
+    def stored_then_read(value: Any, depth: int) -> None:
+        task_id = _stored_failed_task(pg_repo, nested(depth, value), "any-reader")
+        answer = api.get(f"/api/v1/tasks/{task_id}/status", headers=owner)
+        if answer.status_code != 200:
+            failures.append(f"{value!r} at depth {depth} -> {answer.status_code}")
+        else:
+            json.loads(answer.content)  # well-formed, whatever it holds
+
+    stored_then_read()
+    assert failures == []
