@@ -19,6 +19,8 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.api.asgi import WatchedSend
+
 FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
@@ -88,7 +90,6 @@ class BodyLimit:
             await _refuse(BodyTooLarge(limit, setting), scope, receive, send)
             return
         received = 0
-        started = False
 
         async def counted_receive() -> Message:
             nonlocal received
@@ -101,16 +102,11 @@ class BodyLimit:
                     raise BodyTooLarge(limit, setting)
             return message
 
-        async def watched_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, counted_receive, watched_send)
+            await self.app(scope, counted_receive, watched)
         except BodyTooLarge as exc:
-            if started:
+            if watched.started:
                 raise
             await _refuse(exc, scope, receive, send)
 

@@ -14,7 +14,9 @@ import asyncio
 import logging
 
 from fastapi.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.api.asgi import WatchedSend
 
 log = logging.getLogger("services.api")
 DROPPED = (
@@ -33,18 +35,11 @@ class AnswerWhenDropped:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def watched_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, watched_send)
+            await self.app(scope, receive, watched)
         except asyncio.CancelledError:
-            if started:
+            if watched.started:
                 raise
             # The cancel ends this request only: answering it is the last thing it does.
             log.warning("request dropped at shutdown; answered 503", extra={"path": scope["path"]})

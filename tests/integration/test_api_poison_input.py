@@ -11,7 +11,6 @@ import base64
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -23,8 +22,8 @@ from sqlalchemy import text
 
 from services.core.config import Settings, get_settings
 from services.core.db import get_engine
-from services.core.tasklog.models import TaskStatus, utcnow
-from services.core.tasklog.repository import Claim, TaskLogRepository
+from services.core.tasklog.repository import TaskLogRepository
+from tests.support.flow import failed_task
 from tests.support.server import parked, running_api, token
 
 pytestmark = pytest.mark.slow
@@ -218,27 +217,10 @@ STORED = {
 
 
 def _stored_failed_task(repo: TaskLogRepository, value: Any, user: str) -> str:
-    task_id = str(uuid.uuid4())
-    repo.create(
-        task_id=task_id,
-        task_name="es_upsert_product",
-        queue="es",
-        payload={"customer_id": CUSTOMER, "item_id": "p-1", "data": value},
-        user_id=user,
-        customer_id=CUSTOMER,
-        deadline_at=utcnow() + timedelta(hours=1),
+    payload = {"customer_id": CUSTOMER, "item_id": "p-1", "data": value}
+    return failed_task(
+        repo, customer=CUSTOMER, name="es_upsert_product", payload=payload, user=user
     )
-    claim = repo.claim(task_id)
-    assert isinstance(claim, Claim)
-    repo.update_status(
-        task_id,
-        TaskStatus.FAILED,
-        error="stored before the edge refused it",
-        error_kind="permanent",
-        failure_reason="permanent_error",
-        attempt=claim.attempt,
-    )
-    return task_id
 
 
 @pytest.mark.parametrize("case", sorted(STORED))
