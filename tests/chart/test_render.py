@@ -333,3 +333,36 @@ def test_notes_say_how_to_reach_the_api_and_flower() -> None:
     text = notes(load_values(CHART / "ci/minimal-values.yaml"))
     assert "svc/dw-durable-writes-api" in text and "/health/ready" in text
     assert "svc/dw-durable-writes-flower" in text and "helm test dw" in text
+
+
+def test_each_component_has_its_own_affinity_and_spread() -> None:
+    values = load_values(CHART / "ci/minimal-values.yaml")
+    zone_a = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        }
+    }
+    values["api"] = {"affinity": zone_a}
+    docs = render(values)
+
+    def pod(suffix: str) -> dict[str, Any]:
+        spec: dict[str, Any] = find(docs, "Deployment", suffix).body["spec"]["template"]["spec"]
+        return spec
+
+    assert pod("-api")["affinity"] == zone_a
+    assert "affinity" not in pod("-es-worker")
+    for component in ("api", "es-worker", "http-worker"):
+        spread = pod(f"-{component}")["topologySpreadConstraints"]
+        assert {c["topologyKey"] for c in spread} == {
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+        }
+        for constraint in spread:
+            labels = constraint["labelSelector"]["matchLabels"]
+            assert labels["app.kubernetes.io/component"] == component
+            assert labels["app.kubernetes.io/instance"] == "dw"
+            assert constraint["matchLabelKeys"] == ["pod-template-hash"]

@@ -194,27 +194,46 @@ http:
 {{- end }}
 {{- end }}
 
-{{/* Pod-level fields every Deployment shares. */}}
+{{/* Pod-level fields every pod shares: dict "ctx" . "component" "api" (and optionally
+     "serviceAccount": a name other than the release's). The component's own affinity
+     replaces the global one; each component is spread over nodes (and zones) on its own
+     selector labels, so two components never count against each other. */}}
 {{- define "dw.podCommon" -}}
-serviceAccountName: {{ include "dw.serviceAccountName" . }}
+{{- $v := .ctx.Values }}
+serviceAccountName: {{ .serviceAccount | default (include "dw.serviceAccountName" .ctx) }}
 automountServiceAccountToken: false
 securityContext:
-  {{- toYaml .Values.podSecurityContext | nindent 2 }}
-{{- with .Values.imagePullSecrets }}
+  {{- toYaml $v.podSecurityContext | nindent 2 }}
+{{- with $v.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.nodeSelector }}
+{{- with $v.nodeSelector }}
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.tolerations }}
+{{- with $v.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with (.affinity | default $v.affinity) }}
 affinity:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if and $v.topologySpread.enabled .spread }}
+topologySpreadConstraints:
+  {{- range $v.topologySpread.topologyKeys }}
+  - topologyKey: {{ . }}
+    maxSkew: {{ $v.topologySpread.maxSkew }}
+    whenUnsatisfiable: {{ $v.topologySpread.whenUnsatisfiable }}
+    labelSelector:
+      matchLabels:
+        {{- include "dw.selectorLabels" (dict "ctx" $.ctx "component" $.component) | nindent 8 }}
+    {{- if eq $.spread "Deployment" }}
+    # Old and new ReplicaSets of a rollout are counted apart.
+    matchLabelKeys: [pod-template-hash]
+    {{- end }}
+  {{- end }}
 {{- end }}
 {{- end }}
 
