@@ -106,6 +106,10 @@ http:
 {{- if le (float64 .Values.scheduler.terminationGracePeriodSeconds) $soft }}
 {{- fail "scheduler.terminationGracePeriodSeconds must exceed config.workerSoftShutdownTimeoutS" }}
 {{- end }}
+{{- $np := .Values.networkPolicy }}
+{{- if and $np.enabled $np.ingressFrom (not $np.metricsFrom) (ne .Values.monitoring.scrape "none") }}
+{{- fail "networkPolicy.ingressFrom would shut the scraper out of the API's /metrics (its HTTP port): name the scraper's pods or namespace in networkPolicy.metricsFrom" }}
+{{- end }}
 {{- if and .Values.redis.sentinel.enabled (not .Values.redis.sentinel.hosts) }}
 {{- fail "redis.sentinel.enabled needs redis.sentinel.hosts" }}
 {{- end }}
