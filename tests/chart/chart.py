@@ -52,6 +52,14 @@ def load_values(path: Path) -> dict[str, Any]:
     return values
 
 
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it, key by key (as Helm merges values files)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
 def render(values: dict[str, Any]) -> list[Doc]:
     """Every object the chart renders for `values` (hooks and the test Pod included)."""
     manifests = helm_python.Chart.load(CHART).render(

@@ -310,10 +310,16 @@ def test_celery_exporter_gets_the_options_of_the_table() -> None:
 def test_the_prometheusrule_is_the_rules_file_promtool_tests() -> None:
     docs = rendered("full-values.yaml")
     rule = find(docs, "PrometheusRule", "")
-    rules_file = yaml.safe_load((CHART / "files/prometheus/rules.yaml").read_text())
-    assert rule.body["spec"] == rules_file
+    base = load_values(CHART / "ci/full-values.yaml")["monitoring"]
+    text = (CHART / "files/prometheus/rules.yaml").read_text()
+    served = f"runbook_url: {base['prometheusRule']['runbookBaseUrl']}/docs/runbook.md"
+    assert rule.body["spec"] == yaml.safe_load(text.replace("runbook_url: docs/runbook.md", served))
     spec = yaml.safe_load((CHART / "files/alertmanager/spec.yaml").read_text())
-    assert find(docs, "AlertmanagerConfig", "").body["spec"] == spec
+    receivers = [
+        {"name": f"durable-{severity}", **base["alertmanagerConfig"][severity]}
+        for severity in ("critical", "warning")
+    ]
+    assert find(docs, "AlertmanagerConfig", "").body["spec"] == {**spec, "receivers": receivers}
     dashboards = {d.name: d.body for d in docs if d.kind == "ConfigMap" and "-dashboard-" in d.name}
     files = sorted((CHART / "files/dashboards").glob("*.json"))
     assert len(dashboards) == len(files) >= 1

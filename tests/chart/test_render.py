@@ -24,6 +24,7 @@ from tests.chart.chart import (
     find,
     kube_models,
     load_values,
+    merge,
     notes,
     render,
     rendered,
@@ -98,17 +99,10 @@ def test_production_values_refuse_what_the_settings_refuse(
     values: dict[str, Any], complaint: str
 ) -> None:
     base = load_values(CHART / "ci/minimal-values.yaml")
-    merged = _merge(base, values)
+    merged = merge(base, values)
     with pytest.raises(helm_python.HelmError) as refused:
         render(merged)
     assert complaint in str(refused.value)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 @pytest.mark.parametrize("name", FILES)

@@ -41,8 +41,18 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/* repository@digest when a digest is given (what runs can then never change under the
+     same name), else repository:tag. dict "image" <values.image> "tag" <default tag> */}}
+{{- define "dw.imageRef" -}}
+{{- if .image.digest }}
+{{- printf "%s@%s" .image.repository .image.digest }}
+{{- else }}
+{{- printf "%s:%s" .image.repository (.image.tag | default .tag) }}
+{{- end }}
+{{- end }}
+
 {{- define "dw.image" -}}
-{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{ include "dw.imageRef" (dict "image" .Values.image "tag" .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "dw.secretName" -}}
@@ -105,6 +115,34 @@ http:
 {{- end }}
 {{- if le (float64 .Values.scheduler.terminationGracePeriodSeconds) $soft }}
 {{- fail "scheduler.terminationGracePeriodSeconds must exceed config.workerSoftShutdownTimeoutS" }}
+{{- end }}
+{{- if and .Values.keda.enabled .Values.keda.outstanding.enabled (eq .Values.monitoring.scrape "none") }}
+{{- fail "keda.outstanding.enabled needs monitoring.scrape (PodMonitor or ServiceMonitor): its query reads durable_queue_outstanding_tasks, which only a scrape of the scheduler produces; unscraped, the query is empty and KEDA holds every worker at its fallback. Turn scraping on, or keda.outstanding.enabled off" }}
+{{- end }}
+{{- $st := .Values.storage }}
+{{- if and $st.existingClaim $st.persistence.create }}
+{{- fail "storage.existingClaim and storage.persistence.create: choose one claim for the uploads" }}
+{{- end }}
+{{- if and (eq .Values.config.environment "production") (eq $st.backend "local") (not $st.existingClaim) (not $st.persistence.create) }}
+{{- fail "production needs storage.existingClaim (a ReadWriteMany claim), storage.persistence.create or storage.backend s3: without a claim, uploads go to an emptyDir of each pod, which the http-worker and the other API replicas never see" }}
+{{- end }}
+{{- range .Values.api.ingress.paths }}
+{{- $p := trimSuffix "/" . }}
+{{- range list "/metrics" "/health/celery" }}
+{{- if or (eq $p "") (eq $p .) (hasPrefix (printf "%s/" $p) .) }}
+{{- fail (printf "api.ingress.paths: %q would make %s public: route /api/ (the default) or narrower paths; metrics and health stay inside the cluster" $p .) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- $m := .Values.monitoring }}
+{{- if and $m.alertmanagerConfig.enabled (not (and $m.alertmanagerConfig.critical $m.alertmanagerConfig.warning)) }}
+{{- fail "monitoring.alertmanagerConfig.enabled needs monitoring.alertmanagerConfig.critical and monitoring.alertmanagerConfig.warning: the receivers (webhookConfigs, slackConfigs, pagerdutyConfigs, ...) the alerts go to" }}
+{{- end }}
+{{- if and $m.prometheusRule.enabled (not $m.prometheusRule.runbookBaseUrl) }}
+{{- fail "monitoring.prometheusRule.enabled needs monitoring.prometheusRule.runbookBaseUrl: where docs/runbook.md is served, so that every alert's runbook_url opens" }}
+{{- end }}
+{{- if and .Values.helmTest.enabled .Values.config.authJwksUrl (not .Values.helmTest.tokenSecret.name) }}
+{{- fail "with config.authJwksUrl the helm test pod cannot sign its token: set helmTest.tokenSecret (a Secret holding a bearer token of role service), or helmTest.enabled false" }}
 {{- end }}
 {{- $np := .Values.networkPolicy }}
 {{- if and $np.enabled $np.ingressFrom (not $np.metricsFrom) (ne .Values.monitoring.scrape "none") }}
@@ -186,12 +224,16 @@ http:
 {{- end }}
 {{- end }}
 
+{{- define "dw.uploadsClaim" -}}
+{{- .Values.storage.existingClaim | default (ternary (printf "%s-uploads" (include "dw.fullname" .)) "" .Values.storage.persistence.create) }}
+{{- end }}
+
 {{- define "dw.storageVolume" -}}
 {{- if eq .Values.storage.backend "local" }}
 - name: uploads
-{{- if .Values.storage.existingClaim }}
+{{- with include "dw.uploadsClaim" . }}
   persistentVolumeClaim:
-    claimName: {{ .Values.storage.existingClaim }}
+    claimName: {{ . }}
 {{- else }}
   emptyDir: {}
 {{- end }}
