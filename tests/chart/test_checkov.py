@@ -4,6 +4,7 @@ ci values file): it does flag what it must, and the accepted checks stay justifi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -22,7 +23,7 @@ def test_every_accepted_check_says_why_and_where() -> None:
 
 
 def test_judge_refuses_unaccepted_failures_and_stale_entries() -> None:
-    skips = {
+    skips: dict[str, dict[str, Any]] = {
         "CKV_A": {"why": "reason", "values": ["minimal-values.yaml"]},
         "CKV_STALE": {"why": "reason"},
     }
