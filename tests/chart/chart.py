@@ -60,10 +60,12 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def render(values: dict[str, Any]) -> list[Doc]:
+def render(
+    values: dict[str, Any], *, release: str = RELEASE, namespace: str = NAMESPACE
+) -> list[Doc]:
     """Every object the chart renders for `values` (hooks and the test Pod included)."""
     manifests = helm_python.Chart.load(CHART).render(
-        copy.deepcopy(values), name=RELEASE, namespace=NAMESPACE, is_install=True
+        copy.deepcopy(values), name=release, namespace=namespace, is_install=True
     )
     docs: list[Doc] = []
     for template, text in sorted(manifests.items()):

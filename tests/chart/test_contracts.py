@@ -7,6 +7,7 @@ command is started as a real process, and the rendered listName is read from a r
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -329,7 +330,7 @@ def test_the_prometheusrule_is_the_rules_file_promtool_tests() -> None:
         assert body["metadata"]["labels"]["grafana_dashboard"] == "1"
 
 
-def test_scrape_jobs_get_the_names_the_alerts_use() -> None:
+def test_scrape_labels_are_the_ones_the_rules_dashboards_and_keda_select_by() -> None:
     for name, kind in (
         ("full-values.yaml", "PodMonitor"),
         ("production-values.yaml", "ServiceMonitor"),
@@ -339,7 +340,19 @@ def test_scrape_jobs_get_the_names_the_alerts_use() -> None:
             monitor.body["spec"].get("podMetricsEndpoints") or monitor.body["spec"]["endpoints"]
         )
         for endpoint in endpoints:
-            (relabel,) = endpoint["relabelings"]
-            assert relabel["targetLabel"] == "job" and relabel["replacement"] == "durable-$1"
+            relabels = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+            assert relabels["job"]["replacement"] == "durable-$1"
+            assert relabels["release"]["sourceLabels"] == [
+                "__meta_kubernetes_pod_label_app_kubernetes_io_instance"
+            ]
+        # KEDA's outstanding-work query selects the labels this scrape gives the scheduler's
+        # series: namespace (the operator's), release (the relabeling), the metric's own.
+        for scaled in (d for d in rendered(name) if d.kind == "ScaledObject"):
+            (trigger,) = [t for t in scaled.body["spec"]["triggers"] if t["type"] == "prometheus"]
+            query = trigger["metadata"]["query"]
+            assert 'namespace="durable"' in query and 'release="dw"' in query
+            assert set(re.findall(r'(\w+)=~?"', query)) <= {
+                "namespace", "release", "queue", "held", "job"
+            }  # fmt: skip
     rules = (CHART / "files/prometheus/rules.yaml").read_text()
     assert 'up{job=~"durable-.+"}' in rules
