@@ -6,6 +6,7 @@ command is started as a real process, and the rendered listName is read from a r
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -326,8 +327,52 @@ def test_the_prometheusrule_is_the_rules_file_promtool_tests() -> None:
     assert len(dashboards) == len(files) >= 1
     for path in files:
         body = dashboards[f"dw-durable-writes-dashboard-{path.stem}"]
-        assert body["data"] == {path.name: path.read_text().rstrip("\n")}
         assert body["metadata"]["labels"]["grafana_dashboard"] == "1"
+        shipped, generated = json.loads(body["data"][path.name]), json.loads(path.read_text())
+        # The release's own uid, title and default scope; the rest as the generator wrote it.
+        for board in (shipped, generated):
+            board.pop("uid"), board.pop("title")
+            for variable in board["templating"]["list"]:
+                if variable["name"] in {"namespace", "release"}:
+                    variable.pop("current")
+        assert shipped == generated, path.name
+
+
+def test_each_release_gets_its_own_dashboards_scoped_to_itself() -> None:
+    values = load_values(CHART / "ci/full-values.yaml")
+
+    def boards(release: str, namespace: str) -> dict[str, dict[str, Any]]:
+        docs = render(values, release=release, namespace=namespace)
+        found = {}
+        for doc in docs:
+            if doc.kind == "ConfigMap" and "-dashboard-" in doc.name:
+                ((name, text),) = doc.body["data"].items()
+                found[name] = json.loads(text)
+        return found
+
+    prod, staging = boards("dw", "prod"), boards("dw-staging", "staging")
+    assert prod.keys() == staging.keys() and len(prod) == 5
+    assert not {b["uid"] for b in prod.values()} & {b["uid"] for b in staging.values()}
+    for board in staging.values():
+        assert len(board["uid"]) <= 40  # Grafana's limit
+        assert board["title"].endswith("(staging/dw-staging)")
+        current = {
+            v["name"]: v["current"]["value"]
+            for v in board["templating"]["list"]
+            if v["name"] in {"namespace", "release"}
+        }
+        assert current == {"namespace": "staging", "release": "dw-staging"}
+
+
+@pytest.mark.parametrize("name", ["full-values.yaml", "production-values.yaml"])
+def test_dashboards_read_only_series_the_release_exports(name: str) -> None:
+    docs = rendered(name)
+    runs_exporter = any(d.name.endswith("-celery-exporter") for d in docs if d.kind == "Deployment")
+    for doc in docs:
+        if doc.kind == "ConfigMap" and "-dashboard-" in doc.name:
+            text = next(iter(doc.body["data"].values()))
+            # celery_* series come from celery-exporter only (off by default).
+            assert runs_exporter or "celery_" not in text, (name, doc.name)
 
 
 def test_scrape_labels_are_the_ones_the_rules_dashboards_and_keda_select_by() -> None:
