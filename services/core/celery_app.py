@@ -15,7 +15,7 @@ from services.core.config import Settings, get_settings
 from services.core.observability import publish  # noqa: F401  (publish latency, every process)
 from services.core.perprocess import freeze_startup_heap
 from services.core.taskdefs import Queue, UnknownTaskError, spec_for
-from services.core.worker_boot import BoundedShutdown, Heartbeat
+from services.core.worker_boot import BoundedShutdown, Heartbeat, ReadsItsSecrets
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> dict[str, str]:
@@ -132,6 +132,7 @@ def make_celery_app(settings: Settings, *, current: bool = False) -> Celery:
     app = Celery("durable_writes", set_as_current=current, amqp=QuietAMQP)
     app.config_from_object(celery_config(settings))
     app.steps["worker"].add(BoundedShutdown)
+    app.steps["worker"].add(ReadsItsSecrets)
     app.steps["consumer"].add(Heartbeat)
     return app
 

@@ -401,3 +401,15 @@ def test_scrape_labels_are_the_ones_the_rules_dashboards_and_keda_select_by() ->
             }  # fmt: skip
     rules = (CHART / "files/prometheus/rules.yaml").read_text()
     assert 'up{job=~"durable-.+"}' in rules
+
+
+def test_flower_starts_in_production_with_only_its_own_secret() -> None:
+    docs = rendered("production-values.yaml")
+    flower = find(docs, "Deployment", "-flower")
+    env = process_env(docs, flower)
+    assert env["PROCESS_ROLE"] == "flower" and "DATABASE_URL" not in env
+    # What the kubelet adds from the Secret: the one key the pod is given.
+    settings = settings_from(env, flower_basic_auth="ops:pw")
+    assert settings.environment == "production" and settings.process_role == "flower"
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        settings.require("DATABASE_URL")

@@ -82,8 +82,8 @@ http:
 {{/* REDIS_URL: $(REDIS_PASSWORD) is expanded by the kubelet from the Secret, so the password
      never appears in a rendered non-Secret object. */}}
 {{- define "dw.redisUrl" -}}
-{{- $r := .Values.redis }}
-{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" $r.auth }}
+{{- $r := .ctx.Values.redis }}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (and $r.auth .auth) }}
 {{- if $r.sentinel.enabled }}
 {{- $urls := list }}
 {{- range $r.sentinel.hosts }}
@@ -177,28 +177,68 @@ http:
 {{- end }}
 {{- end }}
 
-{{/* Environment of every process: the ConfigMap and the Secret, plus what needs expansion. */}}
-{{- define "dw.envFrom" -}}
-- configMapRef:
-    name: {{ include "dw.fullname" . }}
-- secretRef:
-    name: {{ include "dw.secretName" . }}
+{{/* The Secret's keys each component's pod gets, and the role it runs as (PROCESS_ROLE,
+     services/core/config.py ROLE_SECRETS): `required` are the ones its role checks, the
+     others are credentials it may use. No pod gets the whole Secret. */}}
+{{- define "dw.podSecrets" -}}
+api: {role: api, redis: true, required: [DATABASE_URL, SECRETS_KEY, AUTH_JWT_SECRET], optional: [ELASTICSEARCH_API_KEY, ELASTICSEARCH_PASSWORD, CHATBOT_API_TOKEN, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY]}
+es-worker: {role: worker, redis: true, required: [DATABASE_URL, SECRETS_KEY], optional: [ELASTICSEARCH_API_KEY, ELASTICSEARCH_PASSWORD, EMBEDDINGS_API_KEY]}
+http-worker: {role: worker, redis: true, required: [DATABASE_URL, SECRETS_KEY], optional: [CHATBOT_API_TOKEN, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY]}
+scheduler: {role: worker, redis: true, required: [DATABASE_URL, SECRETS_KEY], optional: [S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY]}
+flower: {role: flower, redis: true, required: [FLOWER_BASIC_AUTH], optional: []}
+celery-exporter: {role: "", redis: true, required: [], optional: []}
+migrate: {role: migrate, redis: false, required: [DATABASE_URL], optional: []}
+test: {role: canary, redis: false, required: [AUTH_JWT_SECRET], optional: []}
 {{- end }}
 
+{{/* Environment from the ConfigMap (non-secret settings, the same for every pod). */}}
+{{- define "dw.envFrom" -}}
+- configMapRef:
+    name: {{ .configMap | default (include "dw.fullname" .ctx) }}
+{{- end }}
+
+{{/* Per-pod environment: dict "ctx" . "component" "api" (and "secret": another Secret's
+     name). A secret the role checks is required in production (a missing key stops the pod
+     with its name); with JWKS there is no AUTH_JWT_SECRET to give. */}}
 {{- define "dw.env" -}}
+{{- $v := .ctx.Values }}
+{{- $pod := index (include "dw.podSecrets" .ctx | fromYaml) .component }}
+{{- $secret := .secret | default (include "dw.secretName" .ctx) }}
 - name: POD_NAME
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
-{{- if .Values.redis.auth }}
+{{- with $pod.role }}
+- name: PROCESS_ROLE
+  value: {{ . }}
+{{- end }}
+{{- range $pod.required }}
+{{- if not (and (eq . "AUTH_JWT_SECRET") $v.config.authJwksUrl) }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+      optional: {{ ne $v.config.environment "production" }}
+{{- end }}
+{{- end }}
+{{- range $pod.optional }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ . }}
+      optional: true
+{{- end }}
+{{- if and $pod.redis $v.redis.auth }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ include "dw.secretName" . }}
+      name: {{ $secret }}
       key: REDIS_PASSWORD
 {{- end }}
 - name: REDIS_URL
-  value: {{ include "dw.redisUrl" . | quote }}
+  value: {{ include "dw.redisUrl" (dict "ctx" .ctx "auth" $pod.redis) | quote }}
 {{- end }}
 
 {{/* Writable paths of a read-only container: /tmp (heartbeat, Celery state) and the
