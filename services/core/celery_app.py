@@ -10,7 +10,7 @@ from celery.signals import setup_logging, worker_init
 from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
 
-from services.core import logs
+from services.core import logs, redisconn
 from services.core.config import Settings, get_settings
 from services.core.observability import publish  # noqa: F401  (publish latency, every process)
 from services.core.perprocess import freeze_startup_heap
@@ -46,8 +46,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # failover, on reconnecting).
         transport_options["master_name"] = settings.redis_sentinel_master
     exchange = Exchange("tasks", type="direct")
+    tls = redisconn.tls_options(settings.redis_url)
     return {
         "broker_url": settings.redis_url,
+        # rediss://: the certificate checks its query asks for (kombu alone would skip them).
+        **({"broker_use_ssl": tls} if tls else {}),
         "broker_transport_options": transport_options,
         "broker_connection_timeout": settings.broker_connect_timeout_s,
         "broker_connection_retry_on_startup": True,

@@ -282,6 +282,7 @@ class Settings(BaseSettings):
                 raise ValueError("a sentinel:// REDIS_URL needs REDIS_SENTINEL_MASTER")
         elif self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER needs a sentinel:// REDIS_URL")
+        redisconn.tls_options(self.redis_url)  # a rediss:// query it can take, or say which
         _check_fernet_keys(self.secrets_keys)
         if self.auth_jwks_url is None and self.auth_jwt_secret is None:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")

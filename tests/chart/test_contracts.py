@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import yaml
-from redis import Redis
 
 from services.core import processes, redisconn
 from services.core.celery_app import celery_config
@@ -32,6 +31,7 @@ from tests.chart.chart import (
     expand,
     find,
     load_values,
+    merge,
     process_env,
     render,
     rendered,
@@ -40,6 +40,7 @@ from tests.chart.chart import (
 from tests.support.databases import own_database
 from tests.support.flow import enqueuer, wait_finished
 from tests.support.procs import ROOT, free_port
+from tests.support.tlsredis import TlsRedis
 
 WORKERS = {"es-worker": Queue.ES, "http-worker": Queue.HTTP}
 
@@ -113,25 +114,58 @@ def test_a_published_task_grows_the_watched_list_and_the_rendered_worker_drains_
     component: str, settings: Settings, chart_database: str, tmp_path: Path
 ) -> None:
     prefix = f"{settings.redis_key_prefix}chart-{component}:"
-    values = load_values(CHART / "ci/minimal-values.yaml")
-    values["redis"] = {
-        "host": "127.0.0.1",
-        "port": 6379,
-        "db": 0,
-        "auth": False,
-        "keyPrefix": prefix,
-    }
-    docs = render(values)
+    redis = {"host": "127.0.0.1", "port": 6379, "db": 0, "auth": False, "keyPrefix": prefix}
+    _drain(component, {"redis": redis}, {}, chart_database, tmp_path)
+
+
+# Where the chart mounts the CA of redis.tls.caSecret.
+REDIS_CA = "/etc/durable-writes/redis-ca/ca.crt"
+
+
+def test_managed_redis_tls_and_acl_user_from_the_values_reach_a_real_worker(
+    settings: Settings, chart_database: str, tmp_path: Path
+) -> None:
+    with TlsRedis(tmp_path / "redis", user="durable", password="pw-of-the-acl-user") as server:
+        redis = {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "auth": True,
+            "username": "durable",
+            "keyPrefix": f"{settings.redis_key_prefix}chart-tls:",
+            "tls": {"enabled": True, "caSecret": {"name": "redis-ca", "key": "ca.crt"}},
+        }
+        # What the kubelet does: the password from the Secret, the CA where it is mounted.
+        kubelet = {"$(REDIS_PASSWORD)": server.password, REDIS_CA: str(server.ca)}
+        rendered_url = _drain("es-worker", {"redis": redis}, kubelet, chart_database, tmp_path)
+    assert rendered_url == (
+        f"rediss://durable:$(REDIS_PASSWORD)@127.0.0.1:{server.port}/0"
+        f"?ssl_cert_reqs=required&ssl_ca_certs={REDIS_CA}"
+    )
+
+
+def _drain(
+    component: str,
+    values: dict[str, Any],
+    kubelet: dict[str, str],
+    database: str,
+    tmp_path: Path,
+) -> str:
+    """Publish a canary with the rendered settings, see it in the list KEDA watches, and let
+    the rendered worker command run it; the rendered REDIS_URL."""
+    docs = render(merge(load_values(CHART / "ci/minimal-values.yaml"), values))
     scaled = find(docs, "ScaledObject", component)
     list_name = next(t for t in scaled.body["spec"]["triggers"] if t["type"] == "redis")[
         "metadata"
     ]["listName"]
     deployment = find(docs, "Deployment", component)
     (tmp_path / "metrics").mkdir()
-    env = _local(process_env(docs, deployment), tmp_path, chart_database)
-    assert env["REDIS_URL"] == "redis://127.0.0.1:6379/0" and env["REDIS_KEY_PREFIX"] == prefix
+    env = _local(process_env(docs, deployment), tmp_path, database)
+    rendered_url = env["REDIS_URL"]
+    for placeholder, value in kubelet.items():
+        env["REDIS_URL"] = env["REDIS_URL"].replace(placeholder, value)
+    assert env["REDIS_KEY_PREFIX"] == values["redis"]["keyPrefix"]
     local = settings_from(env)
-    redis = Redis.from_url(local.redis_url)
+    redis = redisconn.connect(local.redis_url, None, timeout_s=5)
     before = redis.llen(list_name)
     accepted = enqueuer(local).enqueue(CANARY[WORKERS[component]].name, {})
     assert accepted.published
@@ -149,9 +183,7 @@ def test_a_published_task_grows_the_watched_list_and_the_rendered_worker_drains_
         start_new_session=True,
     )
     try:
-        row = wait_finished(
-            TaskLogRepository(session_factory(chart_database)), accepted.task_id, 60
-        )
+        row = wait_finished(TaskLogRepository(session_factory(database)), accepted.task_id, 60)
         assert row.status == "success", (tmp_path / "worker.log").read_text()[-3000:]
         assert redis.llen(list_name) == 0
         # The rendered liveness probe passes while the worker consumes.
@@ -164,10 +196,11 @@ def test_a_published_task_grows_the_watched_list_and_the_rendered_worker_drains_
         os.killpg(proc.pid, 15)
         proc.wait(60)
         log.close()
-        leftovers = list(redis.scan_iter(match=f"{prefix}*"))
+        leftovers = list(redis.scan_iter(match=f"{values['redis']['keyPrefix']}*"))
         if leftovers:
             redis.delete(*leftovers)
         redis.close()
+    return rendered_url
 
 
 def test_container_ports_are_the_ports_the_processes_read() -> None:
@@ -301,6 +334,7 @@ def test_celery_exporter_gets_the_options_of_the_table() -> None:
         host="0.0.0.0",
         port=str(c["ports"][0]["containerPort"]),
         key_prefix=merged.get("keyPrefix", ""),
+        tls=merged.get("tls", {}).get("enabled", False),
     )
     if merged.get("sentinel", {}).get("enabled"):
         sentinel = merged["sentinel"]["masterName"]

@@ -35,6 +35,10 @@ NO_CLAIM = {"storage": {"existingClaim": ""}}
             {"networkPolicy": {"enabled": True, "ingressFrom": [{"podSelector": {}}]}},
             "networkPolicy.metricsFrom",
         ),
+        (
+            {"redis": {"tls": {"enabled": True}, "sentinel": {"enabled": True, "hosts": ["s:1"]}}},
+            "redis.tls with redis.sentinel",
+        ),
     ],
 )
 def test_the_render_refuses_what_would_fail_in_the_cluster(
@@ -127,4 +131,38 @@ def test_an_image_digest_pins_every_container_of_the_image() -> None:
     assert images == {
         f"ghcr.io/durable-writes/durable-writes@{digest}",
         f"danihodovic/celery-exporter@{digest}",
+    }
+
+
+def test_managed_redis_tls_and_acl_user_reach_every_client_keda_included() -> None:
+    tls = {"enabled": True, "caSecret": {"name": "redis-ca", "key": "ca.pem"}}
+    values = merge(
+        load_values(CHART / "ci/full-values.yaml"),
+        {"redis": {"host": "redis.cache.example.com", "port": 6380, "username": "durable",
+                   "tls": tls, "sentinel": {"enabled": False}}},
+    )  # fmt: skip
+    docs = render(values)
+    ca = "/etc/durable-writes/redis-ca/ca.crt"
+    for doc in docs:
+        if doc.kind in {"Deployment", "Job", "Pod"}:
+            env = {v["name"]: v.get("value") for v in container(doc).get("env", [])}
+            assert env["REDIS_URL"].startswith("rediss://"), doc.name
+            assert env["REDIS_URL"].endswith(f"?ssl_cert_reqs=required&ssl_ca_certs={ca}")
+    api_url = {
+        v["name"]: v.get("value") for v in container(find(docs, "Deployment", "-api"))["env"]
+    }
+    assert api_url["REDIS_URL"].startswith("rediss://durable:$(REDIS_PASSWORD)@redis.cache")
+    exporter = container(find(docs, "Deployment", "-celery-exporter"))
+    assert exporter["args"][-4:] == [
+        "--broker-ssl-option", "ssl_cert_reqs=2", "--broker-ssl-option", f"ssl_ca_certs={ca}"
+    ]  # fmt: skip
+    for scaled in (d for d in docs if d.kind == "ScaledObject"):
+        (trigger,) = [t for t in scaled.body["spec"]["triggers"] if t["type"] == "redis"]
+        assert trigger["metadata"]["enableTLS"] == "true"
+        assert trigger["metadata"]["username"] == "durable"
+        assert trigger["authenticationRef"]["name"] == "dw-durable-writes-redis"
+    auth = find(docs, "TriggerAuthentication", "-redis").body["spec"]["secretTargetRef"]
+    assert {(r["parameter"], r["name"], r["key"]) for r in auth} == {
+        ("password", "dw-durable-writes", "REDIS_PASSWORD"),
+        ("ca", "redis-ca", "ca.pem"),
     }

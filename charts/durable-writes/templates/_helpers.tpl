@@ -83,7 +83,7 @@ http:
      never appears in a rendered non-Secret object. */}}
 {{- define "dw.redisUrl" -}}
 {{- $r := .ctx.Values.redis }}
-{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (and $r.auth .auth) }}
+{{- $auth := ternary (printf "%s:$(REDIS_PASSWORD)@" $r.username) "" (and $r.auth .auth) }}
 {{- if $r.sentinel.enabled }}
 {{- $urls := list }}
 {{- range $r.sentinel.hosts }}
@@ -91,7 +91,16 @@ http:
 {{- end }}
 {{- join ";" $urls }}
 {{- else }}
+{{- if $r.tls.enabled }}
+{{- /* Verified against the mounted CA (or the system CAs): kombu and redis-py read it. */}}
+{{- $query := "ssl_cert_reqs=required" }}
+{{- if $r.tls.caSecret.name }}
+{{- $query = printf "%s&ssl_ca_certs=%s" $query (include "dw.redisCaFile" .ctx) }}
+{{- end }}
+{{- printf "rediss://%s%s:%d/%d?%s" $auth $r.host (int $r.port) (int $r.db) $query }}
+{{- else }}
 {{- printf "redis://%s%s:%d/%d" $auth $r.host (int $r.port) (int $r.db) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -147,6 +156,9 @@ http:
 {{- $np := .Values.networkPolicy }}
 {{- if and $np.enabled $np.ingressFrom (not $np.metricsFrom) (ne .Values.monitoring.scrape "none") }}
 {{- fail "networkPolicy.ingressFrom would shut the scraper out of the API's /metrics (its HTTP port): name the scraper's pods or namespace in networkPolicy.metricsFrom" }}
+{{- end }}
+{{- if and .Values.redis.tls.enabled .Values.redis.sentinel.enabled }}
+{{- fail "redis.tls with redis.sentinel is not supported: Celery's sentinel:// URLs carry no TLS; use the TLS endpoint of the managed Redis (redis.host)" }}
 {{- end }}
 {{- if and .Values.redis.sentinel.enabled (not .Values.redis.sentinel.hosts) }}
 {{- fail "redis.sentinel.enabled needs redis.sentinel.hosts" }}
@@ -241,13 +253,23 @@ test: {role: canary, redis: false, required: [AUTH_JWT_SECRET], optional: []}
   value: {{ include "dw.redisUrl" (dict "ctx" .ctx "auth" $pod.redis) | quote }}
 {{- end }}
 
+{{/* Where the CA of redis.tls.caSecret is mounted. */}}
+{{- define "dw.redisCaFile" -}}
+/etc/durable-writes/redis-ca/ca.crt
+{{- end }}
+
 {{/* Writable paths of a read-only container: /tmp (heartbeat, Celery state) and the
-     prometheus-client multiprocess directory. */}}
+     prometheus-client multiprocess directory; the Redis CA when one is given. */}}
 {{- define "dw.volumeMounts" -}}
 - name: tmp
   mountPath: /tmp
 - name: metrics
   mountPath: /run/metrics
+{{- if and .Values.redis.tls.enabled .Values.redis.tls.caSecret.name }}
+- name: redis-ca
+  mountPath: /etc/durable-writes/redis-ca
+  readOnly: true
+{{- end }}
 {{- end }}
 
 {{- define "dw.volumes" -}}
@@ -255,6 +277,15 @@ test: {role: canary, redis: false, required: [AUTH_JWT_SECRET], optional: []}
   emptyDir: {}
 - name: metrics
   emptyDir: {}
+{{- with .Values.redis.tls }}
+{{- if and .enabled .caSecret.name }}
+- name: redis-ca
+  secret:
+    secretName: {{ .caSecret.name }}
+    items:
+      - {key: {{ .caSecret.key }}, path: ca.crt}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{- define "dw.storageMount" -}}
