@@ -10,6 +10,7 @@ import pytest
 
 from tests.chart.chart import CHART, CI_VALUES, load_values, rendered
 from tests.chart.helm_order import Key, Walk
+from tests.support.procs import ROOT
 
 FILES = [p.name for p in CI_VALUES]
 # `helm test --logs` reads the test pod's log after the run, so it is kept until the next run.
@@ -73,3 +74,25 @@ def test_the_walk_sees_a_pre_install_hook_that_needs_an_ordinary_object() -> Non
     walk = Walk([d if d is not job else type(job)(job.template, broken) for d in docs])
     walk.install()
     assert any("needs ServiceAccount/dw-durable-writes" in p for p in walk.problems)
+
+
+def test_the_readme_install_section_names_every_prerequisite() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Install on Kubernetes") : readme.index("## Settings")]
+    # Every values key through which a pod may need an object the release does not create
+    # (prerequisites() above), and the cluster's own prerequisites.
+    for needed in (
+        "secrets.existingSecret",
+        "storage.existingClaim",
+        "storage.persistence.create",
+        "ReadWriteMany",
+        "helmTest.tokenSecret",
+        "redis.tls.caSecret",
+        "imagePullSecrets",
+        "serviceAccount.name",
+        "monitoring.scrape",
+        "KEDA",
+        "kube-prometheus-stack",
+        "### Check it after install",
+    ):
+        assert needed in section, needed
