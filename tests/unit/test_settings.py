@@ -4,7 +4,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from services.core.config import DEV_JWT_SECRET, DEV_SECRETS_KEY, Settings
+from services.core.config import DEV_JWT_SECRET, DEV_SECRETS_KEY, ROLE_SECRETS, Settings
 from services.core.taskdefs import Queue
 
 
@@ -81,7 +81,7 @@ def _settings(**values: Any) -> Settings:
 @pytest.fixture
 def unset_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting in the environment, as in a deployment that forgot them (the test run
-    sets ENVIRONMENT=test and its own database and broker)."""
+    sets ENVIRONMENT=development, its own secrets, database and broker)."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
 
@@ -262,3 +262,32 @@ def test_the_test_environment_fails_closed_like_production(
     development_default = {k: v for k, v in PRODUCTION.items() if k != name}
     with pytest.raises(ValidationError, match=name.upper()):
         _settings(**development_default, environment="test")
+
+
+SECRET_SETTINGS = {
+    "DATABASE_URL": "database_url",
+    "SECRETS_KEY": "secrets_key",
+    "AUTH_JWT_SECRET": "auth_jwt_secret",
+    "FLOWER_BASIC_AUTH": "flower_basic_auth",
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_SECRETS))
+def test_a_role_is_refused_exactly_the_secrets_it_reads(unset_environment: None, role: str) -> None:
+    # A pod gets only its role's keys of the Secret (the chart): Flower needs no DATABASE_URL.
+    for variable, field in SECRET_SETTINGS.items():
+        without = {k: v for k, v in PRODUCTION.items() if k != field}
+        if variable in ROLE_SECRETS[role]:
+            with pytest.raises(ValidationError, match=variable):
+                _settings(**without, process_role=role)
+        else:
+            assert _settings(**without, process_role=role).process_role == role
+    assert ROLE_SECRETS["flower"] == {"FLOWER_BASIC_AUTH"}
+    assert ROLE_SECRETS["any"] == set(SECRET_SETTINGS)
+
+
+def test_code_that_reads_a_secret_refuses_a_role_that_skipped_its_check() -> None:
+    flower = _settings(**PRODUCTION, process_role="flower")
+    with pytest.raises(ValueError, match="PROCESS_ROLE=flower does not read DATABASE_URL"):
+        flower.require("DATABASE_URL", "FLOWER_BASIC_AUTH")
+    _settings(**PRODUCTION, process_role="api").require("DATABASE_URL", "SECRETS_KEY")
