@@ -22,7 +22,7 @@ CELERY_EXPORTER_PYTHON ?= $(PYTHON)
 KUBE_VENV := .venv-kube
 KUBE_STAMP := $(KUBE_VENV)/.installed-37.0.2
 
-.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards kube-models
+.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards kube-models test-es-rest
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -67,6 +67,11 @@ lint: $(STAMP)
 test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP)
 	@tools/ensure-services.sh redis postgres prometheus alertmanager wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Elasticsearch's YAML REST tests: against the stand-in, and against the cluster at
+## ELASTICSEARCH_URL when set (an empty, disposable one); the summary comes last.
+test-es-rest: $(STAMP)
+	$(PY) -m pytest tests/es_rest $(PYTEST_ARGS)
 
 ## Chaos suite (whole stack, mixed load, faults); the summary line comes last:
 ## make chaos [DURATION=60] [SEED=n]
