@@ -59,6 +59,17 @@ def _queries(query: Any) -> Iterator[str]:
                     yield "date math"
 
 
+def _sort(raw: Any) -> Iterator[str]:
+    for clause in raw if isinstance(raw, list) else [] if raw is None else [raw]:
+        name, options = (clause, {}) if isinstance(clause, str) else next(iter(clause.items()))
+        options = options if isinstance(options, dict) else {"order": options}
+        extra = set(options) - {"order", "missing", "unmapped_type"}
+        if extra or (name.startswith("_") and name not in ("_doc", "_score")):
+            yield f"sort {sorted(extra) or [name]}"
+        if options.get("missing", "_last") not in ("_last", "_first"):
+            yield "sort missing value"
+
+
 def _flat_settings(settings: Any, prefix: str = "") -> Iterator[str]:
     if isinstance(settings, dict):
         for key, value in settings.items():
@@ -120,6 +131,7 @@ def _body(api: str, body: Any) -> Iterator[str]:
             yield f"{api} body [{key}]"
         if not isinstance(body.get("_source", True), bool):
             yield "_source filtering"
+        yield from _sort(body.get("sort"))
         yield from _queries(body.get("query"))
     elif api == "indices.create" and isinstance(body, dict):
         if body.get("aliases"):

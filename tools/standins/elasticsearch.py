@@ -50,8 +50,9 @@ rest refused with a 400 that names what is not supported:
   timeout, wait_for_active_shards
 - every API: filter_path, pretty
 - queries: bool, constant_score, exists, ids, match_all, match_none, range, term, terms
-- search body: _source (true/false), from, query, size, timeout, track_total_hits; count body:
-  query; delete_by_query body: conflicts, max_docs, query
+- search body: _source (true/false), from, query, size, sort (fields, _doc, _score; order,
+  missing, unmapped_type), timeout, track_total_hits; count body: query; delete_by_query body:
+  conflicts, max_docs, query
 - bulk actions: create, delete, index; metadata: _id, _index, if_primary_term, if_seq_no,
   op_type, routing, version, version_type
 - mappings: _meta, _routing, date_detection, dynamic, numeric_detection, properties
@@ -93,12 +94,12 @@ How it behaves as Elasticsearch does:
 
 NOT covered (refused with a 400 that says so, where a request could ask for it): aliases,
 data streams, templates, ingest pipelines, `update` (API and bulk action), scroll / PIT /
-`search_after`, sorting, aggregations, highlighting, `_source` filtering, full-text queries
-(`match` and friends) and text analysis (a `term` on a `text` field compares the whole
-value), date math, relevance scores (hits score 1.0, or 0.0 for filter-only queries; hits
-are ordered by `_id`), replicas (reported, never assigned), security, snapshots, tasks
-(`wait_for_completion=false`) and the other APIs. Document parse errors carry no
-`[line:col]` prefix.
+`search_after`, sorting by scripts or geo distance, aggregations, highlighting, `_source`
+filtering, full-text queries (`match` and friends) and text analysis (a `term` on a `text`
+field compares the whole value), date math, relevance scores (hits score 1.0, or 0.0 for
+filter-only queries; without `sort`, hits are ordered by `_id`), replicas (reported, never
+assigned), security, snapshots, tasks (`wait_for_completion=false`) and the other APIs.
+Document parse errors carry no `[line:col]` prefix.
 
 Control API on `--control-port` (see `tools.standins.faults`): faults `down`, `error`, `slow`,
 `timeout` and `bulk_reject` (odd-numbered bulk items fail with 429 and are not applied);

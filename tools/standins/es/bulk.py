@@ -24,6 +24,7 @@ from tools.standins.es.errors import (
 from tools.standins.es.http import write_body, write_cas
 from tools.standins.es.shard import Cas, WriteResult
 from tools.standins.es.store import Index, Store
+from tools.standins.es.values import token_name
 
 OPS = ("create", "delete", "index", "update")
 # Real metadata ES reads that the stand-in does not implement.
@@ -74,18 +75,6 @@ def id_too_long(doc_id: str | None) -> str | None:
     return None
 
 
-def _token(value: Any) -> str:
-    if isinstance(value, dict):
-        return "START_OBJECT"
-    if isinstance(value, list):
-        return "START_ARRAY"
-    if isinstance(value, bool):
-        return "VALUE_BOOLEAN"
-    if value is None:
-        return "VALUE_NULL"
-    return "VALUE_NUMBER" if isinstance(value, int | float) else "VALUE_STRING"
-
-
 def _malformed(line: int, detail: str) -> EsError:
     return bad_request(f"Malformed action/metadata line [{line}], {detail}")
 
@@ -96,7 +85,7 @@ def _action(line: int, text: str) -> tuple[str, dict[str, Any]]:
     except ValueError:
         raise _malformed(line, "expected START_OBJECT but found [VALUE_STRING]") from None
     if not isinstance(action, dict):
-        raise _malformed(line, f"expected START_OBJECT but found [{_token(action)}]")
+        raise _malformed(line, f"expected START_OBJECT but found [{token_name(action)}]")
     if not action:
         raise _malformed(line, "expected FIELD_NAME but found [END_OBJECT]")
     op, meta = next(iter(action.items()))
@@ -105,7 +94,9 @@ def _action(line: int, text: str) -> tuple[str, dict[str, Any]]:
             line, f"expected field [create], [delete], [index] or [update] but found [{op}]"
         )
     if not isinstance(meta, dict):
-        raise _malformed(line, f"expected START_OBJECT or END_OBJECT but found [{_token(meta)}]")
+        raise _malformed(
+            line, f"expected START_OBJECT or END_OBJECT but found [{token_name(meta)}]"
+        )
     if len(action) > 1:
         raise _malformed(line, "expected END_OBJECT but found [FIELD_NAME]")
     for key, value in meta.items():
@@ -115,7 +106,7 @@ def _action(line: int, text: str) -> tuple[str, dict[str, Any]]:
             )
         if isinstance(value, dict | list) and key != "_source":
             raise _malformed(
-                line, f"expected a simple value for field [{key}] but found [{_token(value)}]"
+                line, f"expected a simple value for field [{key}] but found [{token_name(value)}]"
             )
     return op, meta
 

@@ -175,7 +175,15 @@ QUERIES = (
 )
 # Body keys of search-like requests the stand-in implements; KNOWN_UNSUPPORTED_SEARCH_KEYS
 # are real ones it refuses (a test using them is outside the claim).
-SEARCH_BODY = ("_source (true/false)", "from", "query", "size", "timeout", "track_total_hits")
+SEARCH_BODY = (
+    "_source (true/false)",
+    "from",
+    "query",
+    "size",
+    "sort (fields, _doc, _score; order, missing, unmapped_type)",
+    "timeout",
+    "track_total_hits",
+)
 COUNT_BODY = ("query",)
 DELETE_BY_QUERY_BODY = ("conflicts", "max_docs", "query")
 KNOWN_UNSUPPORTED_SEARCH_KEYS = frozenset(
@@ -202,7 +210,6 @@ KNOWN_UNSUPPORTED_SEARCH_KEYS = frozenset(
         "search_after",
         "seq_no_primary_term",
         "slice",
-        "sort",
         "stats",
         "stored_fields",
         "suggest",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -18,7 +19,6 @@ from typing import Any
 from tools.standins.es.errors import EsError
 from tools.standins.es.mapping import (
     DEFAULT_DATE_FORMAT,
-    FLOAT_LIMITS,
     INTEGER_RANGES,
     NUMERIC,
     OBJECTS,
@@ -27,6 +27,7 @@ from tools.standins.es.mapping import (
     field_type,
     to_decimal,
 )
+from tools.standins.es.values import in_precision, token_name
 
 METADATA_FIELDS = frozenset(
     {"_id", "_index", "_routing", "_source", "_version", "_seq_no", "_primary_term"}
@@ -118,18 +119,6 @@ def _preview(value: Any) -> str:
 
 def _cause(type_: str, reason: str) -> dict[str, str]:
     return {"type": type_, "reason": reason}
-
-
-def _token(value: Any) -> str:
-    if isinstance(value, dict):
-        return "START_OBJECT"
-    if isinstance(value, list):
-        return "START_ARRAY"
-    if isinstance(value, bool):
-        return "VALUE_TRUE" if value else "VALUE_FALSE"
-    if isinstance(value, int | float):
-        return "VALUE_NUMBER"
-    return "VALUE_STRING"
 
 
 class _Parser:
@@ -257,14 +246,14 @@ class _Parser:
             problem = _cause(
                 "parsing_exception",
                 "Failed to parse object: expecting token of type [START_ARRAY] but found "
-                f"[{_token(value)}]",
+                f"[{token_name(value)}]",
             )
         elif any(isinstance(v, bool) or not isinstance(v, int | float) for v in value):
             bad = next(v for v in value if isinstance(v, bool) or not isinstance(v, int | float))
             problem = _cause(
                 "parsing_exception",
                 "Failed to parse object: expecting token of type [VALUE_NUMBER] but found "
-                f"[{_token(bad)}]",
+                f"[{token_name(bad)}]",
             )
         elif "dims" in spec and len(value) != spec["dims"]:
             problem = _cause(
@@ -313,7 +302,9 @@ def _scalar_problem(ftype: str, spec: dict[str, Any], value: Any) -> dict[str, s
 
 def _number_problem(ftype: str, value: Any) -> dict[str, str] | None:
     if isinstance(value, bool):
-        return _cause("illegal_argument_exception", f"Current token ({_token(value)}) not numeric")
+        return _cause(
+            "illegal_argument_exception", f"Current token ({token_name(value)}) not numeric"
+        )
     number = to_decimal(value)
     if number is None:
         return _cause("number_format_exception", f'For input string: "{value}"')
@@ -323,9 +314,14 @@ def _number_problem(ftype: str, value: Any) -> dict[str, str] | None:
             article = "an" if ftype[0] in "aeiou" else "a"
             reason = f"Value [{value}] is out of range for {article} {ftype}"
             return _cause("illegal_argument_exception", reason)
-    elif abs(number) > Decimal(FLOAT_LIMITS[ftype]):
+    elif _overflows(ftype, number):
         return _cause(
             "illegal_argument_exception",
             f"[{ftype}] supports only finite values, but got [Infinity]",
         )
     return None
+
+
+def _overflows(ftype: str, number: Decimal) -> bool:
+    """Whether the value rounds to infinity in the field's precision, as Java's parsing does."""
+    return math.isinf(in_precision(number, ftype))

@@ -13,17 +13,15 @@ queried, `_version` only with `exists`, and `_source` not at all.
 from __future__ import annotations
 
 import fnmatch
-import json
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from tools.standins.es.errors import EsError, unsupported
-from tools.standins.es.mapping import INTEGER_RANGES, NUMERIC, field_type, lookup_field, to_decimal
+from tools.standins.es.mapping import field_type, lookup_field
 from tools.standins.es.shard import Doc
+from tools.standins.es.values import comparable, values_at
 
 Predicate = Callable[[str, Doc], bool]
 # Queries real ES has that the stand-in does not: refused, never silently ignored.
@@ -68,58 +66,6 @@ _RANGE_OPS: dict[str, Callable[[Any, Any], bool]] = {
 
 def _parsing(reason: str) -> EsError:
     return EsError(400, "parsing_exception", reason)
-
-
-def values_at(source: Any, parts: list[str]) -> list[Any]:
-    """Every value at a dotted path in `_source`, through arrays and dotted keys."""
-    if not parts:
-        if isinstance(source, list):
-            return [v for item in source for v in values_at(item, [])]
-        return [] if source is None else [source]
-    if isinstance(source, list):
-        return [v for item in source for v in values_at(item, parts)]
-    if not isinstance(source, dict):
-        return []
-    found: list[Any] = []
-    for split in range(1, len(parts) + 1):
-        key = ".".join(parts[:split])
-        if key in source:
-            found.extend(values_at(source[key], parts[split:]))
-    return found
-
-
-def _date_millis(value: Any) -> Decimal | None:
-    number = to_decimal(value)
-    if number is not None or not isinstance(value, str):
-        return number
-    text = value.strip()
-    if len(text) == 4 and text.isdigit():
-        text += "-01-01"
-    elif len(text) == 7:
-        text += "-01"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return Decimal(str(moment.timestamp())) * 1000
-
-
-def _comparable(value: Any, ftype: str) -> Any:
-    """A value in the form its field type compares by; None if it cannot be one."""
-    if isinstance(value, dict | list):
-        return None
-    if ftype in NUMERIC:
-        number = to_decimal(value)
-        if number is not None and ftype in INTEGER_RANGES:
-            return Decimal(int(number))
-        return number
-    if ftype == "boolean":
-        return {True: True, "true": True, False: False, "false": False, "": False}.get(value)
-    if ftype in ("date", "date_nanos"):
-        return _date_millis(value)
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 def _single_field(kind: str, body: object) -> tuple[str, Any]:
@@ -263,13 +209,13 @@ class _Compiler:
         read, ftype = self.field(path)
         if ftype is None:
             return lambda _id, _doc: False
-        keys = {_comparable(v, ftype) for v in wanted} - {None}
+        keys = {comparable(v, ftype) for v in wanted} - {None}
         if insensitive:
             keys = {k.lower() if isinstance(k, str) else k for k in keys}
 
         def matches(doc_id: str, doc: Doc) -> bool:
             for value in read(doc_id, doc):
-                key = _comparable(value, ftype)
+                key = comparable(value, ftype)
                 if insensitive and isinstance(key, str):
                     key = key.lower()
                 if key is not None and key in keys:
@@ -301,7 +247,7 @@ class _Compiler:
                 continue
             if isinstance(raw, str) and raw.startswith("now"):
                 raise unsupported("date math in range queries")
-            bound = _comparable(raw, ftype)
+            bound = comparable(raw, ftype)
             if bound is None:
                 raise _shard_error(
                     self.target,
@@ -312,7 +258,7 @@ class _Compiler:
 
         def matches(doc_id: str, doc: Doc) -> bool:
             for value in read(doc_id, doc):
-                key = _comparable(value, ftype)
+                key = comparable(value, ftype)
                 if key is not None and all(compare(key, bound) for compare, bound in checks):
                     return True
             return False

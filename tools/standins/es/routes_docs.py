@@ -29,10 +29,10 @@ from tools.standins.es.http import (
     write_cas,
 )
 from tools.standins.es.mapping import lookup_field
-from tools.standins.es.query import values_at
 from tools.standins.es.searching import bool_param
 from tools.standins.es.shard import PRIMARY_TERM, Doc
 from tools.standins.es.store import Index
+from tools.standins.es.values import values_at
 
 
 async def _index(request: web.Request, doc_id: str | None, *, create_only: bool) -> web.Response:

@@ -23,23 +23,20 @@ from tools.standins.es.searching import (
     shard_summary,
     target_indices,
 )
+from tools.standins.es.sorting import parse_sort, sort_hits
 from tools.standins.es.store import Index
+from tools.standins.es.values import token_name
 
-_SEARCH_KEYS = frozenset({"query", "size", "from", "track_total_hits", "timeout", "_source"})
+_SEARCH_KEYS = frozenset(
+    {"query", "size", "from", "track_total_hits", "timeout", "_source", "sort"}
+)
 _DEFAULT_TRACK_TOTAL_HITS = 10_000
 
 
 def _unknown_key(key: str, value: Any) -> EsError:
     if key in KNOWN_UNSUPPORTED_SEARCH_KEYS:
         return unsupported(f"search option [{key}]")
-    token = (
-        "START_OBJECT"
-        if isinstance(value, dict)
-        else "START_ARRAY"
-        if isinstance(value, list)
-        else "VALUE_STRING"
-    )
-    return bad_request(f"Unknown key for a {token} in [{key}].", "parsing_exception")
+    return bad_request(f"Unknown key for a {token_name(value)} in [{key}].", "parsing_exception")
 
 
 def _window(
@@ -127,14 +124,20 @@ async def search(request: web.Request) -> web.Response:
     shards, found = find(indices, query, query_params.get("routing"))
     # ES checks the window once the query is parsed, on each shard.
     start, size = _window(body, query_params, indices)
-    score = 0.0 if is_filter_only(query) else 1.0
+    score: float | None = 0.0 if is_filter_only(query) else 1.0
+    keys = parse_sort(body["sort"]) if "sort" in body else []
+    ordered = sort_hits(found, keys) if keys else [(hit, []) for hit in found]
+    if keys and not any(k.field == "_score" for k in keys):
+        score = None  # ES does not score hits sorted by fields
     hits = []
-    for hit in found[start : start + size]:
+    for hit, sort_values in ordered[start : start + size]:
         entry: dict[str, Any] = {"_index": hit.index.name, "_id": hit.doc_id, "_score": score}
         if hit.doc.routing is not None:
             entry["_routing"] = hit.doc.routing
         if with_source:
             entry["_source"] = hit.doc.source
+        if keys:
+            entry["sort"] = sort_values
         hits.append(entry)
     total = _total(len(found), track, as_int)
     hits_body: dict[str, Any] = {} if total is None else {"total": total}
