@@ -50,9 +50,10 @@ def _text(value: Any) -> str:
 def _endpoint(api: Api, args: dict[str, Any], has_body: bool) -> tuple[str, str, set[str]]:
     """The method and path for these arguments: the endpoint using the most path parts."""
     best: tuple[int, tuple[str, ...], str, set[str]] | None = None
+    given = {k for k, v in args.items() if v not in ([], "")}  # an empty list means all
     for methods, template in api.endpoints:
         parts = set(_PART.findall(template))
-        if not parts <= set(args):
+        if not parts <= given:
             continue
         if best is None or len(parts) > best[0]:
             best = (len(parts), methods, template, parts)
@@ -92,7 +93,8 @@ def call(
     if body is None and api.body == "required":
         raise ParamError(f"{name} needs a body")
     method, path, parts = _endpoint(api, args, body is not None)
-    params = {k: _text(v) for k, v in args.items() if k not in parts}
+    every_part = {p for _, path in api.endpoints for p in _PART.findall(path)}
+    params = {k: _text(v) for k, v in args.items() if k not in parts | every_part}
     content, content_type = _body(api, body)
     sent = {"Content-Type": content_type, **(headers or {})} if content is not None else headers
     answer = http.request(method, path, params=params, content=content, headers=sent)

@@ -2,8 +2,9 @@
 
 The cluster's version comes from `GET /`, its features from `GET
 /_cluster/state?filter_path=nodes_features` (what Elasticsearch's own runner reads) plus the
-synthetic `gte_vX` features the suite defines for every release up to 8.14.0, and its
-capabilities from `GET /_capabilities` (a cluster that does not answer it has none).
+synthetic `gte_vX` features the suite derives from versions (present when the cluster's
+version is X or later), and its capabilities from `GET /_capabilities` (a cluster that does
+not answer it has none).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ RUNNER_FEATURES = frozenset(
         "warnings_regex",
     }
 )
-_LAST_SYNTHETIC = (8, 14, 0)
 
 Version = tuple[int, ...]
 
@@ -57,8 +57,7 @@ class Cluster:
     def has(self, feature: str) -> bool:
         """Whether the cluster has a named or synthetic (`gte_vX`) feature."""
         if feature.startswith("gte_v"):
-            wanted = parse_version(feature[5:])
-            return wanted <= _LAST_SYNTHETIC and self.version >= wanted
+            return self.version >= parse_version(feature[5:])
         return feature in self.features
 
     def capable(self, check: dict[str, Any]) -> bool:

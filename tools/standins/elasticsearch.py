@@ -15,7 +15,7 @@ rest refused with a 400 that names what is not supported:
 - `ping` (HEAD /): none
 - `cluster.health` (GET /_cluster/health, GET /_cluster/health/{index}): level, timeout,
   wait_for_active_shards, wait_for_no_initializing_shards, wait_for_no_relocating_shards,
-  wait_for_status
+  wait_for_nodes, wait_for_status
 - `cat.indices` (GET /_cat/indices, GET /_cat/indices/{index}): format, h, health, s, v
 - `indices.create` (PUT /{index}): master_timeout, timeout, wait_for_active_shards
 - `indices.get` (GET /{index}): allow_no_indices, ignore_unavailable

@@ -66,6 +66,7 @@ APIS: tuple[Api, ...] = (
                 "wait_for_active_shards",
                 "wait_for_no_relocating_shards",
                 "wait_for_no_initializing_shards",
+                "wait_for_nodes",
             }
         ),
     ),

@@ -1,12 +1,14 @@
 """Cluster APIs: info, health, `_cat/indices`, and the cluster features a YAML runner reads.
 
 One node holds every primary; a replica can never be assigned, so an index with replicas is
-yellow. Health waits (`wait_for_status`, `wait_for_active_shards`) that this state cannot meet
-answer 408 with `timed_out` at once rather than after `timeout`: nothing changes by itself.
+yellow. Health waits (`wait_for_status`, `wait_for_active_shards`, `wait_for_nodes`) that this state
+cannot meet answer `timed_out` at once (200, as ES 8 does) rather than after `timeout`:
+nothing changes here by itself.
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 from datetime import UTC, datetime
 from typing import Any
@@ -106,6 +108,9 @@ def _unmet(request: web.Request, status: str, indices: list[Index]) -> bool:
     wanted = request.query.get("wait_for_status")
     if wanted is not None and _HEALTH_ORDER[status] > _HEALTH_ORDER[wanted]:
         return True
+    nodes = request.query.get("wait_for_nodes")
+    if nodes is not None and not _nodes_met(nodes):
+        return True
     active = request.query.get("wait_for_active_shards")
     if active is None or active == "0":
         return False
@@ -113,6 +118,26 @@ def _unmet(request: web.Request, status: str, indices: list[Index]) -> bool:
     if active == "all":
         return any(i.replicas for i in indices)
     return primaries < int(active)
+
+
+def _nodes_met(wanted: str) -> bool:
+    """Whether one node meets `wait_for_nodes` (`N`, `>=N`, `<N`, `ge(N)`, `lt(N)`, ...)."""
+    match = re.fullmatch(r"(>=|<=|>|<|ge\(|le\(|gt\(|lt\()?(\d+)\)?", wanted.strip())
+    if match is None:
+        raise bad_request(f"cannot parse [wait_for_nodes] value [{wanted}]")
+    op, count = (match.group(1) or "").rstrip("("), int(match.group(2))
+    checks = {
+        "": count == 1,
+        ">=": count <= 1,
+        "ge": count <= 1,
+        "<=": count >= 1,
+        "le": count >= 1,
+        ">": count < 1,
+        "gt": count < 1,
+        "<": count > 1,
+        "lt": count > 1,
+    }
+    return checks[op]
 
 
 async def cluster_health(request: web.Request) -> web.Response:
@@ -153,7 +178,8 @@ async def cluster_health(request: web.Request) -> web.Response:
     }
     if level != "cluster":
         body["indices"] = {i.name: _index_detail(i, level == "shards") for i in indices}
-    return respond(request, body, 408 if timed_out else 200)
+    # ES 8 answers a health wait that timed out with 200 and `timed_out` (7.x: 408).
+    return respond(request, body)
 
 
 def _size(size: int) -> str:
