@@ -27,7 +27,7 @@ from tools.standins.es.mapping import (
     field_type,
     to_decimal,
 )
-from tools.standins.es.values import in_precision, token_name
+from tools.standins.es.values import date_millis, in_precision, token_name
 
 METADATA_FIELDS = frozenset(
     {"_id", "_index", "_routing", "_source", "_version", "_seq_no", "_primary_term"}
@@ -293,10 +293,27 @@ def _scalar_problem(ftype: str, spec: dict[str, Any], value: Any) -> dict[str, s
     if spec.get("format", DEFAULT_DATE_FORMAT) != DEFAULT_DATE_FORMAT:
         return None
     if to_decimal(value) is not None or (isinstance(value, str) and parses_as_date(value)):
-        return None
+        return _nanos_problem(value) if ftype == "date_nanos" else None
     return _cause(
         "illegal_argument_exception",
         f"failed to parse date field [{_preview(value)}] with format [{DEFAULT_DATE_FORMAT}]",
+    )
+
+
+def _nanos_problem(value: Any) -> dict[str, str] | None:
+    """A `date_nanos` holds 1970 to 2262 only (nanoseconds since the epoch in a long)."""
+    millis = date_millis(value)
+    if millis is None:
+        return None
+    if millis < 0:
+        reason = "is before the epoch in 1970"
+    elif millis * 1_000_000 > 2**63 - 1:
+        reason = "is after 2262-04-11T23:47:16.854775807"
+    else:
+        return None
+    return _cause(
+        "illegal_argument_exception",
+        f"date[{value}] {reason} and cannot be stored in nanosecond resolution",
     )
 
 
