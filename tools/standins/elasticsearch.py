@@ -91,6 +91,10 @@ How it behaves as Elasticsearch does:
   mappings; a path that is both a value and an object is refused as ES refuses it.
 - `_bulk`: a malformed request is one 400, as ES's parser answers it; an item that fails
   (an empty `_id`, a mapping error, a version conflict) fails alone.
+- One node holds one copy of each shard: a write asking `wait_for_active_shards` for more
+  fails at once with 503 (ES fails after `timeout`), an index created so answers
+  `shards_acknowledged: false`. `timeout` and `master_timeout` change nothing, since nothing
+  here waits for another node.
 
 NOT covered (refused with a 400 that says so, where a request could ask for it): aliases,
 data streams, templates, ingest pipelines, `update` (API and bulk action), scroll / PIT /

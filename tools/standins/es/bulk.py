@@ -21,7 +21,7 @@ from tools.standins.es.errors import (
     unsupported,
     validation_failed,
 )
-from tools.standins.es.http import write_body, write_cas
+from tools.standins.es.http import check_active_copies, write_body, write_cas
 from tools.standins.es.shard import Cas, WriteResult
 from tools.standins.es.store import Index, Store
 from tools.standins.es.values import token_name
@@ -165,7 +165,9 @@ def parse_bulk(
     return actions
 
 
-def _write(store: Store, action: BulkAction) -> tuple[WriteResult, Index]:
+def _write(
+    store: Store, action: BulkAction, active_shards: str | None
+) -> tuple[WriteResult, Index]:
     if action.op == "delete":
         assert action.doc_id is not None
         # ES only creates a missing index for a delete when the version is external, so
@@ -175,6 +177,7 @@ def _write(store: Store, action: BulkAction) -> tuple[WriteResult, Index]:
             if action.cas.version_type == "internal":
                 raise index_not_found(action.index)
             index = store.for_write(action.index)
+        check_active_copies(active_shards, index)
         return index.delete_doc(action.doc_id, action.cas, routing=action.routing), index
     if action.doc_id == "":
         raise bad_request("if _id is specified it must not be empty")
@@ -187,6 +190,7 @@ def _write(store: Store, action: BulkAction) -> tuple[WriteResult, Index]:
             f"failed to parse: {action.source_error or 'source is not an object'}",
         )
     index = store.for_write(action.index)
+    check_active_copies(active_shards, index)
     action.doc_id = action.doc_id or new_id()
     result = index.index_doc(
         action.doc_id,
@@ -204,7 +208,7 @@ def _failure(action: BulkAction, status: int, error: dict[str, Any]) -> dict[str
 
 
 def run_bulk(
-    store: Store, actions: list[BulkAction], *, reject_odd: bool
+    store: Store, actions: list[BulkAction], *, reject_odd: bool, active_shards: str | None = None
 ) -> tuple[dict[str, Any], list[WriteResult]]:
     """Apply the actions in order; ES's `errors` flag and `items`, and the applied writes."""
     items: list[dict[str, Any]] = []
@@ -216,7 +220,7 @@ def run_bulk(
             items.append(_failure(action, 429, error))
             continue
         try:
-            result, index = _write(store, action)
+            result, index = _write(store, action, active_shards)
         except EsError as exc:
             items.append(_failure(action, exc.status, exc.cause()))
             continue

@@ -155,6 +155,40 @@ async def apply_refresh(policy: str, store: Store, results: Iterable[WriteResult
     return forced
 
 
+def check_active_copies(raw: str | None, index: Index, shard: int = 0) -> None:
+    """`wait_for_active_shards` on one node: more than one active copy is never reached.
+
+    ES would wait `timeout` (1 minute) and then fail with 503; nothing changes here, so the
+    stand-in fails at once.
+    """
+    needed = copies_needed(raw, index)
+    if needed > 1:
+        raise EsError(
+            503,
+            "unavailable_shards_exception",
+            f"[{index.name}][{shard}] Not enough active copies to meet shard count of [{raw}] "
+            f"(have 1, needed {needed}).",
+        )
+
+
+def copies_needed(raw: str | None, index: Index) -> int:
+    """How many active copies of each shard `wait_for_active_shards` asks for."""
+    if raw is None or raw == "index-setting":
+        return 1
+    if raw == "all":
+        return index.replicas + 1
+    try:
+        needed = int(raw)
+    except ValueError:
+        raise bad_request(f"Invalid wait_for_active_shards value [{raw}]") from None
+    if needed < 0 or needed > index.replicas + 1:
+        raise bad_request(
+            f"wait_for_active_shards [{raw}] must be less than or equal to the number of copies "
+            f"of each shard [{index.replicas + 1}]"
+        )
+    return needed
+
+
 def check_version_type(value: Any) -> str:
     """A known `version_type` (`internal` when absent)."""
     version_type = "internal" if value is None else str(value)

@@ -18,6 +18,7 @@ from tools.standins.es.http import (
     JSON_TYPES,
     NDJSON_TYPES,
     apply_refresh,
+    check_active_copies,
     check_content_type,
     check_version_type,
     int_param,
@@ -49,6 +50,7 @@ async def _index(request: web.Request, doc_id: str | None, *, create_only: bool)
         raise validation_failed(too_long)
     source = await read_json(request, required=True)
     index = state.store.for_write(request.match_info["index"])
+    check_active_copies(query.get("wait_for_active_shards"), index)
     result = state.store.record(
         index.index_doc(
             doc_id or new_id(),
@@ -161,6 +163,7 @@ async def delete_doc(request: web.Request) -> web.Response:
         if cas.version_type == "internal":
             raise index_not_found(name)
         index = state.store.for_write(name)
+    check_active_copies(query.get("wait_for_active_shards"), index)
     result = state.store.record(
         index.delete_doc(request.match_info["id"], cas, routing=query.get("routing"))
     )
@@ -179,7 +182,10 @@ async def bulk(request: web.Request) -> web.Response:
     )
     fault = state.faults.current()
     outcome, applied = run_bulk(
-        state.store, actions, reject_odd=fault is not None and fault.mode == "bulk_reject"
+        state.store,
+        actions,
+        reject_odd=fault is not None and fault.mode == "bulk_reject",
+        active_shards=request.query.get("wait_for_active_shards"),
     )
     forced = await apply_refresh(policy, state.store, applied)
     if forced and policy == "immediate":

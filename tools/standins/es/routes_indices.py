@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from tools.standins.es.errors import EsError, bad_request
-from tools.standins.es.http import read_json, respond, runtime
+from tools.standins.es.http import copies_needed, read_json, respond, runtime
 from tools.standins.es.mapping import merge_mappings
 from tools.standins.es.searching import bool_param, target_indices
 from tools.standins.es.store import Index
@@ -16,8 +16,10 @@ from tools.standins.es.store import Index
 async def create_index(request: web.Request) -> web.Response:
     """PUT /{index} with optional `mappings` and `settings`."""
     name = request.match_info["index"]
-    runtime(request).store.create_index(name, await read_json(request))
-    return respond(request, {"acknowledged": True, "shards_acknowledged": True, "index": name})
+    index = runtime(request).store.create_index(name, await read_json(request))
+    # One node: more than one active copy of a shard never comes, so not acknowledged.
+    started = copies_needed(request.query.get("wait_for_active_shards"), index) <= 1
+    return respond(request, {"acknowledged": True, "shards_acknowledged": started, "index": name})
 
 
 async def index_exists(request: web.Request) -> web.Response:

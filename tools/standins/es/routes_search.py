@@ -14,7 +14,7 @@ from aiohttp import web
 from tools.standins.es import dbq
 from tools.standins.es.claim import KNOWN_UNSUPPORTED_SEARCH_KEYS
 from tools.standins.es.errors import EsError, bad_request, unsupported, validation_failed
-from tools.standins.es.http import int_param, read_json, respond, runtime
+from tools.standins.es.http import check_active_copies, int_param, read_json, respond, runtime
 from tools.standins.es.query import is_filter_only
 from tools.standins.es.searching import (
     bool_param,
@@ -194,6 +194,8 @@ async def delete_by_query(request: web.Request) -> web.Response:
             f"requested: [{', '.join(remote)}]"
         )
     options = dbq.parse_options(request.query, body)
+    for index in _indices(request):
+        check_active_copies(request.query.get("wait_for_active_shards"), index)
     refresh = bool_param(request.query, "refresh")
     store = runtime(request).store
     indices = target_indices(store, request.match_info["index"], request.query)
