@@ -18,12 +18,15 @@ import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
+from services.api.validation import is_data_error
 from services.core.config import Settings, get_settings
 from services.core.db import get_engine
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import failed_task
+from tests.support.procs import free_port
 from tests.support.server import parked, running_api, token
 
 pytestmark = pytest.mark.slow
@@ -273,3 +276,17 @@ def test_any_value_that_was_stored_renders_in_the_status_answer(
 
     stored_then_read()
     assert failures == []
+
+
+def test_the_database_refusing_a_value_is_the_callers_422_and_an_outage_stays_503(
+    pg_repo: TaskLogRepository,
+) -> None:
+    # The safety net behind the edge's checks: PostgreSQL's own refusal of a value (NUL in
+    # text) is a data error, a 422; a database that cannot be reached is not.
+    with pytest.raises(DBAPIError) as refused, pg_repo.sessions() as session:
+        session.execute(text("SELECT CAST(:v AS text)"), {"v": "a\x00b"})
+    assert is_data_error(refused.value)
+    unreachable = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/x")
+    with pytest.raises(OperationalError) as down, unreachable.connect():
+        pass
+    assert not is_data_error(down.value)
