@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
@@ -44,6 +44,19 @@ class Enqueued:
     published: bool
     # True when an Idempotency-Key repeat returned an earlier task instead of a new one.
     replayed: bool = False
+
+
+class AcceptOptions(TypedDict, total=False):
+    """Who and what an accepted write is for, beside its task and payload."""
+
+    user_id: str | None
+    customer_id: str | None
+    # Sealed in the row, never in the message (an embeddings `api_key`, say).
+    secrets: Mapping[str, str] | None
+    # A repeat of the key with the same `request_hash` returns the first task.
+    idempotency_key: str | None
+    request_hash: str | None
+    task_id: str | None
 
 
 class IdempotencyConflict(ValueError):
@@ -99,13 +112,8 @@ class Enqueuer:
         task_name: str,
         payload: Mapping[str, Any],
         *,
-        user_id: str | None = None,
-        customer_id: str | None = None,
-        secrets: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        task_id: str | None = None,
         retry_of: RetryOf | None = None,
+        **options: Unpack[AcceptOptions],
     ) -> Enqueued:
         """Record the task as pending, then publish it.
 
@@ -114,17 +122,7 @@ class Enqueuer:
         A repeat of an `idempotency_key` with the same `request_hash` returns the earlier task;
         with another hash it raises IdempotencyConflict.
         """
-        create = self._accepted(
-            task_name,
-            payload,
-            user_id=user_id,
-            customer_id=customer_id,
-            secrets=secrets,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            task_id=task_id,
-            retry_of=retry_of,
-        )
+        create = self._accepted(task_name, payload, retry_of, options)
         spec, body, now = spec_for(task_name), create["payload"], create["now"]
         task_id = create["task_id"]
         # Noted as published in the same commit; taken back if the publish fails.
@@ -132,9 +130,12 @@ class Enqueuer:
         try:
             self._repo.create(**create)
         except IntegrityError:
-            if idempotency_key is None:
+            key = options.get("idempotency_key")
+            if key is None:
                 raise
-            earlier = self._earlier(customer_id, idempotency_key, request_hash, now)
+            earlier = self._earlier(
+                options.get("customer_id"), key, options.get("request_hash"), now
+            )
             if earlier is not None:
                 return earlier
             self._repo.create(**create)
@@ -166,14 +167,8 @@ class Enqueuer:
         self,
         task_name: str,
         payload: Mapping[str, Any],
-        *,
-        user_id: str | None,
-        customer_id: str | None,
-        secrets: Mapping[str, str] | None,
-        idempotency_key: str | None,
-        request_hash: str | None,
-        task_id: str | None,
         retry_of: RetryOf | None,
+        options: AcceptOptions,
     ) -> dict[str, Any]:
         """What recording an accepted task takes (`TaskLogRepository.create`'s arguments),
         checked: a payload with a secret-looking field or that JSON cannot carry is refused."""
@@ -186,16 +181,16 @@ class Enqueuer:
         now = self._clock()
         ordering = spec.ordering
         return dict(
-            task_id=task_id or str(uuid.uuid4()),
+            task_id=options.get("task_id") or str(uuid.uuid4()),
             task_name=spec.name,
             queue=spec.queue,
             payload=body,
             deadline_at=deadline_from(now, self._settings.retry_budget_s(spec.queue)),
-            user_id=user_id,
-            customer_id=customer_id,
-            idempotency_key=idempotency_key,
-            sealed_secrets=self._sealer.seal(secrets or {}),
-            request_hash=request_hash,
+            user_id=options.get("user_id"),
+            customer_id=options.get("customer_id"),
+            idempotency_key=options.get("idempotency_key"),
+            sealed_secrets=self._sealer.seal(options.get("secrets") or {}),
+            request_hash=options.get("request_hash"),
             retry_of=retry_of.task_id if retry_of else None,
             seq=retry_of.seq if retry_of else None,
             origin_task_id=retry_of.origin_task_id if retry_of else None,
@@ -211,13 +206,7 @@ class Enqueuer:
         session: Session,
         task_name: str,
         payload: Mapping[str, Any],
-        *,
-        user_id: str | None = None,
-        customer_id: str | None = None,
-        secrets: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        task_id: str | None = None,
+        **options: Unpack[AcceptOptions],
     ) -> Enqueued:
         """Record the task inside `session`'s transaction; publish nothing (the outbox).
 
@@ -227,31 +216,25 @@ class Enqueuer:
         insert that may meet a used key runs in a SAVEPOINT, so a repeat leaves the caller's
         transaction usable and the hook's state of the refused row undone.
         """
-        create = self._accepted(
-            task_name,
-            payload,
-            user_id=user_id,
-            customer_id=customer_id,
-            secrets=secrets,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            task_id=task_id,
-            retry_of=None,
-        )
+        create = self._accepted(task_name, payload, None, options)
         body, hook, now = create.pop("payload"), create.pop("before_insert"), create["now"]
         values = accepted_values(
             **create, seq_pending=session.get_bind().dialect.name == "postgresql"
         )
-        if idempotency_key is None:
+        key = options.get("idempotency_key")
+        if key is None:
             row = insert_accepted(session, values, body, hook)
         else:
             try:
                 with session.begin_nested():
                     row = insert_accepted(session, values, body, hook)
             except IntegrityError:
-                holder = idempotency_holder(session, customer_id, idempotency_key)
+                holder = idempotency_holder(session, options.get("customer_id"), key)
                 earlier = self._replay(
-                    holder, request_hash, now, lambda t: forget_idempotency_key(session, t)
+                    holder,
+                    options.get("request_hash"),
+                    now,
+                    lambda t: forget_idempotency_key(session, t),
                 )
                 if earlier is not None:
                     return earlier

@@ -195,47 +195,42 @@ def test_commits_of_one_customer_take_their_numbers_in_commit_order(
         name: threading.Thread(target=caller.commit)
         for name, caller in (("first", first), ("second", second))
     }
-    threads["first"].start()
-    # The first has numbered its write (it holds its customer's lock) and waits at the
-    # caller's gate, inside its commit.
-    wait_until(lambda: _waits_on(db, pids["first"], gate), 10, what="the first commit to stall")
-    assert _holds(db, pids["first"], SEQ_LOCK_SPACE)
-    threads["second"].start()
-    wait_until(
-        lambda: not threads["second"].is_alive() or _waits_on(db, pids["second"], SEQ_LOCK_SPACE),
-        10,
-        what="the second commit to end or wait",
-    )
-    second_committed_first = not threads["second"].is_alive()
-    holder.execute(text(f"SELECT pg_advisory_unlock({gate}, 1)"))
-    holder.close()
-    for thread in threads.values():
-        thread.join(10)
+    try:
+        threads["first"].start()
+        # The first has numbered its write (its trigger event was queued before the gate's)
+        # and waits at the caller's gate, inside its commit.
+        wait_until(lambda: _waits_on(db, pids["first"], gate), 10, what="the first to stall")
+        threads["second"].start()
+        wait_until(
+            lambda: not threads["second"].is_alive() or _waits_on(db, pids["second"], SEQ_LOCK),
+            10,
+            what="the second commit to end or wait",
+        )
+        second_committed_first = not threads["second"].is_alive()
+    finally:
+        holder.execute(text(f"SELECT pg_advisory_unlock({gate}, 1)"))
+        holder.close()
+        for thread in threads.values():
+            thread.join(10)
     rows = [repo.get_by_task_id(one), repo.get_by_task_id(two)]
     last = one if second_committed_first else two
     assert max(rows, key=lambda r: r.seq if r else -1).task_id == last  # type: ignore[union-attr]
     assert not second_committed_first  # it waited for the first commit to be over
 
 
-SEQ_LOCK_SPACE = 2002260001
+# The first key of the locks the commit-time numbering takes (migration 0010).
+SEQ_LOCK = 2002260001
 
 
 def _waits_on(db: Callers, pid: int, lock_space: int) -> bool:
-    return _advisory(db, pid, lock_space, granted=False)
-
-
-def _holds(db: Callers, pid: int, lock_space: int) -> bool:
-    return _advisory(db, pid, lock_space, granted=True)
-
-
-def _advisory(db: Callers, pid: int, lock_space: int, *, granted: bool) -> bool:
+    """Whether backend `pid` waits for an advisory lock whose first key is `lock_space`."""
     with db.sync.connect() as connection:
         found = connection.execute(
             text(
-                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND granted = :granted "
+                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted "
                 "AND locktype = 'advisory' AND classid = :space"
             ),
-            {"pid": pid, "space": lock_space, "granted": granted},
+            {"pid": pid, "space": lock_space},
         ).scalar()
     return bool(found)
 

@@ -13,7 +13,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Unpack
 
 from services.core import taskdefs as t
 from services.core.chatbot.faq_import import format_of
@@ -22,8 +22,7 @@ from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
 from services.core.ids import CUSTOMER_ID_PATTERN, FAQ_ID_PATTERN
-from services.core.outbox.binding import CallerTransaction
-from services.core.outbox.queuing import Queuing
+from services.core.outbox.queuing import QueueOptions, Queuing
 from services.core.storage import StoredFile, make_storage
 from services.core.storage.records import StoredFiles
 
@@ -69,20 +68,16 @@ class ChatbotWrites:
         self,
         task: t.TaskSpec,
         payload: dict[str, Any],
-        user_id: str | None,
-        idempotency_key: str | None,
-        session: CallerTransaction | None,
         *,
         task_id: str | None = None,
+        **options: Unpack[QueueOptions],
     ) -> dict[str, Any]:
         """Queue one write whose payload was checked (fields that are None left out)."""
         accepted = await self._queuing.queue(
             task.name,
             {k: v for k, v in payload.items() if v is not None},
-            user_id=user_id,
-            idempotency_key=idempotency_key,
-            session=session,
             task_id=task_id,
+            **options,
         )
         return {"status": "queued", "task_id": accepted.task_id}
 

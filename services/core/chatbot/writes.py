@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from services.core import taskdefs as t
 from services.core.chatbot.intake import (
@@ -31,7 +31,7 @@ from services.core.chatbot.intake import (
     check_text,
 )
 from services.core.config import get_settings
-from services.core.outbox.binding import CallerTransaction
+from services.core.outbox.queuing import QueueOptions
 
 __all__ = ["ChatbotWrites", "Upload", "chatbot_writes"]
 
@@ -53,9 +53,7 @@ async def doc_upload_text(
     *,
     title: str | None = None,
     source: str | None = None,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue a text document."""
     writes = chatbot_writes()
@@ -65,7 +63,7 @@ async def doc_upload_text(
         "title": check_text("title", title, 500, required=False),
         "source": check_text("source", source, 500, required=False),
     }
-    return await writes.queue(t.DOC_UPLOAD_TEXT, payload, user_id, idempotency_key, session)
+    return await writes.queue(t.DOC_UPLOAD_TEXT, payload, **options)
 
 
 async def doc_upload_url(
@@ -73,9 +71,7 @@ async def doc_upload_url(
     url: str,
     *,
     source: str | None = None,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue a document ChatbotMobile fetches from an http(s) URL."""
     if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
@@ -86,7 +82,7 @@ async def doc_upload_url(
         "source": check_text("source", source, 500, required=False),
     }
     writes = chatbot_writes()
-    return await writes.queue(t.DOC_UPLOAD_URL, payload, user_id, idempotency_key, session)
+    return await writes.queue(t.DOC_UPLOAD_URL, payload, **options)
 
 
 async def doc_upload_file(
@@ -94,9 +90,7 @@ async def doc_upload_file(
     file: Upload,
     *,
     source: str | None = None,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Store a document, then queue its upload (only its reference travels)."""
     customer_id = check_id("customer_id", customer_id, CUSTOMER)
@@ -104,31 +98,23 @@ async def doc_upload_file(
     writes = chatbot_writes()
     task_id, files = await writes.store([file])
     payload = {"customer_id": customer_id, "file": files[0], "source": source}
-    return await writes.queue(
-        t.DOC_UPLOAD_FILE, payload, user_id, idempotency_key, session, task_id=task_id
-    )
+    return await writes.queue(t.DOC_UPLOAD_FILE, payload, **options, task_id=task_id)
 
 
 async def doc_delete_all(
     customer_id: str,
-    *,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue deleting every document of a customer."""
     payload = {"customer_id": check_id("customer_id", customer_id, CUSTOMER)}
     writes = chatbot_writes()
-    return await writes.queue(t.DOC_DELETE_ALL, payload, user_id, idempotency_key, session)
+    return await writes.queue(t.DOC_DELETE_ALL, payload, **options)
 
 
 async def doc_delete_by_source(
     customer_id: str,
     source: str,
-    *,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue deleting the documents of one source."""
     payload = {
@@ -136,20 +122,17 @@ async def doc_delete_by_source(
         "source": check_text("source", source, 500),
     }
     writes = chatbot_writes()
-    return await writes.queue(t.DOC_DELETE_BY_SOURCE, payload, user_id, idempotency_key, session)
+    return await writes.queue(t.DOC_DELETE_BY_SOURCE, payload, **options)
 
 
 async def doc_trigger_reindex(
     customer_id: str,
-    *,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue a GraphRAG reindex."""
     payload = {"customer_id": check_id("customer_id", customer_id, CUSTOMER)}
     writes = chatbot_writes()
-    return await writes.queue(t.DOC_TRIGGER_REINDEX, payload, user_id, idempotency_key, session)
+    return await writes.queue(t.DOC_TRIGGER_REINDEX, payload, **options)
 
 
 async def faq_create(
@@ -161,25 +144,22 @@ async def faq_create(
     tags: list[str] | None = None,
     faq_id: str | None = None,
     files: Sequence[Upload] = (),
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue a new FAQ; its id is given or drawn now, and returned as `faq_id`."""
     customer_id = check_id("customer_id", customer_id, CUSTOMER)
     if faq_id is None:
         # A repeat under the same idempotency key must be the same request: same id.
-        key = f"{customer_id}/{idempotency_key}"
-        faq_id = uuid.uuid5(uuid.NAMESPACE_URL, key).hex if idempotency_key else uuid.uuid4().hex
+        given = options.get("idempotency_key")
+        key = f"{customer_id}/{given}"
+        faq_id = uuid.uuid5(uuid.NAMESPACE_URL, key).hex if given else uuid.uuid4().hex
     fields = {
         "question": check_text("question", question, 1000),
         "answer": check_text("answer", answer, 10000),
         "category": check_text("category", category, 200, required=False),
         "tags": _tags(tags),
     }
-    return await _faq(
-        t.FAQ_CREATE, customer_id, faq_id, fields, files, user_id, idempotency_key, session
-    )
+    return await _faq(t.FAQ_CREATE, customer_id, faq_id, fields, files, options)
 
 
 async def faq_update(
@@ -191,9 +171,7 @@ async def faq_update(
     category: str | None = None,
     tags: list[str] | None = None,
     files: Sequence[Upload] = (),
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue changes to an FAQ: the fields given replace the stored ones."""
     fields = {
@@ -205,18 +183,13 @@ async def faq_update(
     if all(v is None for v in fields.values()) and not files:
         raise ValueError("give at least one of question, answer, category, tags or files")
     customer_id = check_id("customer_id", customer_id, CUSTOMER)
-    return await _faq(
-        t.FAQ_UPDATE, customer_id, faq_id, fields, files, user_id, idempotency_key, session
-    )
+    return await _faq(t.FAQ_UPDATE, customer_id, faq_id, fields, files, options)
 
 
 async def faq_delete(
     customer_id: str,
     faq_id: str,
-    *,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue deleting one FAQ."""
     payload = {
@@ -224,30 +197,24 @@ async def faq_delete(
         "faq_id": check_id("faq_id", faq_id, FAQ),
     }
     writes = chatbot_writes()
-    queued = await writes.queue(t.FAQ_DELETE, payload, user_id, idempotency_key, session)
+    queued = await writes.queue(t.FAQ_DELETE, payload, **options)
     return {**queued, "faq_id": faq_id}
 
 
 async def faq_delete_all(
     customer_id: str,
-    *,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Queue deleting every FAQ of a customer."""
     payload = {"customer_id": check_id("customer_id", customer_id, CUSTOMER)}
     writes = chatbot_writes()
-    return await writes.queue(t.FAQ_DELETE_ALL, payload, user_id, idempotency_key, session)
+    return await writes.queue(t.FAQ_DELETE_ALL, payload, **options)
 
 
 async def faq_import(
     customer_id: str,
     file: Upload,
-    *,
-    user_id: str | None = None,
-    idempotency_key: str | None = None,
-    session: CallerTransaction | None = None,
+    **options: Unpack[QueueOptions],
 ) -> dict[str, Any]:
     """Check every row of a CSV or XLSX file now, then store it and queue the import."""
     customer_id = check_id("customer_id", customer_id, CUSTOMER)
@@ -255,9 +222,7 @@ async def faq_import(
     payload = await writes.faq_import_payload(customer_id, file)
     task_id, files = await writes.store([file])
     payload["file"] = files[0]
-    return await writes.queue(
-        t.FAQ_IMPORT, payload, user_id, idempotency_key, session, task_id=task_id
-    )
+    return await writes.queue(t.FAQ_IMPORT, payload, **options, task_id=task_id)
 
 
 def _tags(tags: list[str] | None) -> list[str] | None:
@@ -274,9 +239,7 @@ async def _faq(
     faq_id: str,
     fields: dict[str, Any],
     files: Sequence[Upload],
-    user_id: str | None,
-    idempotency_key: str | None,
-    session: CallerTransaction | None,
+    options: QueueOptions,
 ) -> dict[str, Any]:
     writes = chatbot_writes()
     faq_id = check_id("faq_id", faq_id, FAQ)
@@ -284,5 +247,5 @@ async def _faq(
     payload = {"customer_id": customer_id, **fields, "faq_id": faq_id}
     if stored:
         payload["attachments"] = stored
-    queued = await writes.queue(task, payload, user_id, idempotency_key, session, task_id=task_id)
+    queued = await writes.queue(task, payload, **options, task_id=task_id)
     return {**queued, "faq_id": faq_id}

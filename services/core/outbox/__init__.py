@@ -11,12 +11,12 @@ own transaction".
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.core.enqueue import Enqueued, Enqueuer
+from services.core.enqueue import AcceptOptions, Enqueued, Enqueuer
 from services.core.outbox.binding import CallerTransaction, NotATransaction, joined, run_in
 from services.core.outbox.check import NoTaskLog, TaskLogCheck
 from services.core.outbox.publisher import Publisher, hold, publish_after_commit
@@ -38,30 +38,14 @@ class Outbox:
         caller: CallerTransaction,
         task_name: str,
         payload: Mapping[str, Any],
-        *,
-        user_id: str | None = None,
-        customer_id: str | None = None,
-        secrets: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-        task_id: str | None = None,
+        **options: Unpack[AcceptOptions],
     ) -> Enqueued:
         """Record the task in the caller's transaction; it is published once that commits."""
 
         def accept(connection: Connection) -> Enqueued:
             self._check(connection)
             with joined(connection, self._schema) as session:
-                accepted = self._enqueuer.accept_in(
-                    session,
-                    task_name,
-                    payload,
-                    user_id=user_id,
-                    customer_id=customer_id,
-                    secrets=secrets,
-                    idempotency_key=idempotency_key,
-                    request_hash=request_hash,
-                    task_id=task_id,
-                )
+                accepted = self._enqueuer.accept_in(session, task_name, payload, **options)
             if not accepted.replayed:
                 hold(connection, accepted.task_id)
                 publish_after_commit(connection, self._publisher, accepted.task_id)

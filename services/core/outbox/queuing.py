@@ -6,14 +6,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from services.core.config import Settings
 from services.core.db import session_factory
-from services.core.enqueue import Enqueued, Enqueuer, request_hash
+from services.core.enqueue import AcceptOptions, Enqueued, Enqueuer, request_hash
 from services.core.outbox import Outbox
 from services.core.outbox.binding import CallerTransaction
 from services.core.tasklog.repository import TaskLogRepository
+
+
+class QueueOptions(TypedDict, total=False):
+    """What every function that queues a write for code takes, besides the write."""
+
+    # Recorded in the task log (the caller's own tasks).
+    user_id: str | None
+    # A repeat of the same write with the key returns the first task.
+    idempotency_key: str | None
+    # The caller's transaction: the task is recorded in it and published once it commits.
+    session: CallerTransaction | None
 
 
 class Queuing:
@@ -46,11 +57,9 @@ class Queuing:
         task_name: str,
         payload: Mapping[str, Any],
         *,
-        user_id: str | None = None,
         secrets: Mapping[str, str] | None = None,
-        idempotency_key: str | None = None,
-        session: CallerTransaction | None = None,
         task_id: str | None = None,
+        **options: Unpack[QueueOptions],
     ) -> Enqueued:
         """Queue a write of the customer `payload["customer_id"]`.
 
@@ -58,14 +67,16 @@ class Queuing:
         without, at once. A repeat of `idempotency_key` for the same write returns the
         first task (IdempotencyConflict for another write).
         """
-        options: dict[str, Any] = dict(
-            user_id=user_id,
+        key = options.get("idempotency_key")
+        accept = AcceptOptions(
+            user_id=options.get("user_id"),
             customer_id=payload["customer_id"],
             secrets=secrets,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash(task_name, payload) if idempotency_key else None,
+            idempotency_key=key,
+            request_hash=request_hash(task_name, payload) if key else None,
             task_id=task_id,
         )
+        session = options.get("session")
         if session is not None:
-            return await self.outbox().enqueue(session, task_name, payload, **options)
-        return await asyncio.to_thread(self.enqueuer().enqueue, task_name, payload, **options)
+            return await self.outbox().enqueue(session, task_name, payload, **accept)
+        return await asyncio.to_thread(self.enqueuer().enqueue, task_name, payload, **accept)

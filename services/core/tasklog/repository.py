@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Required, TypedDict, Unpack, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -196,55 +196,21 @@ class TaskLogRepository:
     def create(
         self,
         *,
-        task_id: str,
-        task_name: str,
-        queue: str,
         payload: dict[str, Any],
-        deadline_at: datetime,
-        user_id: str | None = None,
-        customer_id: str | None = None,
-        idempotency_key: str | None = None,
-        sealed_secrets: str | None = None,
-        request_hash: str | None = None,
-        retry_of: str | None = None,
-        seq: int | None = None,
-        origin_task_id: str | None = None,
-        order_scope: str | None = None,
-        order_key: str | None = None,
-        checkpoint: dict[str, Any] | None = None,
         before_insert: BeforeInsert | None = None,
-        published_at: datetime | None = None,
-        now: datetime | None = None,
+        **columns: Unpack[AcceptedColumns],
     ) -> TaskLog:
         """Record an accepted task as pending (IntegrityError on a used key or retried task).
 
         `seq` is drawn from the acceptance sequence unless given (a manual retry keeps the
         number of the task it retries).
         """
-        values = accepted_values(
-            task_id=task_id,
-            task_name=task_name,
-            queue=queue,
-            deadline_at=deadline_at,
-            user_id=user_id,
-            customer_id=customer_id,
-            idempotency_key=idempotency_key,
-            sealed_secrets=sealed_secrets,
-            request_hash=request_hash,
-            retry_of=retry_of,
-            seq=seq,
-            origin_task_id=origin_task_id,
-            order_scope=order_scope,
-            order_key=order_key,
-            checkpoint=checkpoint,
-            published_at=published_at,
-            now=now,
-        )
+        values = accepted_values(**columns)
         # One INSERT commits on its own; a hook's statements (or SQLite's counter) and the
         # INSERT must commit together.
         sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
         hook = before_insert if before_insert and before_insert.applies(payload) else None
-        if hook is not None or (seq is None and sqlite):
+        if hook is not None or ("seq" not in values and sqlite):
             with transaction(self._sessions) as session:
                 return insert_accepted(session, values, payload, hook)
         row = {**values, "payload": payload}
@@ -500,59 +466,69 @@ class TaskLogRepository:
             return rowcount(session.execute(stmt))
 
 
-def accepted_values(
-    *,
-    task_id: str,
-    task_name: str,
-    queue: str,
-    deadline_at: datetime,
-    user_id: str | None = None,
-    customer_id: str | None = None,
-    idempotency_key: str | None = None,
-    sealed_secrets: str | None = None,
-    request_hash: str | None = None,
-    retry_of: str | None = None,
-    seq: int | None = None,
-    origin_task_id: str | None = None,
-    order_scope: str | None = None,
-    order_key: str | None = None,
-    checkpoint: dict[str, Any] | None = None,
-    published_at: datetime | None = None,
-    now: datetime | None = None,
-    seq_pending: bool = False,
-) -> dict[str, Any]:
-    """The columns of an accepted task's row, its payload apart.
+class AcceptedColumns(TypedDict, total=False):
+    """What accepting a task gives its row (`accepted_values`); the rest are defaults.
 
     Without `seq` the database draws it; with `seq_pending` it draws it again when the
-    transaction that writes the row commits (migration 0010).
+    transaction that writes the row commits (migration 0010). `now` is the acceptance time.
     """
-    at = now or utcnow()
-    values: dict[str, Any] = dict(
-        task_id=task_id,
-        task_name=task_name,
-        queue=queue,
-        deadline_at=deadline_at,
-        user_id=user_id,
-        customer_id=customer_id,
-        idempotency_key=idempotency_key,
-        sealed_secrets=sealed_secrets,
-        request_hash=request_hash,
-        retry_of=retry_of,
-        origin_task_id=origin_task_id,
-        order_scope=order_scope,
-        order_key=order_key,
-        checkpoint=checkpoint,
+
+    task_id: Required[str]
+    task_name: Required[str]
+    queue: Required[str]
+    deadline_at: Required[datetime]
+    user_id: str | None
+    customer_id: str | None
+    idempotency_key: str | None
+    sealed_secrets: str | None
+    request_hash: str | None
+    retry_of: str | None
+    seq: int | None
+    origin_task_id: str | None
+    order_scope: str | None
+    order_key: str | None
+    checkpoint: dict[str, Any] | None
+    published_at: datetime | None
+    now: datetime | None
+    seq_pending: bool
+
+
+# The columns an accepted row takes from its acceptance (None when not given).
+_GIVEN = (
+    "task_id",
+    "task_name",
+    "queue",
+    "deadline_at",
+    "user_id",
+    "customer_id",
+    "idempotency_key",
+    "sealed_secrets",
+    "request_hash",
+    "retry_of",
+    "origin_task_id",
+    "order_scope",
+    "order_key",
+    "checkpoint",
+    "published_at",
+)
+
+
+def accepted_values(**columns: Unpack[AcceptedColumns]) -> dict[str, Any]:
+    """The columns of an accepted task's row, its payload apart (see AcceptedColumns)."""
+    at = columns.get("now") or utcnow()
+    given: dict[str, Any] = dict(columns)
+    values = {name: given.get(name) for name in _GIVEN}
+    values.update(
         status=TaskStatus.PENDING,
         retry_count=0,
         attempts=0,
         held=False,
-        published_at=published_at,
         created_at=at,
         updated_at=at,
     )
-    if seq is not None:
-        values["seq"] = seq
-    if seq_pending:
+    if columns.get("seq") is not None:
+        values["seq"] = columns["seq"]
+    if columns.get("seq_pending"):
         values["seq_pending"] = True
     return values
 
