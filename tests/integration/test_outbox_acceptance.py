@@ -25,6 +25,7 @@ from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer, IdempotencyConflict
 from services.core.outbox import NoTaskLog, NotATransaction, publisher
+from services.core.outbox.publisher import PUBLISH_LOCK_SPACE
 from services.core.search.caller_versions import REFUSED
 from services.core.search.catalog import PRODUCTS
 from services.core.search.service import CatalogService
@@ -35,7 +36,7 @@ from services.core.tasklog.repository import TaskLogRepository
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.support.databases import own_database
 from tests.support.flow import enqueuer
-from tests.support.outbox import KINDS, Callers, callers
+from tests.support.outbox import KINDS, Callers, Gate, backend_pid, callers, waits_on
 from tests.support.procs import wait_until
 from tests.support.server import parked
 
@@ -139,7 +140,7 @@ def test_a_rollback_leaves_no_row_and_publishes_nothing(
     assert repo.get_by_task_id(gone) is None and db.name_of(item) is None
 
 
-def test_a_savepoint_rolled_back_takes_its_write_with_it(
+def test_a_savepoint_rolled_back_takes_its_writes_with_it(
     db: Callers,
     service: CatalogService,
     repo: TaskLogRepository,
@@ -149,13 +150,43 @@ def test_a_savepoint_rolled_back_takes_its_write_with_it(
     cust = customer()
     caller = db.open("session")
     session = caller.handle
-    kept = caller.write(upsert(service, cust, "a", "kept"))["task_id"]
     nested = session.begin_nested()
-    gone = caller.write(upsert(service, cust, "b", "gone"))["task_id"]
+    gone = [caller.write(upsert(service, cust, item, "gone"))["task_id"] for item in "ab"]
     nested.rollback()
-    caller.commit()
+    kept = caller.write(upsert(service, cust, "c", "kept"))["task_id"]
+    # The commit is held up (by a trigger of the caller's): the publisher must wait for it.
+    # It can: the transaction's publish lock, first taken inside the savepoint and gone with
+    # it, was taken again by the write after it.
+    with Gate(db) as gate:
+        caller.execute("INSERT INTO caller_gate VALUES (1)")
+        pid = backend_pid(caller)
+        committing = threading.Thread(target=caller.commit)
+        committing.start()
+        gate.wait_stalled(pid)
+    committing.join(10)
     assert wait_published(redis, parked_settings, kept) == [kept]
-    assert repo.get_by_task_id(gone) is None
+    assert [repo.get_by_task_id(t) for t in gone] == [None, None]
+
+
+def test_a_transaction_holds_one_publish_lock_however_many_writes_it_queues(
+    db: Callers, service: CatalogService, redis: Redis, parked_settings: Settings
+) -> None:
+    cust = customer()
+    caller = db.open("connection")
+    queued = [caller.write(upsert(service, cust, f"p{n}", "x"))["task_id"] for n in range(40)]
+    pid = caller.handle.execute(text("SELECT pg_backend_pid()")).scalar_one()  # type: ignore[union-attr]
+    with db.sync.connect() as connection:
+        held = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND locktype = 'advisory' "
+                "AND classid = :space"
+            ),
+            {"pid": pid, "space": PUBLISH_LOCK_SPACE},
+        ).scalar()
+    caller.commit()
+    assert held == 1
+    wait_until(lambda: set(queued) <= set(published(redis, parked_settings)), 10, what="all 40")
+    assert sorted(published(redis, parked_settings)) == sorted(queued)
 
 
 def test_commits_of_one_customer_take_their_numbers_in_commit_order(
@@ -165,74 +196,38 @@ def test_commits_of_one_customer_take_their_numbers_in_commit_order(
     PostgreSQL releases only once the commit is over: a transaction that commits while
     another one of the customer is still committing (here: held up by a deferred trigger of
     the caller's own) waits for it, so the later commit always gets the later number."""
-    cust, gate = customer(), 4242
-    with db.sync.begin() as setup:
-        setup.execute(text("CREATE TABLE IF NOT EXISTS caller_gate (id int)"))
-        setup.execute(
-            text(
-                "CREATE OR REPLACE FUNCTION caller_gate_wait() RETURNS trigger LANGUAGE plpgsql "
-                f"AS $$ BEGIN PERFORM pg_advisory_xact_lock({gate}, 1); RETURN NULL; END $$"
-            )
-        )
-        setup.execute(text("DROP TRIGGER IF EXISTS caller_gate_wait ON caller_gate"))
-        setup.execute(
-            text(
-                "CREATE CONSTRAINT TRIGGER caller_gate_wait AFTER INSERT ON caller_gate "
-                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION caller_gate_wait()"
-            )
-        )
-    holder = db.sync.connect()
-    holder.execute(text(f"SELECT pg_advisory_lock({gate}, 1)"))  # the gate, closed
+    cust = customer()
     first, second = db.open("session"), db.open("session")
-    one = first.write(upsert(service, cust, "p", "first called, last committed"))["task_id"]
-    first.execute("INSERT INTO caller_gate VALUES (1)")
-    two = second.write(upsert(service, cust, "p", "second called, first to commit"))["task_id"]
-    pids = {
-        name: int(caller.handle.execute(text("SELECT pg_backend_pid()")).scalar_one())  # type: ignore[union-attr]
-        for name, caller in (("first", first), ("second", second))
-    }
-    threads = {
-        name: threading.Thread(target=caller.commit)
-        for name, caller in (("first", first), ("second", second))
-    }
-    try:
+    with Gate(db) as gate:
+        one = first.write(upsert(service, cust, "p", "first called, last committed"))["task_id"]
+        first.execute("INSERT INTO caller_gate VALUES (1)")
+        two = second.write(upsert(service, cust, "p", "second called, first to commit"))
+        first_pid, second_pid = backend_pid(first), backend_pid(second)
+        threads = {
+            name: threading.Thread(target=caller.commit)
+            for name, caller in (("first", first), ("second", second))
+        }
         threads["first"].start()
         # The first has numbered its write (its trigger event was queued before the gate's)
         # and waits at the caller's gate, inside its commit.
-        wait_until(lambda: _waits_on(db, pids["first"], gate), 10, what="the first to stall")
+        gate.wait_stalled(first_pid)
         threads["second"].start()
         wait_until(
-            lambda: not threads["second"].is_alive() or _waits_on(db, pids["second"], SEQ_LOCK),
+            lambda: not threads["second"].is_alive() or waits_on(db, second_pid, SEQ_LOCK),
             10,
             what="the second commit to end or wait",
         )
         second_committed_first = not threads["second"].is_alive()
-    finally:
-        holder.execute(text(f"SELECT pg_advisory_unlock({gate}, 1)"))
-        holder.close()
-        for thread in threads.values():
-            thread.join(10)
-    rows = [repo.get_by_task_id(one), repo.get_by_task_id(two)]
-    last = one if second_committed_first else two
+    for thread in threads.values():
+        thread.join(10)
+    rows = [repo.get_by_task_id(one), repo.get_by_task_id(two["task_id"])]
+    last = one if second_committed_first else two["task_id"]
     assert max(rows, key=lambda r: r.seq if r else -1).task_id == last  # type: ignore[union-attr]
     assert not second_committed_first  # it waited for the first commit to be over
 
 
 # The first key of the locks the commit-time numbering takes (migration 0010).
 SEQ_LOCK = 2002260001
-
-
-def _waits_on(db: Callers, pid: int, lock_space: int) -> bool:
-    """Whether backend `pid` waits for an advisory lock whose first key is `lock_space`."""
-    with db.sync.connect() as connection:
-        found = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted "
-                "AND locktype = 'advisory' AND classid = :space"
-            ),
-            {"pid": pid, "space": lock_space},
-        ).scalar()
-    return bool(found)
 
 
 def test_the_reconciler_publishes_a_committed_write_left_unpublished_once_quiet_since_commit(

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session
 
 from services.core.outbox import CallerTransaction
+from tests.support.procs import wait_until
 
 T = TypeVar("T")
 KINDS = ("session", "connection", "async_session", "async_connection")
@@ -144,3 +145,64 @@ async def _async_execute(
 async def _async_end(handle: AsyncSession | AsyncConnection, how: str) -> None:
     await getattr(handle, how)()
     await handle.close()
+
+
+def backend_pid(caller: Caller) -> int:
+    """The PostgreSQL backend of a caller's (sync) transaction."""
+    handle = caller.handle
+    assert isinstance(handle, Session | Connection)
+    return int(handle.execute(text("SELECT pg_backend_pid()")).scalar_one())
+
+
+def waits_on(callers: Callers, pid: int, lock_space: int) -> bool:
+    """Whether backend `pid` waits for an advisory lock whose first key is `lock_space`."""
+    with callers.sync.connect() as connection:
+        found = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted "
+                "AND locktype = 'advisory' AND classid = :space"
+            ),
+            {"pid": pid, "space": lock_space},
+        ).scalar()
+    return bool(found)
+
+
+class Gate:
+    """A deferred trigger of the caller's that holds up the commit of any transaction that
+    inserted into `caller_gate`, until the gate opens (on leaving the `with` block): a way to
+    hold a transaction inside its COMMIT, after our own commit-time work, and watch."""
+
+    KEY = 4242
+
+    def __init__(self, callers: Callers) -> None:
+        self._callers = callers
+        with callers.sync.begin() as setup:
+            setup.execute(text("CREATE TABLE IF NOT EXISTS caller_gate (id int)"))
+            setup.execute(
+                text(
+                    "CREATE OR REPLACE FUNCTION caller_gate_wait() RETURNS trigger "
+                    "LANGUAGE plpgsql AS $$ BEGIN "
+                    f"PERFORM pg_advisory_xact_lock({self.KEY}, 1); RETURN NULL; END $$"
+                )
+            )
+            setup.execute(text("DROP TRIGGER IF EXISTS caller_gate_wait ON caller_gate"))
+            setup.execute(
+                text(
+                    "CREATE CONSTRAINT TRIGGER caller_gate_wait AFTER INSERT ON caller_gate "
+                    "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                    "EXECUTE FUNCTION caller_gate_wait()"
+                )
+            )
+        self._holder = callers.sync.connect()
+
+    def __enter__(self) -> Gate:
+        self._holder.execute(text(f"SELECT pg_advisory_lock({self.KEY}, 1)"))  # closed
+        return self
+
+    def wait_stalled(self, pid: int) -> None:
+        """Until backend `pid` waits at the gate."""
+        wait_until(lambda: waits_on(self._callers, pid, self.KEY), 10, what="a commit to stall")
+
+    def __exit__(self, *_: object) -> None:
+        self._holder.execute(text(f"SELECT pg_advisory_unlock({self.KEY}, 1)"))
+        self._holder.close()

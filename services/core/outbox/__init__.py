@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.core.enqueue import AcceptOptions, Enqueued, Enqueuer
 from services.core.outbox.binding import CallerTransaction, NotATransaction, joined, run_in
 from services.core.outbox.check import NoTaskLog, TaskLogCheck
-from services.core.outbox.publisher import Publisher, hold, publish_after_commit
+from services.core.outbox.publisher import Publisher, publish_after_commit
 
 __all__ = ["CallerTransaction", "NoTaskLog", "NotATransaction", "Outbox"]
 
@@ -47,7 +47,6 @@ class Outbox:
             with joined(connection, self._schema) as session:
                 accepted = self._enqueuer.accept_in(session, task_name, payload, **options)
             if not accepted.replayed:
-                hold(connection, accepted.task_id)
                 publish_after_commit(connection, self._publisher, accepted.task_id)
             return accepted
 
