@@ -10,10 +10,11 @@ transaction may commit much later, after transactions that called us after it: a
 order must be commit order, so such a row (`seq_pending`) gets its `seq` again while its
 transaction commits, from a deferred constraint trigger. The trigger first takes a
 transaction-scoped advisory lock per customer of the transaction's pending rows (two-key
-form, first key 2002260001, in one global order so that two committing transactions never
-wait for each other in a cycle); PostgreSQL releases such locks only once the commit is
-durable and visible, so a transaction drawing its number after ours waits until we have
-committed: numbers of one customer are drawn in commit order. The trigger also moves the
+form, first key 2002260001, second the customer's hash in 256 buckets, so a transaction of
+many customers holds at most 256 such locks; taken in one global order, so that two
+committing transactions never wait for each other in a cycle); PostgreSQL releases such
+locks only once the commit is durable and visible, so a transaction drawing its number after
+ours waits until we have committed: numbers of one customer are drawn in commit order. The trigger also moves the
 row's times to the commit (acceptance) time, by the database's clock.
 
 Rows written by the API (no `seq_pending`) do not fire the trigger (its WHEN clause), so the
@@ -45,7 +46,7 @@ DECLARE
     at timestamptz := clock_timestamp();
 BEGIN
     FOR pending IN
-        SELECT DISTINCT hashtext(coalesce(customer_id, '')) AS customer_key
+        SELECT DISTINCT hashtext(coalesce(customer_id, '')) & 255 AS customer_key
         FROM task_log WHERE seq_pending ORDER BY customer_key
     LOOP
         PERFORM pg_advisory_xact_lock(2002260001, pending.customer_key);
