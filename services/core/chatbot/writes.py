@@ -33,9 +33,6 @@ from services.core.chatbot.intake import (
 from services.core.config import get_settings
 from services.core.outbox.queuing import QueueOptions
 
-__all__ = ["ChatbotWrites", "Upload", "chatbot_writes"]
-
-
 _default: ChatbotWrites | None = None
 
 
