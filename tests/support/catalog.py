@@ -99,7 +99,16 @@ def catalog_bench(
     with ExitStack() as stack:
         es_standin = None
         if real_es_url is None:
-            es_standin = Standin("elasticsearch", log_dir, "--gc-deletes-s", str(gc_deletes_s))
+            # Writes become searchable only at an explicit refresh: the worst case of a real
+            # cluster (1 s later at best), so code that forgets a refresh fails here.
+            es_standin = Standin(
+                "elasticsearch",
+                log_dir,
+                "--gc-deletes-s",
+                str(gc_deletes_s),
+                "--refresh-interval",
+                "-1",
+            )
             stack.callback(es_standin.stop)
             es_standin.start()
         embeddings = Standin("embeddings", log_dir)

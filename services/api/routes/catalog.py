@@ -14,6 +14,7 @@ from services.api.routing import ThreadedRoute
 from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
+from services.core.search.fieldnames import field_name_problems
 from services.core.secrecy import find_secret_paths
 
 router = APIRouter(prefix="/api/v1", tags=["catalog"], route_class=ThreadedRoute)
@@ -72,6 +73,7 @@ def _queue(
     where: tuple[str | int, ...] = ("body",),
 ) -> QueuedResponse:
     _refuse_secret_fields(request)
+    _refuse_bad_field_names(request)
     try:
         payload = build()
     except ValueError as exc:
@@ -104,6 +106,21 @@ def _refuse_secret_fields(request: dict[str, Any]) -> None:
                 }
                 for path in leaked
             ]
+        )
+
+
+def _refuse_bad_field_names(request: dict[str, Any]) -> None:
+    # Item data is spread into the Elasticsearch document: a name ES cannot map would fail
+    # the task after the 202, so it is refused here, naming the field.
+    located: list[tuple[tuple[str | int, ...], dict[str, Any]]] = []
+    if isinstance(request.get("data"), dict):
+        located.append((("body", "data"), request["data"]))
+    for n, item in enumerate(request.get("items") or []):
+        located.append((("body", "items", n, "data"), item["data"]))
+    problems = [p for loc, data in located for p in field_name_problems(data, loc)]
+    if problems:
+        raise RequestValidationError(
+            [{"loc": loc, "msg": msg, "type": "value_error"} for loc, msg in problems]
         )
 
 

@@ -33,6 +33,23 @@ from services.core.chatbot.intake import (
 from services.core.config import get_settings
 from services.core.outbox.queuing import QueueOptions
 
+__all__ = [
+    "ChatbotWrites",
+    "Upload",
+    "chatbot_writes",
+    "doc_delete_all",
+    "doc_delete_by_source",
+    "doc_trigger_reindex",
+    "doc_upload_file",
+    "doc_upload_text",
+    "doc_upload_url",
+    "faq_create",
+    "faq_delete",
+    "faq_delete_all",
+    "faq_import",
+    "faq_update",
+]
+
 _default: ChatbotWrites | None = None
 
 

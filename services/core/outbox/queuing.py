@@ -38,6 +38,8 @@ class Queuing:
     def enqueuer(self) -> Enqueuer:
         """The enqueue path, built on first use."""
         if self._enqueuer is None:
+            # It writes the task log and seals secrets (ROLE_SECRETS).
+            self._settings.require("DATABASE_URL", "SECRETS_KEY")
             repo = TaskLogRepository(session_factory(self._settings.database_url))
             # The global app is built by importing its module: only once a write is enqueued.
             from services.core.celery_app import app as celery_app

@@ -33,6 +33,8 @@ def alembic_config(url: str | None = None, schema: str | None = None) -> Config:
 
 def upgrade(url: str | None = None, revision: str = "head", *, schema: str | None = None) -> None:
     """Bring the task log up to `revision` (in `schema`, default TASKLOG_SCHEMA)."""
+    if url is None:
+        get_settings().require("DATABASE_URL")
     target = url or get_settings().database_url
     ensure_sqlite_dir(target)  # Alembic's own engine would not create it
     command.upgrade(alembic_config(target, schema), revision)

@@ -14,8 +14,8 @@ form, first key 2002260001, second the customer's hash in 256 buckets, so a tran
 many customers holds at most 256 such locks; taken in one global order, so that two
 committing transactions never wait for each other in a cycle); PostgreSQL releases such
 locks only once the commit is durable and visible, so a transaction drawing its number after
-ours waits until we have committed: numbers of one customer are drawn in commit order. The trigger also moves the
-row's times to the commit (acceptance) time, by the database's clock.
+ours waits until we have committed: numbers of one customer are drawn in commit order. The
+trigger also moves the row's times to the commit (acceptance) time, by the database's clock.
 
 Rows written by the API (no `seq_pending`) do not fire the trigger (its WHEN clause), so the
 API's INSERT costs what it did. `task_log_instance` holds a random id of this task log, so a
