@@ -44,8 +44,13 @@ from tests.support.outbox import KINDS, Caller, Callers, callers
 from tests.support.procs import ROOT, wait_until
 
 pytestmark = pytest.mark.slow
-# The reconciler of the bench looks every second at tasks quiet for two.
-RECONCILE = {"RECONCILE_INTERVAL_S": "1", "RECONCILE_STALE_S": "2"}
+# The reconciler of the bench looks every second at tasks quiet for two. A soft shutdown
+# waits its whole period while any task runs, and one pass or another always does: short.
+RECONCILE = {
+    "RECONCILE_INTERVAL_S": "1",
+    "RECONCILE_STALE_S": "2",
+    "WORKER_SOFT_SHUTDOWN_TIMEOUT_S": "2",
+}
 EXAMPLES = int(os.environ.get("OUTBOX_MODEL_EXAMPLES", "5"))
 STEPS = int(os.environ.get("OUTBOX_MODEL_STEPS", "12"))
 
