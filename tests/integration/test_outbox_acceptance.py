@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from redis import Redis
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 
 from services.core.celery_app import make_celery_app
 from services.core.config import Settings
@@ -36,7 +36,15 @@ from services.core.tasklog.repository import TaskLogRepository
 from tests.conftest import create_pg_database, drop_pg_database
 from tests.support.databases import own_database
 from tests.support.flow import enqueuer
-from tests.support.outbox import KINDS, Callers, Gate, backend_pid, callers, waits_on
+from tests.support.outbox import (
+    KINDS,
+    Callers,
+    Gate,
+    advisory_locks,
+    backend_pid,
+    callers,
+    waits_on,
+)
 from tests.support.procs import wait_until
 from tests.support.server import parked
 
@@ -174,15 +182,7 @@ def test_a_transaction_holds_one_publish_lock_however_many_writes_it_queues(
     cust = customer()
     caller = db.open("connection")
     queued = [caller.write(upsert(service, cust, f"p{n}", "x"))["task_id"] for n in range(40)]
-    pid = caller.handle.execute(text("SELECT pg_backend_pid()")).scalar_one()  # type: ignore[union-attr]
-    with db.sync.connect() as connection:
-        held = connection.execute(
-            text(
-                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND locktype = 'advisory' "
-                "AND classid = :space"
-            ),
-            {"pid": pid, "space": PUBLISH_LOCK_SPACE},
-        ).scalar()
+    held = advisory_locks(db, backend_pid(caller), PUBLISH_LOCK_SPACE, granted=True)
     caller.commit()
     assert held == 1
     wait_until(lambda: set(queued) <= set(published(redis, parked_settings)), 10, what="all 40")

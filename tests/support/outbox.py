@@ -154,17 +154,22 @@ def backend_pid(caller: Caller) -> int:
     return int(handle.execute(text("SELECT pg_backend_pid()")).scalar_one())
 
 
-def waits_on(callers: Callers, pid: int, lock_space: int) -> bool:
-    """Whether backend `pid` waits for an advisory lock whose first key is `lock_space`."""
+def advisory_locks(callers: Callers, pid: int, lock_space: int, *, granted: bool) -> int:
+    """Advisory locks whose first key is `lock_space` that backend `pid` holds (or waits for)."""
     with callers.sync.connect() as connection:
         found = connection.execute(
             text(
-                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND NOT granted "
+                "SELECT count(*) FROM pg_locks WHERE pid = :pid AND granted = :granted "
                 "AND locktype = 'advisory' AND classid = :space"
             ),
-            {"pid": pid, "space": lock_space},
-        ).scalar()
-    return bool(found)
+            {"pid": pid, "space": lock_space, "granted": granted},
+        ).scalar_one()
+    return int(found)
+
+
+def waits_on(callers: Callers, pid: int, lock_space: int) -> bool:
+    """Whether backend `pid` waits for an advisory lock whose first key is `lock_space`."""
+    return advisory_locks(callers, pid, lock_space, granted=False) > 0
 
 
 class Gate:
