@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,13 +9,7 @@ from services.api.deps import Runtime, authorize
 from services.api.schemas import QueuedResponse
 from services.api.validation import unprocessable
 from services.core.auth import Principal
-from services.core.enqueue import IdempotencyConflict
-
-
-def request_hash(task_name: str, request: Mapping[str, Any]) -> str:
-    """A stable hash of what was asked, to tell a repeat from a different request."""
-    canonical = json.dumps({"task": task_name, "request": request}, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+from services.core.enqueue import IdempotencyConflict, request_hash
 
 
 def accept(

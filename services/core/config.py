@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     # many more it may open at a busy moment (closed again after use).
     database_pool_size: int = Field(40, ge=1)
     database_max_overflow: int = Field(10, ge=0)
+    # A PostgreSQL schema of its own for the task log (empty: the connection's default
+    # search_path, as before). Lets the task log live in the database of an application
+    # that writes to it inside its own transactions (README, "Writes inside your own
+    # transaction") without mixing with that application's tables or its Alembic history.
+    tasklog_schema: str = Field("", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
 
     # Broker. All keys Celery/kombu write are prefixed with redis_key_prefix, so several
     # deployments (or test runs) can share one Redis without seeing each other's queues.

@@ -1,7 +1,7 @@
 """lost attempts per task: a delivery that killed or hung its worker is counted, durably
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0010
 Create Date: 2026-12-06
 
 An attempt whose pool process died (killed, out of memory) or hung past its hard time limit
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
