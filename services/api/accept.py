@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import HTTPException, status
-
 from services.api.deps import Runtime, authorize
 from services.api.schemas import QueuedResponse
+from services.api.validation import unprocessable
 from services.core.auth import Principal
 from services.core.enqueue import IdempotencyConflict, request_hash
 
@@ -39,5 +38,5 @@ def accept(
             task_id=task_id,
         )
     except IdempotencyConflict as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise unprocessable(("header", "Idempotency-Key"), str(exc)) from exc
     return QueuedResponse.for_task(accepted)

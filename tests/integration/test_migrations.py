@@ -52,6 +52,7 @@ COLUMNS = {
     "waiting_for",
     "lease_until",
     "lease_owner",
+    "lost_attempts",
 }
 TABLES = {
     "task_log",

@@ -104,11 +104,15 @@ class TaskLog(Base):
     result: Mapped[Any | None] = mapped_column(JSON)
     error_message: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(16))
-    # Why a failed task stopped: permanent_error, deadline_exhausted, max_retries_exhausted.
+    # Why a failed task stopped: permanent_error, deadline_exhausted, max_retries_exhausted,
+    # poison (a message no worker could run, or one that killed or hung workers).
     failure_reason: Mapped[str | None] = mapped_column(String(32))
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     # Deliveries that started running; the fencing token of the transitions.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts that killed or hung their pool process (or worker) without recording their
+    # outcome; at POISON_MAX_LOST_ATTEMPTS the task fails as `poison`.
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

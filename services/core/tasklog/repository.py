@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -91,6 +92,8 @@ class Claim:
     seq: int = 0
     # The task downstream idempotency keys derive from (a manual retry's original).
     origin_task_id: str = ""
+    # Attempts that killed or hung their worker, this claim's predecessor included.
+    lost_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,12 @@ _CLAIM = DriverStatement(
         lease_until=bindparam("lease_until", type_=_TABLE.c.lease_until.type),
         lease_owner=bindparam("owner"),
         updated_at=_AT,
+        # A task still `processing` when claimed again had an attempt that died with its
+        # worker (its lease ran out, nobody recorded it): counted, by task id.
+        lost_attempts=case(
+            (_TABLE.c.status == TaskStatus.PROCESSING, _TABLE.c.lost_attempts + 1),
+            else_=_TABLE.c.lost_attempts,
+        ),
     )
     .returning(
         _TABLE.c.task_name,
@@ -144,6 +153,7 @@ _CLAIM = DriverStatement(
         _TABLE.c.checkpoint,
         _TABLE.c.seq,
         _TABLE.c.origin_task_id,
+        _TABLE.c.lost_attempts,
     )
 )
 
@@ -272,6 +282,7 @@ class TaskLogRepository:
             checkpoint=row.checkpoint,
             seq=row.seq,
             origin_task_id=row.origin_task_id or task_id,
+            lost_attempts=row.lost_attempts,
         )
 
     def refusal(self, task_id: str) -> Refusal:
@@ -403,7 +414,20 @@ class TaskLogRepository:
             checkpoint=row.checkpoint,
             seq=row.seq,
             origin_task_id=row.idempotency_origin,
+            lost_attempts=row.lost_attempts,
         )
+
+    def count_lost(self, task_id: str, *, attempt: int) -> int | None:
+        """Count attempt `attempt` as lost with its worker; the task's count, or None if the
+        attempt is no longer the one processing."""
+        stmt = (
+            update(TaskLog)
+            .where(TaskLog.task_id == task_id, _running(attempt))
+            .values(lost_attempts=TaskLog.lost_attempts + 1)
+            .returning(TaskLog.lost_attempts)
+        )
+        with transaction(self._sessions) as session:
+            return session.scalar(stmt)
 
     def increment_retry(self, task_id: str) -> bool:
         """Count one more retry of an unfinished task."""
@@ -522,6 +546,7 @@ def accepted_values(**columns: Unpack[AcceptedColumns]) -> dict[str, Any]:
         status=TaskStatus.PENDING,
         retry_count=0,
         attempts=0,
+        lost_attempts=0,
         held=False,
         created_at=at,
         updated_at=at,
