@@ -19,8 +19,8 @@ from services.core import metrics
 from services.core.config import Settings
 from services.core.retry import deadline_from
 from services.core.secrecy import Sealer, find_secret_fields
-from services.core.taskdefs import spec_for
-from services.core.tasklog.models import utcnow
+from services.core.taskdefs import Queue, spec_for
+from services.core.tasklog.models import FAIR_SHARE, utcnow
 from services.core.tasklog.repository import BeforeInsert, TaskLogRepository
 
 log = logging.getLogger("services.enqueue")
@@ -35,6 +35,9 @@ class Enqueued:
     published: bool
     # True when an Idempotency-Key repeat returned an earlier task instead of a new one.
     replayed: bool = False
+    # True when the task waits its turn in the log (its customer is at its fair-share bound):
+    # accepted, published by a worker or the releaser when its turn comes.
+    waiting: bool = False
 
 
 class IdempotencyConflict(ValueError):
@@ -78,6 +81,7 @@ class Enqueuer:
         self._settings = settings
         self._sealer = Sealer(settings.secrets_key.get_secret_value())
         self._clock = clock
+        self._fair = settings.fair_share
 
     def enqueue(
         self,
@@ -128,18 +132,22 @@ class Enqueuer:
             before_insert=_ACCEPT_HOOKS.get(spec.name),
             # Noted as published in the same commit; taken back if the publish fails.
             published_at=now,
+            fair_bound=self._fair_bound(spec.queue, customer_id),
             now=now,
         )
         try:
-            self._repo.create(**create)  # type: ignore[arg-type]
+            row = self._repo.create(**create)  # type: ignore[arg-type]
         except IntegrityError:
             if idempotency_key is None:
                 raise
             earlier = self._earlier(customer_id, idempotency_key, request_hash, now)
             if earlier is not None:
                 return earlier
-            self._repo.create(**create)  # type: ignore[arg-type]
+            row = self._repo.create(**create)  # type: ignore[arg-type]
         metrics.ENQUEUED.labels(spec.name, spec.queue).inc()
+        if row.held:
+            metrics.FAIR_SHARE_WAITS.labels(spec.queue).inc()
+            return Enqueued(task_id, spec.name, published=False, waiting=True)
         try:
             self._celery.send_task(
                 spec.name, kwargs={"payload": body}, task_id=task_id, queue=spec.queue.value
@@ -153,6 +161,12 @@ class Enqueuer:
             self._unpublished(task_id, spec.name)
             return Enqueued(task_id, spec.name, published=False)
         return Enqueued(task_id, spec.name, published=True)
+
+    def _fair_bound(self, queue: Queue, customer_id: str | None) -> int | None:
+        # The customer's bound on this queue, when its writes are bounded at all.
+        if customer_id is None or not self._fair.applies(queue, customer_id):
+            return None
+        return self._fair.bound_for(customer_id)
 
     def _unpublished(self, task_id: str, task_name: str) -> None:
         # The row was written as published (one commit per accepted write, not two): take the
@@ -190,5 +204,9 @@ class Enqueuer:
                 "this Idempotency-Key was used for a different request; use a new key"
             )
         return Enqueued(
-            row.task_id, row.task_name, published=row.published_at is not None, replayed=True
+            row.task_id,
+            row.task_name,
+            published=row.published_at is not None,
+            replayed=True,
+            waiting=row.held and row.wait_reason == FAIR_SHARE,
         )

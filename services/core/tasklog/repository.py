@@ -37,7 +37,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.db import DriverStatement, rowcount, single_statement, transaction
+from services.core.tasklog.admission import admitting_insert
 from services.core.tasklog.models import (
+    FAIR_SHARE,
     TASK_SEQ,
     TERMINAL,
     SeqCounter,
@@ -91,6 +93,8 @@ class Claim:
     seq: int = 0
     # The task downstream idempotency keys derive from (a manual retry's original).
     origin_task_id: str = ""
+    # Whose write it is (fair share hands its place on when it finishes).
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,7 @@ _CLAIM = DriverStatement(
         _TABLE.c.checkpoint,
         _TABLE.c.seq,
         _TABLE.c.origin_task_id,
+        _TABLE.c.customer_id,
     )
 )
 
@@ -214,12 +219,15 @@ class TaskLogRepository:
         checkpoint: dict[str, Any] | None = None,
         before_insert: BeforeInsert | None = None,
         published_at: datetime | None = None,
+        fair_bound: int | None = None,
         now: datetime | None = None,
     ) -> TaskLog:
         """Record an accepted task as pending (IntegrityError on a used key or retried task).
 
         `seq` is drawn from the acceptance sequence unless given (a manual retry keeps the
-        number of the task it retries).
+        number of the task it retries). With `fair_bound`, the task waits for its turn in the
+        log (`held`, fair_share) when its customer has that much outstanding on its queue, or
+        earlier writes of its wait already (`tasklog.admission`).
         """
         at = now or utcnow()
         # One INSERT commits on its own; a hook's statements (or SQLite's counter) and the
@@ -252,9 +260,11 @@ class TaskLogRepository:
         )
         if seq is not None:
             values["seq"] = seq
+        statement = _insert if fair_bound is None else admitting_insert
+        extra = {} if fair_bound is None else {"fair_bound": fair_bound}
         if one:
             row = {**values, "payload": payload}
-            made = _insert(tuple(row)).run(self._sessions, row).one()
+            made = statement(tuple(row)).run(self._sessions, {**row, **extra}).one()
         else:
             with transaction(self._sessions) as session:
                 if hook is not None:
@@ -262,9 +272,15 @@ class TaskLogRepository:
                 if seq is None and sqlite:
                     values["seq"] = next_seq(session)
                 row = {**values, "payload": payload}
-                made = session.connection().execute(_insert(tuple(row)).statement, row).one()
+                made = (
+                    session.connection()
+                    .execute(statement(tuple(row)).statement, {**row, **extra})
+                    .one()
+                )
         values["payload"] = payload
         values.update(id=made.id, seq=made.seq)
+        if fair_bound is not None and made.held:
+            values.update(held=True, wait_reason=FAIR_SHARE, published_at=None)
         return TaskLog(**values)
 
     def reserve(
@@ -322,6 +338,7 @@ class TaskLogRepository:
             checkpoint=row.checkpoint,
             seq=row.seq,
             origin_task_id=row.origin_task_id or task_id,
+            customer_id=row.customer_id,
         )
 
     def refusal(self, task_id: str) -> Refusal:
@@ -453,6 +470,7 @@ class TaskLogRepository:
             checkpoint=row.checkpoint,
             seq=row.seq,
             origin_task_id=row.idempotency_origin,
+            customer_id=row.customer_id,
         )
 
     def increment_retry(self, task_id: str) -> bool:
