@@ -20,8 +20,6 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import httpx
@@ -34,17 +32,11 @@ from hypothesis.stateful import (
     initialize,
     rule,
 )
-from pydantic import SecretStr
 
-from services.core.config import Settings, get_settings
-from services.core.db import session_factory
-from services.core.tasklog.repository import TaskLogRepository
-from tests.support.databases import own_database
 from tests.support.flow import all_finished
 from tests.support.model import CatalogModel, DocumentModel, FaqModel
-from tests.support.procs import Worker, scheduler, wait_until
-from tests.support.server import running_api
-from tests.support.standins import Standin
+from tests.support.modelstack import ModelStack, model_stack
+from tests.support.procs import wait_until
 
 EXAMPLES = int(os.environ.get("FAIR_MODEL_EXAMPLES", "5"))
 STEPS = int(os.environ.get("FAIR_MODEL_STEPS", "20"))
@@ -52,7 +44,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180 + 120 * EXAMPLES)]
 
 BOUND = 2
 CONCURRENCY = 2
-CHATBOT_TOKEN = "fair-chatbot-token"
 TIMINGS = {
     "FAIR_SHARE_BOUND": str(BOUND),
     "BROKER_VISIBILITY_TIMEOUT_S": "12",
@@ -68,96 +59,14 @@ TIMINGS = {
 }
 
 
-@dataclass
-class Stack:
-    """The stack the tests drive."""
-
-    settings: Settings
-    api: httpx.Client
-    repo: TaskLogRepository
-    es: Standin
-    embeddings: Standin
-    chatbot: Standin
-
-    def es_items(self, customer: str) -> dict[str, Any]:
-        """Stored catalog items of a customer, by item id."""
-        index = f"{self.settings.es_index_prefix}products"
-        answer = httpx.post(
-            f"{self.es.url}/{index}/_search",
-            json={"query": {"term": {"customer_id": customer}}, "size": 1000},
-        )
-        answer.raise_for_status()
-        return {h["_source"]["item_id"]: h["_source"] for h in answer.json()["hits"]["hits"]}
-
-    def upstream(self, path: str, customer: str) -> list[dict[str, Any]]:
-        """Items of a ChatbotMobile list, read straight from the stand-in."""
-        answer = httpx.get(
-            f"{self.chatbot.url}{path}",
-            params={"customer_id": customer, "page_size": 500},
-            headers={"Authorization": f"Bearer {CHATBOT_TOKEN}"},
-        )
-        answer.raise_for_status()
-        items: list[dict[str, Any]] = answer.json()["items"]
-        return items
-
-    def overlaps(self) -> int:
-        """Deliveries of one write that overlapped at a downstream, so far."""
-        return sum(s.stats()["overlapping_writes"] for s in (self.es, self.chatbot))
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStack]:
     log_dir = tmp_path_factory.mktemp("fair")
-    base = get_settings()
-    with ExitStack() as stop:
-        es = Standin("elasticsearch", log_dir, "--gc-deletes-s", "1")
-        embeddings = Standin("embeddings", log_dir)
-        chatbot = Standin("chatbotmobile", log_dir, "--token", CHATBOT_TOKEN)
-        for standin in (es, embeddings, chatbot):
-            stop.callback(standin.stop)
-            standin.start()
-        # An upsert with an embedding is still in flight when the writes after it run.
-        embeddings.fault("slow", 24 * 3600, delay_s=0.6)
-        prefix = f"{base.redis_key_prefix}fair:"
-        database = stop.enter_context(own_database("fairwork"))
-        env = {
-            **TIMINGS,
-            "DATABASE_URL": database,
-            "REDIS_KEY_PREFIX": prefix,
-            "ELASTICSEARCH_URL": es.url,
-            "ES_INDEX_PREFIX": prefix.replace(":", "-").lower(),
-            "EMBEDDINGS_PROVIDER": "openai",
-            "EMBEDDINGS_BASE_URL": f"{embeddings.url}/v1",
-            "EMBEDDINGS_DIMENSIONS": "8",
-            "EMBEDDINGS_API_KEY": "fair-embeddings-key",
-            "CHATBOT_URL": chatbot.url,
-            "CHATBOT_API_TOKEN": CHATBOT_TOKEN,
-            "STORAGE_LOCAL_DIR": str(log_dir / "uploads"),
-        }
-        workers = [
-            Worker("services.es_worker", "es", log_dir, env=env, include="", concurrency=2),
-            Worker("services.http_worker", "http", log_dir, env=env, include="", concurrency=2),
-            scheduler(log_dir, env),
-        ]
-        for worker in workers:
-            stop.callback(worker.stop)
-            worker.launch()
-        for worker in workers:
-            worker.wait_ready()
-        settings = base.model_copy(
-            update={
-                "database_url": database,
-                "redis_key_prefix": prefix,
-                "es_index_prefix": env["ES_INDEX_PREFIX"],
-                "chatbot_url": chatbot.url,
-                "chatbot_api_token": SecretStr(CHATBOT_TOKEN),
-                "storage_local_dir": env["STORAGE_LOCAL_DIR"],
-                "fair_share_bound": BOUND,
-            }
-        )
-        api = stop.enter_context(running_api(settings))
-        repo = TaskLogRepository(session_factory(settings.database_url))
-        yield Stack(settings, api, repo, es, embeddings, chatbot)
+    update = {"fair_share_bound": BOUND}
+    with model_stack(
+        log_dir, "fairwork", TIMINGS, embeddings_delay_s=0.6, settings_update=update
+    ) as started:
+        yield started
 
 
 def _accepted(answer: httpx.Response) -> str:
@@ -166,7 +75,7 @@ def _accepted(answer: httpx.Response) -> str:
     return task_id
 
 
-def test_workers_take_the_customers_writes_in_turns(stack: Stack) -> None:
+def test_workers_take_the_customers_writes_in_turns(stack: ModelStack) -> None:
     # Each write takes a while: the three bursts are all accepted before the first finishes.
     stack.es.fault("slow", 60, delay_s=0.25)
     try:
@@ -202,7 +111,7 @@ CUSTOMER = st.integers(0, 2)
 class FairOrderingMachine(RuleBasedStateMachine):
     """Writes of three customers, most of them past their bound; checked per customer."""
 
-    stack: ClassVar[Stack]
+    stack: ClassVar[ModelStack]
 
     def __init__(self) -> None:
         super().__init__()
@@ -340,7 +249,7 @@ class FairOrderingMachine(RuleBasedStateMachine):
 
 
 def test_each_customers_writes_take_effect_in_acceptance_order_with_fair_share_on(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: ModelStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chosen = os.environ.get("FAIR_MODEL_SEED")
     run_seed = int(chosen) if chosen else random.SystemRandom().randrange(2**32)
