@@ -65,3 +65,33 @@ def test_the_benchmarks_run_and_measure_every_figure(tmp_path: Path) -> None:
         assert scale[str(n)]["bytes_per_row"] > 0
         assert scale[str(n)]["status"]["requests"] > 0
         assert scale[str(n)]["my_tasks"]["requests"] > 0
+
+
+@pytest.mark.skipif(
+    not os.environ.get("BENCH_FAIRNESS"),
+    reason="opt-in, about 90 s of two stacks: BENCH_FAIRNESS=1 (README, Tests)",
+)
+def test_the_fairness_benchmark_runs_and_measures_every_round(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tools.bench", "--ci", "--only", "fairness", "--out", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "ENVIRONMENT": "development"},
+        capture_output=True,
+        text=True,
+        timeout=540,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    print(done.stdout)
+    [path] = tmp_path.glob("results-*.json")
+    fairness = json.loads(path.read_text())["fairness"]
+    # Every round measured, every write of every customer succeeded.
+    assert fairness["others alone"]["writes"] > 0 and fairness["others alone"]["failed"] == 0
+    for fair in ("on", "off"):
+        alone = fairness[f"A alone, fair share {fair}"]
+        both = fairness[f"A with B..E, fair share {fair}"]
+        assert alone["failed"] == both["import"]["failed"] == both["others"]["failed"] == 0
+        for figures in (alone, both["import"]):
+            assert figures["es"]["documents"] and figures["http"]["documents"]
+        assert both["others"]["writes"] > 0
+    assert fairness["verdict"]["others_p99_ratio"] is not None
