@@ -31,7 +31,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards kube-models nca checkov
+.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards kube-models nca checkov test-es-rest
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -77,6 +77,11 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP) $(NCA_STAMP)
 	@tools/ensure-services.sh redis postgres prometheus alertmanager wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Elasticsearch's YAML REST tests: against the stand-in, and against the cluster at
+## ELASTICSEARCH_URL when set (an empty, disposable one); the summary comes last.
+test-es-rest: $(STAMP)
+	$(PY) -m pytest tests/es_rest $(PYTEST_ARGS)
 
 ## Chaos suite (whole stack, mixed load, faults); the summary line comes last:
 ## make chaos [DURATION=60] [SEED=n]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -12,9 +11,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import redisconn
+from services.core.addresses import is_loopback, is_this_machine
 from services.core.fairness import FairShare, parse_weights
 from services.core.rates import parse_limits
-from services.core.secrecy import split_keys
+from services.core.secrecy import key_bytes, split_keys
 from services.core.taskdefs import Queue
 
 # A Fernet key that is public by construction: fine on a laptop, refused in production.
@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a refused setting must not print the others (secrets among them).
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    # Fail closed: anything but an explicit "development" or "test" is production, which
-    # refuses the development secrets, SQLite and loopback-only addresses.
+    # Fail closed: anything but an explicit "development" (production, and "test": a shared
+    # test deployment) refuses the development secrets, SQLite and loopback-only addresses.
     environment: Literal["development", "test", "production"] = "production"
     # Which process these settings are for (ROLE_SECRETS): the secrets production checks.
     process_role: ProcessRole = "any"
@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     # many more it may open at a busy moment (closed again after use).
     database_pool_size: int = Field(40, ge=1)
     database_max_overflow: int = Field(10, ge=0)
+    # A PostgreSQL schema of its own for the task log (empty: the connection's default
+    # search_path, as before). Lets the task log live in the database of an application
+    # that writes to it inside its own transactions (README, "Writes inside your own
+    # transaction") without mixing with that application's tables or its Alembic history.
+    tasklog_schema: str = Field("", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
 
     # Broker. All keys Celery/kombu write are prefixed with redis_key_prefix, so several
     # deployments (or test runs) can share one Redis without seeing each other's queues.
@@ -170,6 +175,11 @@ class Settings(BaseSettings):
     # multipart upload up to UPLOAD_MAX_REQUEST_BYTES in all; both are counted while the body
     # streams in, so an oversized request is refused before it is read, spooled or parsed.
     api_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1)
+    # Caller data (an item's `data`, each bulk item's) is refused past this depth or size:
+    # deeper values stop recursive code (a worker's pool hand-off, serializers), larger ones
+    # are carried by every message, row and answer of the task.
+    data_max_depth: int = Field(64, ge=1, le=200)
+    data_max_bytes: int = Field(1024 * 1024, ge=1)
     upload_max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
     # FAQ import files are parsed in a child process, within these bounds.
     faq_import_max_rows: int = Field(20_000, ge=1)
@@ -201,6 +211,9 @@ class Settings(BaseSettings):
     release_interval_s: float = Field(1.0, gt=0)
     release_queue_depth: int = Field(500, ge=1)
     release_batch: int = Field(500, ge=1)
+    # A task whose deliveries killed or hung their pool process (or whole worker) this many
+    # times fails for good as `poison` instead of taking more workers down.
+    poison_max_lost_attempts: int = Field(3, ge=1)
     # One live attempt per task: a claim holds a lease for the task's hard time limit plus
     # this margin (the pool kills the attempt first); no other delivery may claim it meanwhile.
     lease_margin_s: float = Field(30.0, gt=0)
@@ -294,7 +307,6 @@ class Settings(BaseSettings):
         elif self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER needs a sentinel:// REDIS_URL")
         redisconn.tls_options(self.redis_url)  # a rediss:// query it can take, or say which
-        _check_fernet_keys(self.secrets_keys)
         if self.auth_jwks_url is None and self.auth_jwt_secret is None:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")
         if self.auth_jwks_url is not None and not (self.auth_issuer and self.auth_audience):
@@ -307,14 +319,18 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
         if self.upload_max_request_bytes < self.upload_max_bytes:
             raise ValueError("UPLOAD_MAX_REQUEST_BYTES must be at least UPLOAD_MAX_BYTES")
-        if self.environment == "production":
+        if self.environment != "development":
             problems = self._production_problems()
             if problems:
+                default = "" if "environment" in self.model_fields_set else " (the default)"
                 raise ValueError(
-                    "ENVIRONMENT is production (the default) and refuses: "
+                    f"ENVIRONMENT is {self.environment}{default} and refuses: "
                     + "; ".join(problems)
                     + " (on a laptop, set ENVIRONMENT=development)"
                 )
+        # After the check above, so that the development key in a spelling Fernet refuses is
+        # named as what it is.
+        _check_fernet_keys(self.secrets_keys)
         return self
 
     def reads(self, name: str) -> bool:
@@ -349,16 +365,23 @@ class Settings(BaseSettings):
         hosts = {name: [urlsplit(v).hostname for v in values] for name, values in urls.items()}
         hosts["REDIS_URL"] = redisconn.hosts(self.redis_url)
         for name, values in hosts.items():
-            if any(_is_loopback(host) for host in values):
-                problems.append(f"{name} points at loopback: set the service's address")
+            if any(is_this_machine(host) for host in values):
+                problems.append(
+                    f"{name} points at this machine (loopback or unspecified): set the "
+                    "service's address"
+                )
+        # Listening on 0.0.0.0 (every interface) is what a pod does; loopback is not.
         for name, host in (("API_HOST", self.api_host), ("FLOWER_HOST", self.flower_host)):
-            if _is_loopback(host):
+            if is_loopback(host):
                 problems.append(f"{name} listens on loopback only: set {name}=0.0.0.0")
         return problems
 
     def _secret_problems(self) -> list[str]:
         problems: list[str] = []
-        if DEV_SECRETS_KEY in self.secrets_keys and self.reads("SECRETS_KEY"):
+        # Compared as the bytes a decoder reads, not as text: base64 decoders skip characters
+        # outside the alphabet and missing padding, so other text can be the same key.
+        public = key_bytes(DEV_SECRETS_KEY)
+        if self.reads("SECRETS_KEY") and any(key_bytes(k) == public for k in self.secrets_keys):
             problems.append("SECRETS_KEY is the public development key: set private Fernet keys")
         if self.auth_jwks_url is None and self.reads("AUTH_JWT_SECRET"):
             secret = self.auth_jwt_secret
@@ -422,17 +445,6 @@ class Settings(BaseSettings):
     def max_retries(self, queue: Queue) -> int | None:
         """Optional count limit of retries for a task of this queue."""
         return {Queue.ES: self.es_max_retries, Queue.HTTP: self.http_max_retries}.get(queue)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_fernet_keys(keys: list[str]) -> None:

@@ -30,7 +30,8 @@ TASK_RETRIES = Counter(
 )
 TASK_DEAD_LETTERED = Counter(
     "durable_task_dead_lettered_total",
-    "Tasks that failed for good (permanent_error, deadline_exhausted, max_retries_exhausted)",
+    "Tasks that failed for good (permanent_error, deadline_exhausted, max_retries_exhausted, "
+    "poison)",
     ["task", "queue", "reason"],
 )
 TASK_DURATION = Histogram(

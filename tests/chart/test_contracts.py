@@ -96,7 +96,7 @@ def _local(env: dict[str, str], tmp: Path, database_url: str) -> dict[str, str]:
             if k.upper() not in Settings.model_fields or k in {"DATABASE_URL"}
         },
         **env,
-        "ENVIRONMENT": "test",  # production would ask for the cluster's secrets
+        "ENVIRONMENT": "development",  # the cluster's secrets and addresses are not here
         "DATABASE_URL": database_url,  # from the Secret in a pod
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
         "WORKER_HEARTBEAT_FILE": str(tmp / "worker.alive"),
@@ -224,7 +224,7 @@ def test_container_ports_are_the_ports_the_processes_read() -> None:
     def settings_of(suffix: str) -> tuple[Settings, dict[str, Any]]:
         deployment = find(docs, "Deployment", suffix)
         env = process_env(docs, deployment)
-        settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+        settings = settings_from(env, environment="development", database_url="postgresql://db/x")
         return settings, container(deployment)
 
     def port(c: dict[str, Any], name: str) -> int:
@@ -256,7 +256,7 @@ def test_a_sentinel_broker_is_one_the_settings_and_celery_take() -> None:
     docs = render(values)
     for suffix in ("-api", "-es-worker", "-http-worker", "-scheduler", "-flower"):
         env = process_env(docs, find(docs, "Deployment", suffix))
-        settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+        settings = settings_from(env, environment="development", database_url="postgresql://db/x")
         nodes = [f"{host}:{port}" for host, port in redisconn.sentinel_nodes(settings.redis_url)]
         assert nodes == sentinel["hosts"], suffix
         options = celery_config(settings)["broker_transport_options"]
@@ -294,7 +294,7 @@ def test_each_deployment_is_its_process_in_the_table(name: str, values_file: str
     deployment = find(docs, "Deployment", f"-{name}")
     c = container(deployment)
     env = process_env(docs, deployment)
-    settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+    settings = settings_from(env, environment="development", database_url="postgresql://db/x")
 
     concurrency = None
     if name in CHART_CONCURRENCY:

@@ -9,6 +9,7 @@ database of this module is its own: a release pass takes every waiting write of 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -25,6 +26,7 @@ from services.core.config import Settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueued, Enqueuer
 from services.core.errors import PermanentError
+from services.core.outbox import Outbox
 from services.core.search import payloads
 from services.core.secrecy import Sealer
 from services.core.taskdefs import spec_for
@@ -38,6 +40,7 @@ from services.core.tracking.fairshare import FairTurns
 from services.core.tracking.releaser import ReleaseConfig, Releaser
 from services.core.tracking.runner import OutcomeKind, TaskRunner
 from tests.support.databases import own_database
+from tests.support.procs import wait_until
 from tests.support.server import running_api
 
 UPSERT = spec_for("es_upsert_product")
@@ -235,6 +238,36 @@ def test_a_heavier_customer_gets_more_places_and_more_turns(
     assert _releaser(log, own, client).run_once().released == {"es": 6}
     expected = [writes[b][4], writes[a][2], writes[b][5], writes[b][6], writes[a][3], writes[b][7]]
     assert _queued(client, own) == expected
+
+
+def test_writes_accepted_inside_a_callers_transaction_wait_their_turn_too(
+    log: TaskLogRepository, own: Settings, client: Redis
+) -> None:
+    enqueuer = Enqueuer(repo=log, celery=make_celery_app(own), settings=own)
+    outbox = Outbox(enqueuer, log.sessions, own.tasklog_schema)
+    customer = _customer()
+    first = _write(enqueuer, customer, 0)  # one outstanding of its two
+    with log.sessions() as session:
+        accepted = [
+            asyncio.run(
+                outbox.enqueue(
+                    session,
+                    UPSERT.name,
+                    payloads.upsert(
+                        customer, f"t{n}", {"n": n}, with_embedding=False, version=None
+                    ),
+                    customer_id=customer,
+                )
+            )
+            for n in (1, 2)
+        ]
+        session.commit()
+    assert [a.waiting for a in accepted] == [False, True]
+    # Once the caller committed, its write under the bound is published, the other is not.
+    wait_until(lambda: accepted[0].task_id in _queued(client, own), 10, what="the publish")
+    assert _queued(client, own) == [first.task_id, accepted[0].task_id]
+    row = log.get_by_task_id(accepted[1].task_id)
+    assert row is not None and row.held and row.wait_reason == "fair_share"
 
 
 def _generic_plan(log: TaskLogRepository, sql: str, params: dict[str, Any]) -> str:

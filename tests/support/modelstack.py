@@ -42,6 +42,8 @@ class ModelStack:
     def es_items(self, customer: str) -> dict[str, Any]:
         """Stored catalog items of a customer, by item id."""
         index = f"{self.settings.es_index_prefix}products"
+        # Search sees the last refresh, as on a real cluster.
+        httpx.post(f"{self.es.url}/{index}/_refresh").raise_for_status()
         answer = httpx.post(
             f"{self.es.url}/{index}/_search",
             json={"query": {"term": {"customer_id": customer}}, "size": 1000},

@@ -28,11 +28,11 @@ def test_a_weight_that_cannot_be_read_is_refused_at_start(text: str, says: str) 
     with pytest.raises(FairShareSyntaxError, match=says):
         parse_weights(text)
     with pytest.raises(ValueError, match=says):
-        Settings(environment="test", fair_share_weights=text)
+        Settings(environment="development", fair_share_weights=text)
 
 
 def test_a_weight_multiplies_the_bound_never_below_one() -> None:
-    fair = Settings(environment="test", fair_share_weights="big=4,trial=0.01").fair_share
+    fair = Settings(environment="development", fair_share_weights="big=4,trial=0.01").fair_share
     assert fair.bound == 8  # the default
     assert (fair.bound_for("big"), fair.bound_for("trial"), fair.bound_for("any")) == (32, 1, 8)
 

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.deps import MaybePrincipalDep, RuntimeDep
 from services.api.routing import ThreadedRoute
+from services.api.schemas import errors
 from services.core.health import check_database
 
 router = APIRouter(prefix="/health", tags=["health"], route_class=ThreadedRoute)
@@ -35,7 +36,13 @@ def ready(runtime: RuntimeDep) -> Any:
     return {"status": "ok"}
 
 
-@router.get("/celery", responses={503: {"description": "broker down or a queue has no worker"}})
+@router.get(
+    "/celery",
+    responses={
+        **errors(401),
+        503: {"description": "broker down or a queue has no worker"},
+    },
+)
 def celery(runtime: RuntimeDep, principal: MaybePrincipalDep) -> Any:
     """Broker ping, live workers per queue, messages waiting per queue, breaker states, and
     fair share: outstanding and waiting work per queue.

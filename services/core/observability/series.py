@@ -61,6 +61,13 @@ def preinit_worker(specs: Iterable[TaskSpec], rate_limits: Iterable[str] = ()) -
                 metrics.JOB_RUNS.labels(spec.name, outcome)
 
 
+def preinit_poison(queues: Iterable[str]) -> None:
+    """Zero series of poison messages whose task is not ours or not readable, per queue."""
+    for queue in queues:
+        metrics.TASK_DEAD_LETTERED.labels("unknown", queue, GiveUpReason.POISON)
+        metrics.TASK_OUTCOMES.labels("unknown", queue, "failed")
+
+
 def preinit_api(specs: Iterable[TaskSpec]) -> None:
     """Zero series of the tasks the API accepts (and of its reads from ChatbotMobile)."""
     specs = list(specs)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Required, TypedDict, Unpack, cast
 
 from sqlalchemy import (
     BindParameter,
@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -93,6 +94,8 @@ class Claim:
     seq: int = 0
     # The task downstream idempotency keys derive from (a manual retry's original).
     origin_task_id: str = ""
+    # Attempts that killed or hung their worker, this claim's predecessor included.
+    lost_attempts: int = 0
     # Whose write it is (fair share hands its place on when it finishes).
     customer_id: str | None = None
 
@@ -137,6 +140,12 @@ _CLAIM = DriverStatement(
         lease_until=bindparam("lease_until", type_=_TABLE.c.lease_until.type),
         lease_owner=bindparam("owner"),
         updated_at=_AT,
+        # A task still `processing` when claimed again had an attempt that died with its
+        # worker (its lease ran out, nobody recorded it): counted, by task id.
+        lost_attempts=case(
+            (_TABLE.c.status == TaskStatus.PROCESSING, _TABLE.c.lost_attempts + 1),
+            else_=_TABLE.c.lost_attempts,
+        ),
     )
     .returning(
         _TABLE.c.task_name,
@@ -148,6 +157,7 @@ _CLAIM = DriverStatement(
         _TABLE.c.checkpoint,
         _TABLE.c.seq,
         _TABLE.c.origin_task_id,
+        _TABLE.c.lost_attempts,
         _TABLE.c.customer_id,
     )
 )
@@ -201,26 +211,10 @@ class TaskLogRepository:
     def create(
         self,
         *,
-        task_id: str,
-        task_name: str,
-        queue: str,
         payload: dict[str, Any],
-        deadline_at: datetime,
-        user_id: str | None = None,
-        customer_id: str | None = None,
-        idempotency_key: str | None = None,
-        sealed_secrets: str | None = None,
-        request_hash: str | None = None,
-        retry_of: str | None = None,
-        seq: int | None = None,
-        origin_task_id: str | None = None,
-        order_scope: str | None = None,
-        order_key: str | None = None,
-        checkpoint: dict[str, Any] | None = None,
         before_insert: BeforeInsert | None = None,
-        published_at: datetime | None = None,
         fair_bound: int | None = None,
-        now: datetime | None = None,
+        **columns: Unpack[AcceptedColumns],
     ) -> TaskLog:
         """Record an accepted task as pending (IntegrityError on a used key or retried task).
 
@@ -229,59 +223,17 @@ class TaskLogRepository:
         log (`held`, fair_share) when its customer has that much outstanding on its queue, or
         earlier writes of its wait already (`tasklog.admission`).
         """
-        at = now or utcnow()
+        values = accepted_values(**columns)
         # One INSERT commits on its own; a hook's statements (or SQLite's counter) and the
         # INSERT must commit together.
         sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
         hook = before_insert if before_insert and before_insert.applies(payload) else None
-        one = hook is None and not (seq is None and sqlite)
-        values: dict[str, Any] = dict(
-            task_id=task_id,
-            task_name=task_name,
-            queue=queue,
-            deadline_at=deadline_at,
-            user_id=user_id,
-            customer_id=customer_id,
-            idempotency_key=idempotency_key,
-            sealed_secrets=sealed_secrets,
-            request_hash=request_hash,
-            retry_of=retry_of,
-            origin_task_id=origin_task_id,
-            order_scope=order_scope,
-            order_key=order_key,
-            checkpoint=checkpoint,
-            status=TaskStatus.PENDING,
-            retry_count=0,
-            attempts=0,
-            held=False,
-            published_at=published_at,
-            created_at=at,
-            updated_at=at,
-        )
-        if seq is not None:
-            values["seq"] = seq
-        statement = _insert if fair_bound is None else admitting_insert
-        extra = {} if fair_bound is None else {"fair_bound": fair_bound}
-        if one:
-            row = {**values, "payload": payload}
-            made = statement(tuple(row)).run(self._sessions, {**row, **extra}).one()
-        else:
+        if hook is not None or ("seq" not in values and sqlite):
             with transaction(self._sessions) as session:
-                if hook is not None:
-                    payload = hook.run(session, payload)
-                if seq is None and sqlite:
-                    values["seq"] = next_seq(session)
-                row = {**values, "payload": payload}
-                made = (
-                    session.connection()
-                    .execute(statement(tuple(row)).statement, {**row, **extra})
-                    .one()
-                )
-        values["payload"] = payload
-        values.update(id=made.id, seq=made.seq)
-        if fair_bound is not None and made.held:
-            values.update(held=True, wait_reason=FAIR_SHARE, published_at=None)
-        return TaskLog(**values)
+                return insert_accepted(session, values, payload, hook, fair_bound)
+        row = {**values, "payload": payload}
+        made = _insert_of(row, fair_bound).run(self._sessions, _params(row, fair_bound)).one()
+        return _accepted_row(row, made, fair_bound)
 
     def reserve(
         self, payload: dict[str, Any], before_insert: BeforeInsert | None = None
@@ -338,6 +290,7 @@ class TaskLogRepository:
             checkpoint=row.checkpoint,
             seq=row.seq,
             origin_task_id=row.origin_task_id or task_id,
+            lost_attempts=row.lost_attempts,
             customer_id=row.customer_id,
         )
 
@@ -470,8 +423,21 @@ class TaskLogRepository:
             checkpoint=row.checkpoint,
             seq=row.seq,
             origin_task_id=row.idempotency_origin,
+            lost_attempts=row.lost_attempts,
             customer_id=row.customer_id,
         )
+
+    def count_lost(self, task_id: str, *, attempt: int) -> int | None:
+        """Count attempt `attempt` as lost with its worker; the task's count, or None if the
+        attempt is no longer the one processing."""
+        stmt = (
+            update(TaskLog)
+            .where(TaskLog.task_id == task_id, _running(attempt))
+            .values(lost_attempts=TaskLog.lost_attempts + 1)
+            .returning(TaskLog.lost_attempts)
+        )
+        with transaction(self._sessions) as session:
+            return session.scalar(stmt)
 
     def increment_retry(self, task_id: str) -> bool:
         """Count one more retry of an unfinished task."""
@@ -490,18 +456,13 @@ class TaskLogRepository:
 
     def find_by_idempotency_key(self, customer_id: str | None, key: str) -> TaskLog | None:
         """The task accepted under a customer's idempotency key, if any."""
-        stmt = select(TaskLog).where(
-            TaskLog.customer_id == customer_id, TaskLog.idempotency_key == key
-        )
         with self._sessions() as session:
-            return session.scalars(stmt).first()
+            return idempotency_holder(session, customer_id, key)
 
     def release_idempotency_key(self, task_id: str) -> None:
         """Forget the idempotency key of a task (its retention has passed)."""
         with transaction(self._sessions) as session:
-            session.execute(
-                update(TaskLog).where(TaskLog.task_id == task_id).values(idempotency_key=None)
-            )
+            forget_idempotency_key(session, task_id)
 
     def get_retry_of(self, task_id: str) -> TaskLog | None:
         """The manual retry of a task, if it was retried."""
@@ -537,6 +498,125 @@ class TaskLogRepository:
         stmt = delete(TaskLog).where(TaskLog.status == status, TaskLog.finished_at < before)
         with transaction(self._sessions) as session:
             return rowcount(session.execute(stmt))
+
+
+class AcceptedColumns(TypedDict, total=False):
+    """What accepting a task gives its row (`accepted_values`); the rest are defaults.
+
+    Without `seq` the database draws it; with `seq_pending` it draws it again when the
+    transaction that writes the row commits (migration 0010). `now` is the acceptance time.
+    """
+
+    task_id: Required[str]
+    task_name: Required[str]
+    queue: Required[str]
+    deadline_at: Required[datetime]
+    user_id: str | None
+    customer_id: str | None
+    idempotency_key: str | None
+    sealed_secrets: str | None
+    request_hash: str | None
+    retry_of: str | None
+    seq: int | None
+    origin_task_id: str | None
+    order_scope: str | None
+    order_key: str | None
+    checkpoint: dict[str, Any] | None
+    published_at: datetime | None
+    now: datetime | None
+    seq_pending: bool
+
+
+# The columns an accepted row takes from its acceptance (None when not given).
+_GIVEN = (
+    "task_id",
+    "task_name",
+    "queue",
+    "deadline_at",
+    "user_id",
+    "customer_id",
+    "idempotency_key",
+    "sealed_secrets",
+    "request_hash",
+    "retry_of",
+    "origin_task_id",
+    "order_scope",
+    "order_key",
+    "checkpoint",
+    "published_at",
+)
+
+
+def accepted_values(**columns: Unpack[AcceptedColumns]) -> dict[str, Any]:
+    """The columns of an accepted task's row, its payload apart (see AcceptedColumns)."""
+    at = columns.get("now") or utcnow()
+    given: dict[str, Any] = dict(columns)
+    values = {name: given.get(name) for name in _GIVEN}
+    values.update(
+        status=TaskStatus.PENDING,
+        retry_count=0,
+        attempts=0,
+        lost_attempts=0,
+        held=False,
+        created_at=at,
+        updated_at=at,
+    )
+    if columns.get("seq") is not None:
+        values["seq"] = columns["seq"]
+    if columns.get("seq_pending"):
+        values["seq_pending"] = True
+    return values
+
+
+def insert_accepted(
+    session: Session,
+    values: dict[str, Any],
+    payload: dict[str, Any],
+    hook: BeforeInsert | None,
+    fair_bound: int | None = None,
+) -> TaskLog:
+    """Write an accepted task inside `session`'s transaction: its hook's state, then its row.
+
+    Both commit or roll back with that transaction: the task log's own one (`create`), or a
+    caller's (the outbox). Statements go through `session.execute`, so that a session made
+    for a caller's connection can point them at the task log's schema. With `fair_bound`,
+    the row waits for its fair-share turn if its customer is at that bound.
+    """
+    if hook is not None and hook.applies(payload):
+        payload = hook.run(session, payload)
+    if "seq" not in values and session.get_bind().dialect.name == "sqlite":
+        values = {**values, "seq": next_seq(session)}
+    row = {**values, "payload": payload}
+    made = session.execute(_insert_of(row, fair_bound).statement, _params(row, fair_bound)).one()
+    return _accepted_row(row, made, fair_bound)
+
+
+def _insert_of(row: dict[str, Any], fair_bound: int | None) -> DriverStatement:
+    # The plain INSERT, or the one that also decides the customer's fair-share turn.
+    return _insert(tuple(row)) if fair_bound is None else admitting_insert(tuple(row))
+
+
+def _params(row: dict[str, Any], fair_bound: int | None) -> dict[str, Any]:
+    return row if fair_bound is None else {**row, "fair_bound": fair_bound}
+
+
+def _accepted_row(row: dict[str, Any], made: Any, fair_bound: int | None) -> TaskLog:
+    # The row as written: a write past its customer's bound waits, with no message.
+    written = {**row, "id": made.id, "seq": made.seq}
+    if fair_bound is not None and made.held:
+        written.update(held=True, wait_reason=FAIR_SHARE, published_at=None)
+    return TaskLog(**written)
+
+
+def idempotency_holder(session: Session, customer_id: str | None, key: str) -> TaskLog | None:
+    """The task accepted under a customer's idempotency key, as `session` sees it."""
+    stmt = select(TaskLog).where(TaskLog.customer_id == customer_id, TaskLog.idempotency_key == key)
+    return session.scalars(stmt).first()
+
+
+def forget_idempotency_key(session: Session, task_id: str) -> None:
+    """Release a task's idempotency key (its retention has passed), in `session`."""
+    session.execute(update(TaskLog).where(TaskLog.task_id == task_id).values(idempotency_key=None))
 
 
 def next_seq(session: Session) -> int:

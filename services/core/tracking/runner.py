@@ -30,7 +30,7 @@ from services.core.errors import ErrorKind, TaskError, TransientError, classify
 from services.core.guards.gate import Gate, Verdict
 from services.core.retry import GiveUpReason, RetryPolicy, backoff_delay, deadline_from, decide
 from services.core.secrecy import Redactor, Sealer, SealError
-from services.core.taskdefs import TaskSpec, replacing_task_names
+from services.core.taskdefs import TaskSpec, UnknownTaskError, replacing_task_names, spec_for
 from services.core.tasklog import waits
 from services.core.tasklog.fairshare import FairShareLog
 from services.core.tasklog.models import TaskStatus, utcnow
@@ -110,6 +110,14 @@ class Outcome:
     result: Any = None
 
 
+def _task_label(task_name: str | None) -> str:
+    """A metric label for a message's task name: a declared task, or "unknown" (bounded)."""
+    try:
+        return spec_for(task_name).name if task_name else "unknown"
+    except UnknownTaskError:
+        return "unknown"
+
+
 class TaskRunner:
     """Runs one delivery of a tracked task against the task log."""
 
@@ -180,6 +188,11 @@ class TaskRunner:
         if not isinstance(claim, Claim):
             return self._refused(spec, claim)
         metrics.TASK_ATTEMPTS.labels(spec.name, spec.queue).inc()
+        if claim.lost_attempts >= self._settings.poison_max_lost_attempts:
+            # Its earlier deliveries died with their worker (SIGKILL, out of memory): the
+            # lease ran out with nobody to record them. Quarantined, not run once more.
+            why = f"{claim.lost_attempts} deliveries died with their worker"
+            return self._give_up(spec, claim, why, ErrorKind.PERMANENT, GiveUpReason.POISON)
         if spec.ordering is not None and claim.origin_task_id != task_id:
             obsolete = self._obsolete(spec, claim)
             if obsolete is not None:
@@ -283,18 +296,67 @@ class TaskRunner:
         return self._refused(spec, refusal)
 
     def recover_lost(
-        self, spec: TaskSpec, task_id: str, exc: BaseException, *, owner: str
+        self,
+        spec: TaskSpec,
+        task_id: str,
+        exc: BaseException,
+        *,
+        owner: str,
+        task_fault: bool = False,
     ) -> Outcome:
         """Record the attempt `owner` ran, whose process died, as a transient failure.
 
         Fenced on the lost attempt itself: if another delivery claimed the task since, or
-        the attempt recorded its own outcome, nothing changes.
+        the attempt recorded its own outcome, nothing changes. With `task_fault` (its process
+        was killed or hung, not stopped by a shutdown), the loss is counted; at
+        POISON_MAX_LOST_ATTEMPTS the task fails as `poison` instead of being retried.
         """
         claim = self._repo.lost_attempt(task_id, owner=owner)
         if claim is None:
             return Outcome(OutcomeKind.STALE)
-        lost = TransientError(f"attempt lost: {type(exc).__name__}: {exc}")
-        return self._failed_attempt(spec, claim, lost, Redactor())
+        message = f"attempt lost: {type(exc).__name__}: {exc}"
+        if task_fault:
+            lost = self._repo.count_lost(task_id, attempt=claim.attempt)
+            if lost is not None and lost >= self._settings.poison_max_lost_attempts:
+                why = f"{message} ({lost} attempts killed or hung their worker)"
+                return self._give_up(spec, claim, why, ErrorKind.PERMANENT, GiveUpReason.POISON)
+        return self._failed_attempt(spec, claim, TransientError(message), Redactor())
+
+    def quarantine(self, task_name: str | None, task_id: str | None, queue: str, why: str) -> bool:
+        """Fail a task whose message no worker can run (undecodable, or it cannot be handed
+        to the pool) as `poison`; whether its row changed.
+
+        Counted and logged (never with the message's body) even without a readable task or a
+        row: the message is dropped either way, so an operator must learn of it.
+        """
+        label = _task_label(task_name)
+        changed = False
+        if task_id is not None:
+            changed = self._repo.update_status(
+                task_id,
+                TaskStatus.FAILED,
+                error=f"poison message: {why}"[:MAX_ERROR_CHARS],
+                error_kind=ErrorKind.PERMANENT,
+                failure_reason=GiveUpReason.POISON,
+                wake_waiters=True,
+                now=self._clock(),
+            )
+        metrics.TASK_DEAD_LETTERED.labels(label, queue, GiveUpReason.POISON).inc()
+        metrics.TASK_OUTCOMES.labels(label, queue, OutcomeKind.FAILED).inc()
+        log.error(
+            "poison message quarantined: the task failed for good"
+            if changed
+            else "poison message dropped (no unfinished task of its id in the log)",
+            extra={
+                "task_id": task_id,
+                "task_name": label,
+                "queue": queue,
+                "outcome": "failed",
+                "failure_reason": GiveUpReason.POISON.value,
+                "error": why[:MAX_ERROR_CHARS],
+            },
+        )
+        return changed
 
     def _claim(
         self, spec: TaskSpec, task_id: str, message_payload: dict[str, Any], owner: str | None

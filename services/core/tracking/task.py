@@ -9,6 +9,7 @@ from typing import Any
 
 from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
+from celery.worker import state as worker_state
 from celery.worker.request import Request
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
@@ -92,13 +93,26 @@ class TrackedRequest(Request):  # type: ignore[misc]
             return
         try:
             owner = lease_owner(self.hostname, self.worker_pid)
-            outcome = runner().recover_lost(spec, self.id, exc, owner=owner)
+            fault = self._task_fault(exc)
+            outcome = runner().recover_lost(spec, self.id, exc, owner=owner, task_fault=fault)
             if republish and outcome.kind is OutcomeKind.RETRY:
                 self.task.apply_async(
                     kwargs=self.kwargs or {}, task_id=self.id, countdown=outcome.delay_s
                 )
         except Exception:  # never break the worker's main loop; the reconciler is the net
             log.exception("could not record a lost attempt", extra={"task_id": self.id})
+
+    def _task_fault(self, exc: BaseException) -> bool:
+        """Whether the attempt's own run killed or hung its process, rather than the worker
+        stopping it (a shutdown, a cancel on a lost broker connection, a revoke)."""
+        if isinstance(exc, TimeLimitExceeded):
+            return True
+        stopping = any(
+            flag is not None and flag is not False
+            for flag in (worker_state.should_stop, worker_state.should_terminate)
+        )
+        cancelled = bool(getattr(self, "_already_cancelled", False))
+        return isinstance(exc, WorkerLostError) and not stopping and not cancelled
 
 
 class TrackedTask(Task):  # type: ignore[misc]

@@ -1,7 +1,7 @@
 """fair share per customer: indexes of a customer's outstanding work and of its waiting writes
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 Create Date: 2026-12-01
 
 A write is accepted straight to the queue while its customer has fewer outstanding tasks on
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
