@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 
 from tests.support.flow import all_finished
 from tests.support.model import CatalogModel, DocumentModel, FaqModel
-from tests.support.modelstack import ModelStack, model_stack
+from tests.support.modelstack import SHORT_PERIODS, ModelStack, model_stack
 from tests.support.procs import wait_until
 
 EXAMPLES = int(os.environ.get("FAIR_MODEL_EXAMPLES", "5"))
@@ -44,19 +44,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180 + 120 * EXAMPLES)]
 
 BOUND = 2
 CONCURRENCY = 2
-TIMINGS = {
-    "FAIR_SHARE_BOUND": str(BOUND),
-    "BROKER_VISIBILITY_TIMEOUT_S": "12",
-    "TASK_SOFT_TIME_LIMIT_S": "5",
-    "TASK_TIME_LIMIT_S": "6",
-    "LONG_WAIT_S": "2",
-    "LEASE_MARGIN_S": "2",
-    "RELEASE_INTERVAL_S": "0.3",
-    "ELASTICSEARCH_REQUEST_TIMEOUT_S": "2",
-    "CHATBOT_READ_TIMEOUT_S": "2",
-    "EMBEDDINGS_TIMEOUT_S": "4",
-    "RATE_LIMITS": "",
-}
+TIMINGS = {**SHORT_PERIODS, "FAIR_SHARE_BOUND": str(BOUND), "RATE_LIMITS": ""}
 
 
 @pytest.fixture(scope="module")
@@ -212,37 +200,19 @@ class FairOrderingMachine(RuleBasedStateMachine):
         seconds=st.floats(0.3, 1.5),
     )
     def downstream_fails(self, downstream: str, mode: str, seconds: float) -> None:
-        standin = self.stack.es if downstream == "es" else self.stack.chatbot
-        if mode == "error":
-            standin.fault("error", seconds, status=503)
-        elif mode == "timeout":
-            # The write is applied, its answer comes after the client gave up waiting.
-            standin.fault("timeout", seconds, delay_s=2.5)
-        else:
-            standin.fault("slow", seconds, delay_s=0.8)
+        self.stack.fail(downstream, mode, seconds, slow_s=0.8)
 
     def teardown(self) -> None:
-        for standin in (self.stack.es, self.stack.chatbot):
-            standin.clear_fault()
-        if not self.tasks:
+        rows = self.stack.settled(self.tasks, 90, ", ".join(self.customers))
+        if not rows:
             return
-        rows = wait_until(
-            lambda: all_finished(self.stack.repo, self.tasks),
-            90,
-            interval_s=0.3,
-            what=f"the {len(self.tasks)} tasks of {self.customers} to finish",
-        )
         FairOrderingMachine.waited_total += self.waited
         failed = {r.task_id for r in rows if r.status == "failed"}
         assert failed == self.refused, {r.task_id: r.error_message for r in rows if r.is_finished}
         for who, customer in enumerate(self.customers):
-            stored = {i: doc["n"] for i, doc in self.stack.es_items(customer).items()}
-            assert stored == {i: data["n"] for i, data in self.catalog[who].items.items()}
-            faqs = self.stack.upstream("/v1/faqs", customer)
-            assert {f["faq_id"]: f["answer"] for f in faqs} == self.faqs[who].answers
-            documents = self.stack.upstream("/v1/documents", customer)
-            held = Counter((d["source"], d["title"]) for d in documents)
-            assert held == self.documents[who].documents
+            self.stack.assert_holds(
+                customer, self.catalog[who], self.faqs[who], self.documents[who]
+            )
         assert self.stack.overlaps() == self.overlaps_before, "two deliveries overlapped"
 
     waited_total: ClassVar[int] = 0

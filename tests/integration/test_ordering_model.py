@@ -24,7 +24,6 @@ import random
 import signal
 import subprocess
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -40,10 +39,8 @@ from services.core.celery_app import make_celery_app
 from services.core.search.versions import micros
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.reconciler import Reconciler
-from tests.support.flow import all_finished
 from tests.support.model import CatalogModel, DocumentModel, FaqModel
-from tests.support.modelstack import ModelStack, model_stack
-from tests.support.procs import wait_until
+from tests.support.modelstack import SHORT_PERIODS, ModelStack, model_stack
 
 EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "6"))
 STEPS = int(os.environ.get("MODEL_STEPS", "14"))
@@ -54,18 +51,10 @@ ITEMS = st.sampled_from(["i1", "i2", "i3"])
 FAQS = st.sampled_from(["f1", "f2"])
 # Short periods, so that an example settles within seconds of its last fault.
 TIMINGS = {
-    "BROKER_VISIBILITY_TIMEOUT_S": "12",
+    **SHORT_PERIODS,
     "BROKER_RESTORE_INTERVAL_S": "2",
-    "TASK_SOFT_TIME_LIMIT_S": "5",
-    "TASK_TIME_LIMIT_S": "6",
-    "LONG_WAIT_S": "2",
-    "LEASE_MARGIN_S": "2",
-    "RELEASE_INTERVAL_S": "0.3",
     "RECONCILE_INTERVAL_S": "2",
     "RECONCILE_STALE_S": "3",
-    "ELASTICSEARCH_REQUEST_TIMEOUT_S": "2",
-    "CHATBOT_READ_TIMEOUT_S": "2",
-    "EMBEDDINGS_TIMEOUT_S": "4",
     "RATE_LIMITS": "es_upsert_product=30/s",
 }
 
@@ -233,15 +222,8 @@ class OrderingMachine(RuleBasedStateMachine):
         seconds=st.floats(0.3, 2.0),
     )
     def downstream_fails(self, downstream: str, mode: str, seconds: float) -> None:
-        standin = self.stack.es if downstream == "es" else self.stack.chatbot
-        if mode == "error":
-            standin.fault("error", seconds, status=503)
-        elif mode == "timeout":
-            # The write is applied, its answer comes after the client gave up waiting.
-            standin.fault("timeout", seconds, delay_s=2.5)
-        else:
-            # Answers come late but in time: an attempt stays live for a while.
-            standin.fault("slow", seconds, delay_s=1.2)
+        # Slow answers come late but in time: an attempt stays live for a while.
+        self.stack.fail(downstream, mode, seconds, slow_s=1.2)
 
     @rule(which=st.sampled_from(["es", "http"]))
     def pool_process_killed(self, which: str) -> None:
@@ -286,26 +268,13 @@ class OrderingMachine(RuleBasedStateMachine):
     # -- the verdict --------------------------------------------------------------------
 
     def teardown(self) -> None:
-        for standin in (self.stack.es, self.stack.chatbot):
-            standin.clear_fault()
-        if not self.tasks:
+        rows = self.stack.settled(self.tasks, 120, self.customer)
+        if not rows:
             return
-        rows = wait_until(
-            lambda: all_finished(self.stack.repo, self.tasks),
-            120,
-            interval_s=0.3,
-            what=f"the {len(self.tasks)} tasks of {self.customer} to finish",
-        )
         outcomes = {r.task_id: (r.task_name, r.status, r.error_message) for r in rows}
         failed = {t for t, (_, status, _) in outcomes.items() if status == "failed"}
         assert failed == self.refused, {t: outcomes[t] for t in failed ^ self.refused}
-        stored = {i: doc["n"] for i, doc in self.stack.es_items(self.customer).items()}
-        assert stored == {i: data["n"] for i, data in self.catalog.items.items()}
-        faqs = self.stack.upstream("/v1/faqs", self.customer)
-        assert {f["faq_id"]: f["answer"] for f in faqs} == self.faqs.answers
-        documents = self.stack.upstream("/v1/documents", self.customer)
-        held = Counter((d["source"], d["title"]) for d in documents)
-        assert held == self.documents.documents
+        self.stack.assert_holds(self.customer, self.catalog, self.faqs, self.documents)
         assert self.stack.overlaps() == self.overlaps_before, "two deliveries overlapped"
 
 

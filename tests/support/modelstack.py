@@ -7,6 +7,7 @@ embedding is still in flight when the writes accepted after it run.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -18,13 +19,28 @@ from pydantic import SecretStr
 
 from services.core.config import Settings, get_settings
 from services.core.db import session_factory
+from services.core.tasklog.models import TaskLog
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.databases import own_database
-from tests.support.procs import Worker, scheduler
+from tests.support.flow import all_finished
+from tests.support.model import CatalogModel, DocumentModel, FaqModel
+from tests.support.procs import Worker, scheduler, wait_until
 from tests.support.server import running_api
 from tests.support.standins import Standin
 
 CHATBOT_TOKEN = "model-chatbot-token"
+# Short periods, so that an example settles within seconds of its last fault.
+SHORT_PERIODS = {
+    "BROKER_VISIBILITY_TIMEOUT_S": "12",
+    "TASK_SOFT_TIME_LIMIT_S": "5",
+    "TASK_TIME_LIMIT_S": "6",
+    "LONG_WAIT_S": "2",
+    "LEASE_MARGIN_S": "2",
+    "RELEASE_INTERVAL_S": "0.3",
+    "ELASTICSEARCH_REQUEST_TIMEOUT_S": "2",
+    "CHATBOT_READ_TIMEOUT_S": "2",
+    "EMBEDDINGS_TIMEOUT_S": "4",
+}
 
 
 @dataclass
@@ -65,6 +81,43 @@ class ModelStack:
     def overlaps(self) -> int:
         """Deliveries of one write that overlapped at a downstream, so far."""
         return sum(s.stats()["overlapping_writes"] for s in (self.es, self.chatbot))
+
+    def settled(self, task_ids: list[str], timeout_s: float, who: str) -> list[TaskLog]:
+        """Faults cleared, the rows of the tasks once every one finished ([] for none)."""
+        for standin in (self.es, self.chatbot):
+            standin.clear_fault()
+        if not task_ids:
+            return []
+        rows: list[TaskLog] = wait_until(
+            lambda: all_finished(self.repo, task_ids),
+            timeout_s,
+            interval_s=0.3,
+            what=f"the {len(task_ids)} tasks of {who} to finish",
+        )
+        return rows
+
+    def fail(self, downstream: str, mode: str, seconds: float, *, slow_s: float) -> None:
+        """Make Elasticsearch ("es") or ChatbotMobile ("chatbot") fail for `seconds`: answer
+        503 ("error"), apply writes and answer after the client gave up ("timeout"), or
+        answer `slow_s` late but in time ("slow")."""
+        standin = self.es if downstream == "es" else self.chatbot
+        if mode == "error":
+            standin.fault("error", seconds, status=503)
+        elif mode == "timeout":
+            standin.fault("timeout", seconds, delay_s=2.5)
+        else:
+            standin.fault("slow", seconds, delay_s=slow_s)
+
+    def assert_holds(
+        self, customer: str, catalog: CatalogModel, faqs: FaqModel, documents: DocumentModel
+    ) -> None:
+        """What the downstreams hold of `customer` is what the models say."""
+        stored = {i: doc["n"] for i, doc in self.es_items(customer).items()}
+        assert stored == {i: data["n"] for i, data in catalog.items.items()}
+        held_faqs = self.upstream("/v1/faqs", customer)
+        assert {f["faq_id"]: f["answer"] for f in held_faqs} == faqs.answers
+        held = Counter((d["source"], d["title"]) for d in self.upstream("/v1/documents", customer))
+        assert held == documents.documents
 
 
 @contextmanager
