@@ -34,6 +34,7 @@ from services.core.perprocess import freeze_startup_heap
 from services.core.storage import make_storage
 from services.core.storage.records import StoredFiles
 from services.core.taskdefs import Queue, all_specs
+from services.core.tasklog.fairshare import FairShareLog
 from services.core.tasklog.repository import TaskLogRepository
 
 log = logging.getLogger("services.api")
@@ -60,7 +61,7 @@ def build_runtime(settings: Settings) -> Runtime:
         chatbot=ChatbotClient(settings),
         verifier=TokenVerifier(settings),
         breakers=guards,
-        celery_view=CeleryView(celery, redis, settings, guards),
+        celery_view=CeleryView(celery, redis, settings, guards, FairShareLog(repo.sessions)),
     )
 
 

@@ -46,6 +46,10 @@ class Strict(BaseModel):
 
 QUEUED = "task queued"
 REPLAYED = "already accepted under this Idempotency-Key; this is the original task"
+WAITING_TURN = (
+    "task accepted; it waits its turn: this customer's earlier writes on this queue fill its "
+    "fair share, and it is queued as they finish"
+)
 QUEUED_BROKER_DOWN = (
     "task accepted; the broker is unreachable, it will be published when it is back"
 )
@@ -67,6 +71,8 @@ class QueuedResponse(BaseModel):
             status_url=f"/api/v1/tasks/{accepted.task_id}/status",
             message=REPLAYED
             if accepted.replayed
+            else WAITING_TURN
+            if accepted.waiting
             else QUEUED
             if accepted.published
             else QUEUED_BROKER_DOWN,

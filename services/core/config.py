@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import redisconn
 from services.core.addresses import is_loopback, is_this_machine
+from services.core.fairness import FairShare, parse_weights
 from services.core.rates import parse_limits
 from services.core.secrecy import key_bytes, split_keys
 from services.core.taskdefs import Queue
@@ -219,6 +220,15 @@ class Settings(BaseSettings):
     # A task waiting for an earlier write of the same entity is woken when that write
     # finishes; this is the safety net if a wake-up was missed.
     order_recheck_s: float = Field(300.0, gt=0)
+    # Fair share: a customer with this many outstanding tasks on a queue (queued, running, or
+    # held for a breaker, a backoff or a rate limit) has its further writes accepted at once
+    # but kept waiting in the task log, and released in turn as its work finishes. 0: off.
+    # FAIR_SHARE_WEIGHTS ("customer=2,other=0.5") multiplies a customer's bound and turns.
+    fair_share_bound: int = Field(8, ge=0, le=10_000)
+    fair_share_weights: str = ""
+    # Metrics and /health/celery show the customers with the most outstanding and waiting
+    # work per queue, this many, and the rest summed as `other` (bounded label values).
+    fair_share_top_customers: int = Field(10, ge=1, le=100)
 
     # The reconciler republishes accepted tasks whose broker message is gone; a task must
     # have been quiet this long before it is looked at.
@@ -289,6 +299,7 @@ class Settings(BaseSettings):
         if self.breaker_open_max_s < self.breaker_open_s:
             raise ValueError("BREAKER_OPEN_MAX_S must be at least BREAKER_OPEN_S")
         parse_limits(self.rate_limits)
+        parse_weights(self.fair_share_weights)
         if redisconn.is_sentinel(self.redis_url):
             redisconn.sentinel_nodes(self.redis_url)  # every part a sentinel, or say which
             if not self.redis_sentinel_master:
@@ -387,6 +398,11 @@ class Settings(BaseSettings):
     def secrets_keys(self) -> list[str]:
         """The sealing keys, newest (the one that seals and signs) first."""
         return split_keys(self.secrets_key.get_secret_value())
+
+    @property
+    def fair_share(self) -> FairShare:
+        """The fair-share policy: bound and weights per customer."""
+        return FairShare(self.fair_share_bound, parse_weights(self.fair_share_weights))
 
     @property
     def elasticsearch_hosts(self) -> list[str]:

@@ -21,8 +21,8 @@ from services.core import metrics
 from services.core.config import Settings
 from services.core.retry import deadline_from
 from services.core.secrecy import Sealer, find_secret_fields
-from services.core.taskdefs import spec_for
-from services.core.tasklog.models import TaskLog, utcnow
+from services.core.taskdefs import Queue, spec_for
+from services.core.tasklog.models import FAIR_SHARE, TaskLog, utcnow
 from services.core.tasklog.repository import (
     BeforeInsert,
     TaskLogRepository,
@@ -44,6 +44,9 @@ class Enqueued:
     published: bool
     # True when an Idempotency-Key repeat returned an earlier task instead of a new one.
     replayed: bool = False
+    # True when the task waits its turn in the log (its customer is at its fair-share bound):
+    # accepted, published by a worker or the releaser when its turn comes.
+    waiting: bool = False
 
 
 class AcceptOptions(TypedDict, total=False):
@@ -106,6 +109,7 @@ class Enqueuer:
         self._settings = settings
         self._sealer = Sealer(settings.secrets_key.get_secret_value())
         self._clock = clock
+        self._fair = settings.fair_share
 
     def enqueue(
         self,
@@ -128,7 +132,7 @@ class Enqueuer:
         # Noted as published in the same commit; taken back if the publish fails.
         create["published_at"] = now
         try:
-            self._repo.create(**create)
+            row = self._repo.create(**create)
         except IntegrityError:
             key = options.get("idempotency_key")
             if key is None:
@@ -138,8 +142,11 @@ class Enqueuer:
             )
             if earlier is not None:
                 return earlier
-            self._repo.create(**create)
+            row = self._repo.create(**create)
         metrics.ENQUEUED.labels(spec.name, spec.queue).inc()
+        if row.held:
+            metrics.FAIR_SHARE_WAITS.labels(spec.queue).inc()
+            return Enqueued(task_id, spec.name, published=False, waiting=True)
         published = self.publish(task_id, spec.name, spec.queue, body)
         return Enqueued(task_id, spec.name, published=published)
 
@@ -198,6 +205,7 @@ class Enqueuer:
             order_scope=ordering.scope_of(body) if ordering else None,
             order_key=ordering.key_of(body) if ordering else None,
             before_insert=_ACCEPT_HOOKS.get(spec.name),
+            fair_bound=self._fair_bound(spec.queue, options.get("customer_id")),
             now=now,
         )
 
@@ -218,16 +226,17 @@ class Enqueuer:
         """
         create = self._accepted(task_name, payload, None, options)
         body, hook, now = create.pop("payload"), create.pop("before_insert"), create["now"]
+        fair_bound = create.pop("fair_bound")
         values = accepted_values(
             **create, seq_pending=session.get_bind().dialect.name == "postgresql"
         )
         key = options.get("idempotency_key")
         if key is None:
-            row = insert_accepted(session, values, body, hook)
+            row = insert_accepted(session, values, body, hook, fair_bound)
         else:
             try:
                 with session.begin_nested():
-                    row = insert_accepted(session, values, body, hook)
+                    row = insert_accepted(session, values, body, hook, fair_bound)
             except IntegrityError:
                 holder = idempotency_holder(session, options.get("customer_id"), key)
                 earlier = self._replay(
@@ -239,8 +248,14 @@ class Enqueuer:
                 if earlier is not None:
                     return earlier
                 with session.begin_nested():
-                    row = insert_accepted(session, values, body, hook)
-        return Enqueued(row.task_id, row.task_name, published=False)
+                    row = insert_accepted(session, values, body, hook, fair_bound)
+        return Enqueued(row.task_id, row.task_name, published=False, waiting=row.held)
+
+    def _fair_bound(self, queue: Queue, customer_id: str | None) -> int | None:
+        # The customer's bound on this queue, when its writes are bounded at all.
+        if customer_id is None or not self._fair.applies(queue, customer_id):
+            return None
+        return self._fair.bound_for(customer_id)
 
     def _unpublished(self, task_id: str, task_name: str) -> None:
         # The row was written as published (one commit per accepted write, not two): take the
@@ -288,5 +303,9 @@ class Enqueuer:
                 "this Idempotency-Key was used for a different request; use a new key"
             )
         return Enqueued(
-            row.task_id, row.task_name, published=row.published_at is not None, replayed=True
+            row.task_id,
+            row.task_name,
+            published=row.published_at is not None,
+            replayed=True,
+            waiting=row.held and row.wait_reason == FAIR_SHARE,
         )

@@ -23,8 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.core import redisconn
 from services.core.config import Settings
+from services.core.fairness import FAIR_QUEUES
 from services.core.guards.breaker import Breaker
 from services.core.taskdefs import PRIORITY_STEPS, Queue, queue_keys
+from services.core.tasklog.fairshare import FairShareLog, as_dict
 
 log = logging.getLogger("services.health")
 DATABASE_DOWN = "task log database unreachable"
@@ -104,6 +106,25 @@ def celery_status(celery: Celery, client: Redis, settings: Settings) -> tuple[bo
     return not missing, body
 
 
+def fair_share_view(fair: FairShareLog, settings: Settings) -> dict[str, Any]:
+    """Per customer queue (es, http): outstanding and waiting work, in all and for the
+    customers with the most (the rest as `(other)`)."""
+    try:
+        loads = fair.loads(settings.fair_share_top_customers)
+    except SQLAlchemyError as exc:
+        log.warning("%s: %s", DATABASE_DOWN, type(exc).__name__)
+        return {"bound": settings.fair_share_bound, "reason": DATABASE_DOWN}
+    queues = {}
+    for queue in sorted(FAIR_QUEUES):
+        top = loads.get(queue.value, [])
+        queues[queue.value] = {
+            "outstanding": sum(c.outstanding for c in top),
+            "waiting": sum(c.waiting for c in top),
+            "customers": as_dict(top),
+        }
+    return {"bound": settings.fair_share_bound, "queues": queues}
+
+
 class CeleryView:
     """The /health/celery view, refreshed in the background at most every `interval`.
 
@@ -124,11 +145,13 @@ class CeleryView:
         client: Redis,
         settings: Settings,
         breakers: Mapping[Any, Breaker],
+        fair: FairShareLog | None = None,
     ) -> None:
         self._celery = celery
         self._client = client
         self._settings = settings
         self._breakers = breakers
+        self._fair = fair
         # Its own client: one attempt per call (the default retries would keep a caller
         # several seconds on a broker that is down).
         self._ping = redisconn.connect(
@@ -159,6 +182,8 @@ class CeleryView:
         except Exception as exc:  # the broker went away mid-check, for one
             log.warning("celery health check failed: %s: %s", type(exc).__name__, exc)
             ok, body = False, {"broker": {"ok": False, "reason": BROKER_DOWN}}
+        if self._fair is not None:
+            body["fair_share"] = fair_share_view(self._fair, self._settings)
         body["checked_at"] = asked
         with self._lock:
             self._view = (ok, body)

@@ -63,8 +63,13 @@ def test_each_scaledobject_watches_the_queue_its_worker_consumes(name: str) -> N
         (outstanding,) = [t for t in scaled.body["spec"]["triggers"] if t["type"] == "prometheus"]
         queue = _arg(command, "-Q")
         assert redis_trigger["metadata"]["listName"] == f"{prefix}{queue}"
-        assert f'queue="{queue}"' in outstanding["metadata"]["query"]
-        assert 'held="false"' in outstanding["metadata"]["query"]
+        query = outstanding["metadata"]["query"]
+        assert f'queue="{queue}"' in query
+        # Work with a message or running, plus writes waiting for their fair-share turn.
+        assert query.startswith('sum(durable_queue_outstanding_tasks{namespace="')
+        assert 'held="false"' in query
+        assert '+ sum(durable_customer_waiting_tasks{namespace="' in query
+        assert query.count(f'queue="{queue}"') == 2
         watched[target.name.removeprefix("dw-durable-writes-")] = Queue(queue)
     assert watched == WORKERS
     # The scheduler consumes the maintenance queue and is never autoscaled.

@@ -24,10 +24,7 @@ import random
 import signal
 import subprocess
 import uuid
-from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -36,140 +33,39 @@ import pytest
 from hypothesis import HealthCheck, Phase, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, rule
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.core.celery_app import make_celery_app
-from services.core.config import Settings, get_settings
-from services.core.db import session_factory
 from services.core.search.versions import micros
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.reconciler import Reconciler
-from services.core.tasklog.repository import TaskLogRepository
-from tests.support.databases import own_database
-from tests.support.flow import all_finished
 from tests.support.model import CatalogModel, DocumentModel, FaqModel
-from tests.support.procs import Worker, scheduler, wait_until
-from tests.support.server import running_api
-from tests.support.standins import Standin
+from tests.support.modelstack import SHORT_PERIODS, ModelStack, model_stack
 
 EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "6"))
 STEPS = int(os.environ.get("MODEL_STEPS", "14"))
 # Each example settles within two minutes or fails; the run is bounded by its size.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + 150 * EXAMPLES)]
 
-CHATBOT_TOKEN = "model-chatbot-token"
 ITEMS = st.sampled_from(["i1", "i2", "i3"])
 FAQS = st.sampled_from(["f1", "f2"])
 # Short periods, so that an example settles within seconds of its last fault.
 TIMINGS = {
-    "BROKER_VISIBILITY_TIMEOUT_S": "12",
+    **SHORT_PERIODS,
     "BROKER_RESTORE_INTERVAL_S": "2",
-    "TASK_SOFT_TIME_LIMIT_S": "5",
-    "TASK_TIME_LIMIT_S": "6",
-    "LONG_WAIT_S": "2",
-    "LEASE_MARGIN_S": "2",
-    "RELEASE_INTERVAL_S": "0.3",
     "RECONCILE_INTERVAL_S": "2",
     "RECONCILE_STALE_S": "3",
-    "ELASTICSEARCH_REQUEST_TIMEOUT_S": "2",
-    "CHATBOT_READ_TIMEOUT_S": "2",
-    "EMBEDDINGS_TIMEOUT_S": "4",
     "RATE_LIMITS": "es_upsert_product=30/s",
 }
 
 
-@dataclass
-class Stack:
-    """The whole stack the machine drives."""
-
-    settings: Settings
-    api: httpx.Client
-    repo: TaskLogRepository
-    es: Standin
-    embeddings: Standin
-    chatbot: Standin
-    workers: dict[str, Worker]
-
-    def es_items(self, customer: str) -> dict[str, Any]:
-        """Stored catalog items of a customer, by item id."""
-        index = f"{self.settings.es_index_prefix}products"
-        # Search sees the last refresh, as on a real cluster.
-        httpx.post(f"{self.es.url}/{index}/_refresh").raise_for_status()
-        answer = httpx.post(
-            f"{self.es.url}/{index}/_search",
-            json={"query": {"term": {"customer_id": customer}}, "size": 1000},
-        )
-        answer.raise_for_status()
-        return {h["_source"]["item_id"]: h["_source"] for h in answer.json()["hits"]["hits"]}
-
-    def upstream(self, path: str, customer: str) -> list[dict[str, Any]]:
-        """Items of a ChatbotMobile list, read straight from the stand-in."""
-        answer = httpx.get(
-            f"{self.chatbot.url}{path}",
-            params={"customer_id": customer, "page_size": 500},
-            headers={"Authorization": f"Bearer {CHATBOT_TOKEN}"},
-        )
-        answer.raise_for_status()
-        items: list[dict[str, Any]] = answer.json()["items"]
-        return items
-
-    def overlaps(self) -> int:
-        """Deliveries of one write that overlapped at a downstream, so far."""
-        return sum(s.stats()["overlapping_writes"] for s in (self.es, self.chatbot))
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStack]:
+    # Every embedding takes a while, for the whole run: an upsert with_embedding waits for
+    # it while the writes accepted after it go ahead on the worker's other process.
     log_dir = tmp_path_factory.mktemp("model")
-    base = get_settings()
-    with ExitStack() as stop:
-        es = Standin("elasticsearch", log_dir, "--gc-deletes-s", "1")
-        embeddings = Standin("embeddings", log_dir)
-        chatbot = Standin("chatbotmobile", log_dir, "--token", CHATBOT_TOKEN)
-        for standin in (es, embeddings, chatbot):
-            stop.callback(standin.stop)
-            standin.start()
-        # Every embedding takes a while, for the whole run: an upsert with_embedding waits for
-        # it while the writes accepted after it go ahead on the worker's other process.
-        embeddings.fault("slow", 24 * 3600, delay_s=0.8)
-        prefix = f"{base.redis_key_prefix}model:"
-        database = stop.enter_context(own_database("model"))
-        env = {
-            **TIMINGS,
-            "DATABASE_URL": database,
-            "REDIS_KEY_PREFIX": prefix,
-            "ELASTICSEARCH_URL": es.url,
-            "ES_INDEX_PREFIX": f"{prefix.replace(':', '-').lower()}",
-            "EMBEDDINGS_PROVIDER": "openai",
-            "EMBEDDINGS_BASE_URL": f"{embeddings.url}/v1",
-            "EMBEDDINGS_DIMENSIONS": "8",
-            "EMBEDDINGS_API_KEY": "model-embeddings-key",
-            "CHATBOT_URL": chatbot.url,
-            "CHATBOT_API_TOKEN": CHATBOT_TOKEN,
-            "STORAGE_LOCAL_DIR": str(log_dir / "uploads"),
-        }
-        workers = {
-            "es": Worker("services.es_worker", "es", log_dir, env=env, include=""),
-            "http": Worker("services.http_worker", "http", log_dir, env=env, include=""),
-            "scheduler": scheduler(log_dir, env),
-        }
-        for worker in workers.values():
-            stop.callback(worker.stop)
-            worker.start()
-        settings = base.model_copy(
-            update={
-                "database_url": database,
-                "redis_key_prefix": prefix,
-                "es_index_prefix": env["ES_INDEX_PREFIX"],
-                "chatbot_url": chatbot.url,
-                "chatbot_api_token": SecretStr(CHATBOT_TOKEN),
-                "storage_local_dir": env["STORAGE_LOCAL_DIR"],
-            }
-        )
-        api = stop.enter_context(running_api(settings))
-        repo = TaskLogRepository(session_factory(settings.database_url))
-        yield Stack(settings, api, repo, es, embeddings, chatbot, workers)
+    with model_stack(log_dir, "model", TIMINGS, embeddings_delay_s=0.8) as started:
+        yield started
 
 
 def _updated_at(minute: int) -> tuple[str, int]:
@@ -180,7 +76,7 @@ def _updated_at(minute: int) -> tuple[str, int]:
 class OrderingMachine(RuleBasedStateMachine):
     """Writes for one customer, faults in between; checked against the model at the end."""
 
-    stack: ClassVar[Stack]
+    stack: ClassVar[ModelStack]
     every_task: ClassVar[list[str]] = []
 
     def __init__(self) -> None:
@@ -326,15 +222,8 @@ class OrderingMachine(RuleBasedStateMachine):
         seconds=st.floats(0.3, 2.0),
     )
     def downstream_fails(self, downstream: str, mode: str, seconds: float) -> None:
-        standin = self.stack.es if downstream == "es" else self.stack.chatbot
-        if mode == "error":
-            standin.fault("error", seconds, status=503)
-        elif mode == "timeout":
-            # The write is applied, its answer comes after the client gave up waiting.
-            standin.fault("timeout", seconds, delay_s=2.5)
-        else:
-            # Answers come late but in time: an attempt stays live for a while.
-            standin.fault("slow", seconds, delay_s=1.2)
+        # Slow answers come late but in time: an attempt stays live for a while.
+        self.stack.fail(downstream, mode, seconds, slow_s=1.2)
 
     @rule(which=st.sampled_from(["es", "http"]))
     def pool_process_killed(self, which: str) -> None:
@@ -379,31 +268,18 @@ class OrderingMachine(RuleBasedStateMachine):
     # -- the verdict --------------------------------------------------------------------
 
     def teardown(self) -> None:
-        for standin in (self.stack.es, self.stack.chatbot):
-            standin.clear_fault()
-        if not self.tasks:
+        rows = self.stack.settled(self.tasks, 120, self.customer)
+        if not rows:
             return
-        rows = wait_until(
-            lambda: all_finished(self.stack.repo, self.tasks),
-            120,
-            interval_s=0.3,
-            what=f"the {len(self.tasks)} tasks of {self.customer} to finish",
-        )
         outcomes = {r.task_id: (r.task_name, r.status, r.error_message) for r in rows}
         failed = {t for t, (_, status, _) in outcomes.items() if status == "failed"}
         assert failed == self.refused, {t: outcomes[t] for t in failed ^ self.refused}
-        stored = {i: doc["n"] for i, doc in self.stack.es_items(self.customer).items()}
-        assert stored == {i: data["n"] for i, data in self.catalog.items.items()}
-        faqs = self.stack.upstream("/v1/faqs", self.customer)
-        assert {f["faq_id"]: f["answer"] for f in faqs} == self.faqs.answers
-        documents = self.stack.upstream("/v1/documents", self.customer)
-        held = Counter((d["source"], d["title"]) for d in documents)
-        assert held == self.documents.documents
+        self.stack.assert_holds(self.customer, self.catalog, self.faqs, self.documents)
         assert self.stack.overlaps() == self.overlaps_before, "two deliveries overlapped"
 
 
 def test_writes_take_effect_in_acceptance_order_whatever_fails(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: ModelStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chosen = os.environ.get("MODEL_SEED")
     run_seed = int(chosen) if chosen else random.SystemRandom().randrange(2**32)

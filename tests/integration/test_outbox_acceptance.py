@@ -179,9 +179,10 @@ def test_a_savepoint_rolled_back_takes_its_writes_with_it(
 def test_a_transaction_holds_one_publish_lock_however_many_writes_it_queues(
     db: Callers, service: CatalogService, redis: Redis, parked_settings: Settings
 ) -> None:
-    cust = customer()
     caller = db.open("connection")
-    queued = [caller.write(upsert(service, cust, f"p{n}", "x"))["task_id"] for n in range(40)]
+    # Writes of 40 customers: one customer's 40 would mostly wait for their fair-share turn
+    # (README, "Fair share per customer"), unpublished until their turn comes.
+    queued = [caller.write(upsert(service, customer(), f"p{n}", "x"))["task_id"] for n in range(40)]
     held = advisory_locks(db, backend_pid(caller), PUBLISH_LOCK_SPACE, granted=True)
     caller.commit()
     assert held == 1

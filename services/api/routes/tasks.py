@@ -45,8 +45,9 @@ class Waiting(BaseModel):
     """Why a task waits without a broker message, and until when at the latest.
 
     `reason`: `breaker:<downstream>` (released once the breaker's probe succeeded), `backoff`,
-    `rate_limit`, or `order` (an earlier write of the same entity, `waiting_for`, is still
-    unfinished; released when it finishes).
+    `rate_limit`, `order` (an earlier write of the same entity, `waiting_for`, is still
+    unfinished; released when it finishes), or `fair_share` (its customer's earlier writes fill
+    its share of the queue; released in turn as they finish).
     """
 
     reason: str | None

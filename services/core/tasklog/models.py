@@ -36,6 +36,14 @@ class TaskStatus(StrEnum):
 
 TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED})
 UNFINISHED_SQL = "status NOT IN ('success', 'failed')"
+# Fair share (services/core/fairness.py). What counts against a customer's bound: unfinished
+# and not waiting for its turn or for an earlier write of its entity (an ordering wait ends
+# only when that write ran, which may itself wait for its turn). Written out as literals, as
+# the partial indexes say them, so that PostgreSQL proves a query may use its index whatever
+# the parameters.
+FAIR_SHARE = "fair_share"
+FAIR_COUNTED_SQL = f"{UNFINISHED_SQL} AND NOT (held AND wait_reason IN ('{FAIR_SHARE}', 'order'))"
+FAIR_WAITING_SQL = f"held AND wait_reason = '{FAIR_SHARE}'"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -207,6 +215,23 @@ class TaskLog(Base):
             "waiting_for",
             postgresql_where=text("held AND waiting_for IS NOT NULL"),
             sqlite_where=text("held AND waiting_for IS NOT NULL"),
+        ),
+        # Fair share: a customer's outstanding work on a queue (its bound), and its writes
+        # waiting for their turn in acceptance order.
+        Index(
+            "ix_task_log_fair_counted",
+            "customer_id",
+            "queue",
+            postgresql_where=text(FAIR_COUNTED_SQL),
+            sqlite_where=text(FAIR_COUNTED_SQL),
+        ),
+        Index(
+            "ix_task_log_fair_waiting",
+            "queue",
+            "customer_id",
+            "seq",
+            postgresql_where=text(FAIR_WAITING_SQL),
+            sqlite_where=text(FAIR_WAITING_SQL),
         ),
         Index(
             "ix_task_log_seq_pending",

@@ -38,7 +38,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from services.core.db import DriverStatement, rowcount, single_statement, transaction
+from services.core.tasklog.admission import admitting_insert
 from services.core.tasklog.models import (
+    FAIR_SHARE,
     TASK_SEQ,
     TERMINAL,
     SeqCounter,
@@ -94,6 +96,8 @@ class Claim:
     origin_task_id: str = ""
     # Attempts that killed or hung their worker, this claim's predecessor included.
     lost_attempts: int = 0
+    # Whose write it is (fair share hands its place on when it finishes).
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,7 @@ _CLAIM = DriverStatement(
         _TABLE.c.seq,
         _TABLE.c.origin_task_id,
         _TABLE.c.lost_attempts,
+        _TABLE.c.customer_id,
     )
 )
 
@@ -208,12 +213,15 @@ class TaskLogRepository:
         *,
         payload: dict[str, Any],
         before_insert: BeforeInsert | None = None,
+        fair_bound: int | None = None,
         **columns: Unpack[AcceptedColumns],
     ) -> TaskLog:
         """Record an accepted task as pending (IntegrityError on a used key or retried task).
 
         `seq` is drawn from the acceptance sequence unless given (a manual retry keeps the
-        number of the task it retries).
+        number of the task it retries). With `fair_bound`, the task waits for its turn in the
+        log (`held`, fair_share) when its customer has that much outstanding on its queue, or
+        earlier writes of its wait already (`tasklog.admission`).
         """
         values = accepted_values(**columns)
         # One INSERT commits on its own; a hook's statements (or SQLite's counter) and the
@@ -222,10 +230,10 @@ class TaskLogRepository:
         hook = before_insert if before_insert and before_insert.applies(payload) else None
         if hook is not None or ("seq" not in values and sqlite):
             with transaction(self._sessions) as session:
-                return insert_accepted(session, values, payload, hook)
+                return insert_accepted(session, values, payload, hook, fair_bound)
         row = {**values, "payload": payload}
-        made = _insert(tuple(row)).run(self._sessions, row).one()
-        return TaskLog(**{**row, "id": made.id, "seq": made.seq})
+        made = _insert_of(row, fair_bound).run(self._sessions, _params(row, fair_bound)).one()
+        return _accepted_row(row, made, fair_bound)
 
     def reserve(
         self, payload: dict[str, Any], before_insert: BeforeInsert | None = None
@@ -283,6 +291,7 @@ class TaskLogRepository:
             seq=row.seq,
             origin_task_id=row.origin_task_id or task_id,
             lost_attempts=row.lost_attempts,
+            customer_id=row.customer_id,
         )
 
     def refusal(self, task_id: str) -> Refusal:
@@ -415,6 +424,7 @@ class TaskLogRepository:
             seq=row.seq,
             origin_task_id=row.idempotency_origin,
             lost_attempts=row.lost_attempts,
+            customer_id=row.customer_id,
         )
 
     def count_lost(self, task_id: str, *, attempt: int) -> int | None:
@@ -563,20 +573,39 @@ def insert_accepted(
     values: dict[str, Any],
     payload: dict[str, Any],
     hook: BeforeInsert | None,
+    fair_bound: int | None = None,
 ) -> TaskLog:
     """Write an accepted task inside `session`'s transaction: its hook's state, then its row.
 
     Both commit or roll back with that transaction: the task log's own one (`create`), or a
     caller's (the outbox). Statements go through `session.execute`, so that a session made
-    for a caller's connection can point them at the task log's schema.
+    for a caller's connection can point them at the task log's schema. With `fair_bound`,
+    the row waits for its fair-share turn if its customer is at that bound.
     """
     if hook is not None and hook.applies(payload):
         payload = hook.run(session, payload)
     if "seq" not in values and session.get_bind().dialect.name == "sqlite":
         values = {**values, "seq": next_seq(session)}
     row = {**values, "payload": payload}
-    made = session.execute(_insert(tuple(row)).statement, row).one()
-    return TaskLog(**{**row, "id": made.id, "seq": made.seq})
+    made = session.execute(_insert_of(row, fair_bound).statement, _params(row, fair_bound)).one()
+    return _accepted_row(row, made, fair_bound)
+
+
+def _insert_of(row: dict[str, Any], fair_bound: int | None) -> DriverStatement:
+    # The plain INSERT, or the one that also decides the customer's fair-share turn.
+    return _insert(tuple(row)) if fair_bound is None else admitting_insert(tuple(row))
+
+
+def _params(row: dict[str, Any], fair_bound: int | None) -> dict[str, Any]:
+    return row if fair_bound is None else {**row, "fair_bound": fair_bound}
+
+
+def _accepted_row(row: dict[str, Any], made: Any, fair_bound: int | None) -> TaskLog:
+    # The row as written: a write past its customer's bound waits, with no message.
+    written = {**row, "id": made.id, "seq": made.seq}
+    if fair_bound is not None and made.held:
+        written.update(held=True, wait_reason=FAIR_SHARE, published_at=None)
+    return TaskLog(**written)
 
 
 def idempotency_holder(session: Session, customer_id: str | None, key: str) -> TaskLog | None:

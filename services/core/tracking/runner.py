@@ -7,6 +7,8 @@ task when due); shorter ones come back as a countdown message. Then the delivery
 task under a lease (one live attempt per task), runs its body once, and records the outcome.
 
 Celery glue (`tracking.task`) turns the returned `Outcome` into an ack or a delayed message.
+A task that finishes hands its customer's fair-share place to the customer's next waiting
+write (`tasklog.fairshare`), which the runner gives to its `publish` callable.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -30,10 +32,11 @@ from services.core.retry import GiveUpReason, RetryPolicy, backoff_delay, deadli
 from services.core.secrecy import Redactor, Sealer, SealError
 from services.core.taskdefs import TaskSpec, UnknownTaskError, replacing_task_names, spec_for
 from services.core.tasklog import waits
+from services.core.tasklog.fairshare import FairShareLog
 from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.ordering import OrderingQueries
 from services.core.tasklog.repository import Claim, Refusal, TaskLogRepository
-from services.core.tasklog.waits import WaitLog
+from services.core.tasklog.waits import Released, WaitLog
 
 log = logging.getLogger("services.tracking")
 
@@ -128,8 +131,12 @@ class TaskRunner:
         clock: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        publish: Callable[[Sequence[Released]], None] | None = None,
     ) -> None:
         self._repo = repo
+        self._fair_log = FairShareLog(repo.sessions)
+        self._fair = settings.fair_share
+        self._publish = publish
         self._waits = WaitLog(repo.sessions)
         self._ordering = OrderingQueries(repo.sessions)
         self._sealer = sealer
@@ -403,6 +410,8 @@ class TaskRunner:
             return self._defer(spec, claim.task_id, "record success", exc)
         if not first:
             log.warning("task finished by another delivery first", extra={"attempt": claim.attempt})
+        else:
+            self._hand_off(spec, claim)
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.SUCCESS).inc()
         log.info("task succeeded", extra={"attempt": claim.attempt, "outcome": "success"})
         return Outcome(OutcomeKind.SUCCESS, result=result)
@@ -474,6 +483,7 @@ class TaskRunner:
         )
         if not recorded:
             return self._stale(spec, claim)
+        self._hand_off(spec, claim)
         metrics.TASK_DEAD_LETTERED.labels(spec.name, spec.queue, reason).inc()
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.FAILED).inc()
         log.error(
@@ -487,6 +497,25 @@ class TaskRunner:
             },
         )
         return Outcome(OutcomeKind.FAILED)
+
+    def _hand_off(self, spec: TaskSpec, claim: Claim) -> None:
+        """Queue the customer's next write waiting for its turn: this one's place is free."""
+        customer = claim.customer_id
+        if self._publish is None or not self._fair.applies(spec.queue, customer):
+            return
+        assert customer is not None  # applies() says so
+        try:
+            released = self._fair_log.hand_off(
+                spec.queue, customer, self._fair.bound_for(customer), self._clock()
+            )
+            if released is not None:
+                self._publish([released])
+                metrics.FAIR_SHARE_HANDOFFS.labels(spec.queue).inc()
+        except SQLAlchemyError as exc:  # the task's outcome stands; the releaser gives the turn
+            log.warning(
+                "could not hand the fair-share turn on; the releaser will",
+                extra={"error": type(exc).__name__},
+            )
 
     def _stale(self, spec: TaskSpec, claim: Claim) -> Outcome:
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.STALE).inc()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
 from celery.worker import state as worker_state
 from celery.worker.request import Request
+from kombu.exceptions import KombuError, OperationalError
+from redis.exceptions import RedisError
 
 from services.core.celery_app import app as default_app
 from services.core.config import get_settings
@@ -21,6 +23,8 @@ from services.core.perprocess import per_process
 from services.core.secrecy import Sealer
 from services.core.taskdefs import TaskSpec
 from services.core.tasklog.repository import TaskLogRepository
+from services.core.tasklog.waits import Released
+from services.core.tracking.fairshare import publish_released
 from services.core.tracking.runner import COUNTDOWN, Body, OutcomeKind, TaskRunner
 
 log = logging.getLogger("services.tracking")
@@ -35,7 +39,23 @@ def runner() -> TaskRunner:
         sealer=Sealer(settings.secrets_key.get_secret_value()),
         settings=settings,
         gate=Gate(redis_client(settings), settings),
+        publish=publish_turns,
     )
+
+
+def publish_turns(released: Sequence[Released]) -> None:
+    """Publish writes whose fair-share turn a finished task handed on.
+
+    Their rows already say they are queued: a publish that fails leaves them pending
+    without a message, which the reconciler republishes.
+    """
+    try:
+        publish_released(default_app, released)
+    except (OperationalError, KombuError, RedisError, OSError) as exc:
+        log.warning(
+            "publish of a handed-on turn failed; left to the reconciler",
+            extra={"error": type(exc).__name__},
+        )
 
 
 def lease_owner(hostname: str | None, pid: int | None) -> str:
