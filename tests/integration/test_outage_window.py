@@ -34,7 +34,13 @@ PLAN = {
     "RETRY_BACKOFF_BASE_S": "1",
     "RETRY_BACKOFF_MAX_S": "600",
     "BREAKER_ENABLED": "false",
+    # The plan has no fair share: its 20 writes all start at once, so all of them run out of
+    # retries within the outage (with a bound, the writes past it would start only as the
+    # first ones fail, and the last would still be retrying when Elasticsearch returns).
+    "FAIR_SHARE_BOUND": "0",
 }
+# The API decides whether a write waits its fair-share turn: the plan's API has none either.
+API = {"plan": {"fair_share_bound": 0}, "ours": {}}
 # Our defaults, spelled out because the test run shortens some of them for other tests.
 OURS = {
     "RETRY_BACKOFF_BASE_S": "1",
@@ -71,6 +77,7 @@ def benches(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Benc
                     worker_env=env,
                     redis_key_prefix=f"{settings.redis_key_prefix}window-{name}:",
                     database_url=url,
+                    api_settings=API[name],
                 )
             )
         yield started
