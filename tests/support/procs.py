@@ -15,6 +15,7 @@ from services.core import processes
 from tools.localservices import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+SKEW_SHIM = Path(__file__).resolve().parent / "skew"
 __all__ = ["ROOT", "RedisServer", "Worker", "free_port", "scheduler", "wait_until"]
 
 
@@ -30,6 +31,7 @@ class Worker:
         concurrency: int = 2,
         include: str = "tests.support.tasks",
         beat: bool = False,
+        clock_skew_s: float = 0.0,
     ) -> None:
         self.name = f"{queues.replace(',', '-')}-{uuid.uuid4().hex[:6]}"
         self.log_path = log_dir / f"worker-{self.name}.log"
@@ -42,6 +44,10 @@ class Worker:
             **(env or {}),
             "PYTHONPATH": str(ROOT),
         }
+        if clock_skew_s:
+            # A machine whose clock drifted: tests/support/skew/sitecustomize.py offsets it.
+            self.env["CLOCK_SKEW_S"] = str(clock_skew_s)
+            self.env["PYTHONPATH"] = f"{SKEW_SHIM}{os.pathsep}{ROOT}"
         self.args = processes.worker_command(
             app,
             queues,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from typing import Any
 
@@ -16,8 +17,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
 
 from services.core.config import get_settings
+from services.core.db import session_factory
 from services.core.errors import PermanentError, TransientError
 from services.core.taskdefs import Queue, TaskSpec, register
+from services.core.tasklog.repository import TaskLogRepository
 from services.core.tracking import TaskContext
 from services.core.tracking.task import tracked_task
 
@@ -30,6 +33,19 @@ def trace_key(kind: str, key: str) -> str:
     return f"{get_settings().redis_key_prefix}{kind}:{key}"
 
 
+def _watch_until_killed(ctx: TaskContext, redis: Redis, key: str) -> None:
+    """Hang past every time limit, ignoring SIGTERM, noting the task's row as this attempt
+    sees it (`<status>:<attempts>` under `watched:<key>`) until the process is killed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    repo = TaskLogRepository(session_factory(get_settings().database_url))
+    while True:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            row = repo.get_by_task_id(ctx.task_id)
+            if row is not None:
+                redis.rpush(trace_key("watched", key), f"{row.status}:{row.attempts}")
+            time.sleep(0.005)
+
+
 @tracked_task(TEST_EFFECT)
 def test_effect(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Fail as told, then apply one effect."""
@@ -38,9 +54,13 @@ def test_effect(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     redis.rpush(trace_key("started", key), os.getpid())
     calls = redis.incr(trace_key("calls", key))
     if calls <= payload.get("transient_failures", 0) or payload.get("always_transient"):
-        raise TransientError(f"downstream unavailable (call {calls})")
+        raise TransientError(
+            f"downstream unavailable (call {calls})", retry_after_s=payload.get("retry_after_s")
+        )
     if payload.get("permanent"):
         raise PermanentError("mapper_parsing_exception: field [price] of type [float]")
+    if calls == 1 and payload.get("watch_first"):
+        _watch_until_killed(ctx, redis, key)
     if calls == 1 and payload.get("hang_first_s"):
         # Ignore the soft limit, so that only the hard limit can stop this attempt.
         until = time.monotonic() + payload["hang_first_s"]
