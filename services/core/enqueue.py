@@ -14,10 +14,10 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.core import metrics
 from services.core.config import Settings
-from services.core.retry import deadline_from
 from services.core.secrecy import Sealer, find_secret_fields
 from services.core.taskdefs import spec_for
 from services.core.tasklog.models import utcnow
@@ -43,12 +43,20 @@ class IdempotencyConflict(ValueError):
 
 @dataclass(frozen=True)
 class RetryOf:
-    """The write a manual retry retries: its acceptance number and identity are kept."""
+    """The write a manual retry retries, and what the retry keeps of it.
+
+    A retry of a versioned write keeps its place (`seq`, its version); a retry of a write
+    without versions is a new write (`seq` None: drawn now) standing in the original's place
+    (`origin_seq`), which first tries the Idempotency-Keys of the write's earlier
+    incarnations (`prior_keys`).
+    """
 
     task_id: str
-    seq: int
+    seq: int | None
     origin_task_id: str
     checkpoint: dict[str, Any] | None = None
+    origin_seq: int | None = None
+    prior_keys: list[str] | None = None
 
 
 # Acceptance hooks by task name: run inside the transaction that records the task (see
@@ -78,6 +86,11 @@ class Enqueuer:
         self._settings = settings
         self._sealer = Sealer(settings.secrets_key.get_secret_value())
         self._clock = clock
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The task log's session factory (for readers deciding what to enqueue)."""
+        return self._repo.sessions
 
     def enqueue(
         self,
@@ -113,7 +126,8 @@ class Enqueuer:
             task_name=spec.name,
             queue=spec.queue,
             payload=body,
-            deadline_at=deadline_from(now, self._settings.retry_budget_s(spec.queue)),
+            # From acceptance by the database's clock.
+            budget_s=self._settings.retry_budget_s(spec.queue),
             user_id=user_id,
             customer_id=customer_id,
             idempotency_key=idempotency_key,
@@ -122,13 +136,14 @@ class Enqueuer:
             retry_of=retry_of.task_id if retry_of else None,
             seq=retry_of.seq if retry_of else None,
             origin_task_id=retry_of.origin_task_id if retry_of else None,
+            origin_seq=retry_of.origin_seq if retry_of else None,
+            prior_keys=retry_of.prior_keys if retry_of else None,
             checkpoint=retry_of.checkpoint if retry_of else None,
             order_scope=ordering.scope_of(body) if ordering else None,
             order_key=ordering.key_of(body) if ordering else None,
             before_insert=_ACCEPT_HOOKS.get(spec.name),
             # Noted as published in the same commit; taken back if the publish fails.
-            published_at=now,
-            now=now,
+            published=True,
         )
         try:
             self._repo.create(**create)  # type: ignore[arg-type]

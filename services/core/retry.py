@@ -14,6 +14,8 @@ class GiveUpReason(StrEnum):
     PERMANENT_ERROR = "permanent_error"
     DEADLINE_EXHAUSTED = "deadline_exhausted"
     MAX_RETRIES_EXHAUSTED = "max_retries_exhausted"
+    # A tracked message with no task-log row: parked for an operator, never run.
+    UNKNOWN_MESSAGE = "unknown_message"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from services.api.routing import ThreadedRoute
 from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
+from services.core.chatbot.sources import file_source, text_source, url_source
 from services.core.ids import CUSTOMER_ID_PATTERN
 
 router = APIRouter(prefix="/api/v1", tags=["documents"], route_class=ThreadedRoute)
@@ -64,13 +65,11 @@ def upload_text(
             f"text is over {runtime.settings.upload_text_max_chars} characters; "
             "upload it as a file",
         )
-    return _queue(
-        runtime,
-        principal,
-        idempotency_key,
-        t.DOC_UPLOAD_TEXT.name,
-        body.model_dump(exclude_none=True),
-    )
+    payload = body.model_dump(exclude_none=True)
+    source = text_source(body.source, body.title)
+    if source is not None:
+        payload["source"] = source
+    return _queue(runtime, principal, idempotency_key, t.DOC_UPLOAD_TEXT.name, payload)
 
 
 @router.post("/documents/upload-file", status_code=status.HTTP_202_ACCEPTED)
@@ -92,7 +91,11 @@ def upload_file(
         idempotency_key,
         t.DOC_UPLOAD_FILE.name,
         [stored],
-        lambda files: {"customer_id": customer_id, "file": files[0], "source": source},
+        lambda files: {
+            "customer_id": customer_id,
+            "file": files[0],
+            "source": file_source(source, files[0]["filename"]),
+        },
         {"customer_id": customer_id, "source": source, "filename": file.filename},
     )
 
@@ -106,6 +109,7 @@ def upload_url(
 ) -> QueuedResponse:
     """Queue a document to be fetched from a URL."""
     payload = body.model_dump(mode="json", exclude_none=True)
+    payload["source"] = url_source(body.source, payload["url"])
     return _queue(runtime, principal, idempotency_key, t.DOC_UPLOAD_URL.name, payload)
 
 

@@ -12,7 +12,13 @@ from services.api.deps import PrincipalDep, Runtime, RuntimeDep, authorize
 from services.api.routing import ThreadedRoute
 from services.api.schemas import QueuedResponse
 from services.core.auth import Principal
-from services.core.operations.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
+from services.core.operations.redrive import (
+    AlreadyRetried,
+    LaterWrite,
+    NotFailed,
+    redrive,
+    retry_failed,
+)
 from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import BadCursor, TaskFilter, TaskQueries
@@ -211,9 +217,12 @@ class RedriveAnswer(BaseModel):
     dry_run: bool
     matched: int
     retried: list[dict[str, str]]
+    # Failed tasks left alone: a later write of the same entity would be undone (`reason`);
+    # present only when there are any.
+    refused: list[dict[str, str]] | None = None
 
 
-@router.post("/retry-failed")
+@router.post("/retry-failed", response_model_exclude_none=True)
 def retry_failed_tasks(
     body: RedriveBody, runtime: RuntimeDep, principal: PrincipalDep
 ) -> RedriveAnswer:
@@ -238,7 +247,12 @@ def retry_failed_tasks(
         limit=body.max,
         dry_run=body.dry_run,
     )
-    return RedriveAnswer(dry_run=report.dry_run, matched=report.matched, retried=report.retried)
+    return RedriveAnswer(
+        dry_run=report.dry_run,
+        matched=report.matched,
+        retried=report.retried,
+        refused=report.refused or None,
+    )
 
 
 @router.get("/{task_id}/status")
@@ -255,11 +269,12 @@ class RetryAnswer(QueuedResponse):
 
 @router.post("/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED)
 def retry_task(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> RetryAnswer:
-    """Queue a failed task again as a new task linked to it; 409 if it is not failed."""
+    """Queue a failed task again as a new task linked to it; 409 if it is not failed, was
+    retried already, or a later write of the same entity would be undone."""
     row = _visible(runtime, principal, task_id)
     sealer = Sealer(runtime.settings.secrets_key.get_secret_value())
     try:
         accepted = retry_failed(runtime.enqueuer, sealer, row)
-    except (NotFailed, AlreadyRetried) as exc:
+    except (NotFailed, AlreadyRetried, LaterWrite) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return RetryAnswer(**QueuedResponse.for_task(accepted).model_dump(), retry_of=task_id)

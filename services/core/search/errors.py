@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import ClientConnectorError
 from elastic_transport import ConnectionError as EsConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError
@@ -41,8 +42,14 @@ def as_task_error(exc: Exception) -> TaskError:
             )
         return PermanentError(message, downstream=ES)
     if isinstance(exc, ConnectionTimeout | EsConnectionError):
+        # A connection that broke after the request went out (not a refused connect, not a
+        # timeout, after which nothing lands): Elasticsearch may still apply it.
+        refused = isinstance(exc.__cause__ or exc.__context__, ClientConnectorError)
+        broke = isinstance(exc, EsConnectionError) and not refused
         return TransientError(
-            f"elasticsearch unreachable: {type(exc).__name__}: {exc}", downstream=ES
+            f"elasticsearch unreachable: {type(exc).__name__}: {exc}",
+            downstream=ES,
+            in_flight=broke and not isinstance(exc, ConnectionTimeout),
         )
     if isinstance(exc, TransportError):
         return TransientError(

@@ -19,10 +19,11 @@ from typing import Any
 from services.core.config import Settings, get_settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
+from services.core.errors import WaitForInFlight
 from services.core.search import apply, payloads
 from services.core.search.catalog import ACCESSORIES, PRODUCTS, SERVICES, Kind, Operation
 from services.core.search.runtime import make_writer
-from services.core.search.writer import CatalogWriter
+from services.core.search.writer import BulkProgress, CatalogWriter
 from services.core.tasklog.repository import TaskLogRepository
 
 
@@ -74,7 +75,20 @@ class CatalogService:
             seq, payload = await asyncio.to_thread(
                 self.enqueuer().reserve, kind.task_name(op), payload
             )
-            return await apply.execute(self._writer(), kind, op, payload, seq=seq, api_key=api_key)
+            progress = BulkProgress()
+            while True:
+                try:
+                    return await apply.execute(
+                        self._writer(),
+                        kind,
+                        op,
+                        payload,
+                        seq=seq,
+                        api_key=api_key,
+                        progress=progress,
+                    )
+                except WaitForInFlight as later:  # a delete-all's second sweep, done now
+                    await asyncio.sleep(later.delay_s)
         accepted = await asyncio.to_thread(
             self.enqueuer().enqueue,
             kind.task_name(op),
