@@ -22,7 +22,7 @@ CELERY_EXPORTER_PYTHON ?= $(PYTHON)
 KUBE_VENV := .venv-kube
 KUBE_STAMP := $(KUBE_VENV)/.installed-37.0.2
 
-.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards kube-models
+.PHONY: up test test-model-long lint migrate install token chaos bench clean celery-exporter dashboards kube-models
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -67,6 +67,15 @@ lint: $(STAMP)
 test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP)
 	@tools/ensure-services.sh redis postgres prometheus alertmanager wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The model-based ordering test at a nightly size (hours):
+## make test-model-long [MODEL_EXAMPLES=1000] [MODEL_STEPS=14] [MODEL_SEED=n]
+MODEL_EXAMPLES ?= 1000
+MODEL_STEPS ?= 14
+test-model-long: $(STAMP)
+	@tools/ensure-services.sh redis postgres
+	MODEL_EXAMPLES=$(MODEL_EXAMPLES) MODEL_STEPS=$(MODEL_STEPS) $(if $(MODEL_SEED),MODEL_SEED=$(MODEL_SEED)) \
+		$(PY) -m pytest -p no:cacheprovider -s tests/integration/test_ordering_model.py
 
 ## Chaos suite (whole stack, mixed load, faults); the summary line comes last:
 ## make chaos [DURATION=60] [SEED=n]
