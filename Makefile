@@ -21,8 +21,17 @@ CELERY_EXPORTER_PYTHON ?= $(PYTHON)
 # python-dateutil>=3 (celery pins 2.x): a virtualenv of their own.
 KUBE_VENV := .venv-kube
 KUBE_STAMP := $(KUBE_VENV)/.installed-37.0.2
+# np-guard's network-config-analyzer pins its dependencies exactly (PyYAML, networkx, lxml):
+# a virtualenv of its own. tests/chart/test_network_paths.py runs its `nca` command.
+NCA_VERSION := 2.1.0
+NCA_VENV := .venv-nca
+NCA_STAMP := $(NCA_VENV)/.installed-$(NCA_VERSION)
+# checkov (make lint scans the rendered chart) pins dozens of packages: its own virtualenv too.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: up test test-model-long lint migrate install token chaos bench clean celery-exporter dashboards kube-models
+.PHONY: up test test-model-long lint migrate install token chaos bench clean celery-exporter dashboards kube-models nca checkov
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -57,14 +66,15 @@ token: $(RUN_STAMP)
 migrate: $(RUN_STAMP)
 	$(PY) -m services.core.tasklog.migrate upgrade
 
-lint: $(STAMP)
+lint: $(STAMP) $(CHECKOV_STAMP)
 	$(PY) -m ruff check services tests tools
 	$(PY) -m ruff format --check services tests tools
 	$(PY) -m mypy services tests tools
 	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m tools.chartscan --checkov $(CHECKOV_VENV)/bin/checkov
 
 ## Lint, then every test against real Redis and PostgreSQL.
-test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP)
+test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP) $(NCA_STAMP)
 	@tools/ensure-services.sh redis postgres prometheus alertmanager wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -91,7 +101,7 @@ bench: $(STAMP)
 	$(PY) -m tools.bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(CELERY_EXPORTER_VENV) $(KUBE_VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CELERY_EXPORTER_VENV) $(KUBE_VENV) $(NCA_VENV) $(CHECKOV_VENV) var .pytest_cache .mypy_cache .ruff_cache
 
 # --- observability (issue 12) ---------------------------------------------------------------
 $(CELERY_EXPORTER_STAMP):
@@ -118,3 +128,19 @@ $(KUBE_STAMP):
 
 ## The virtualenv of the `kubernetes` client's models (.venv-kube), for tests/chart.
 kube-models: $(KUBE_STAMP)
+
+$(NCA_STAMP):
+	@test -x $(NCA_VENV)/bin/python || $(PYTHON) -m venv $(NCA_VENV)
+	$(NCA_VENV)/bin/python -m pip install -q 'network-config-analyzer==$(NCA_VERSION)'
+	@touch $@
+
+## The virtualenv of network-config-analyzer (.venv-nca), for tests/chart/test_network_paths.py.
+nca: $(NCA_STAMP)
+
+$(CHECKOV_STAMP):
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q 'checkov==$(CHECKOV_VERSION)'
+	@touch $@
+
+## The virtualenv of checkov (.venv-checkov), for `make lint`'s scan of the rendered chart.
+checkov: $(CHECKOV_STAMP)

@@ -102,14 +102,8 @@ def _route(route: dict[str, Any]) -> dict[str, Any]:
 
 
 def alertmanagerconfig_spec(config: dict[str, Any]) -> dict[str, Any]:
-    """The `spec` of an AlertmanagerConfig with the same routing as an Alertmanager config."""
-    receivers = []
-    for receiver in config["receivers"]:
-        hooks = [
-            {"url": hook["url"], "sendResolved": hook.get("send_resolved", True)}
-            for hook in receiver.get("webhook_configs", [])
-        ]
-        receivers.append({"name": receiver["name"], "webhookConfigs": hooks})
+    """The routes and inhibition of an AlertmanagerConfig `spec` with the same routing as an
+    Alertmanager config; the chart adds the receivers from its values."""
     inhibit = [
         {
             "sourceMatch": [_matcher(m) for m in rule["source_matchers"]],
@@ -118,7 +112,7 @@ def alertmanagerconfig_spec(config: dict[str, Any]) -> dict[str, Any]:
         }
         for rule in config.get("inhibit_rules", [])
     ]
-    return {"route": _route(config["route"]), "receivers": receivers, "inhibitRules": inhibit}
+    return {"route": _route(config["route"]), "inhibitRules": inhibit}
 
 
 def render_alertmanagerconfig_spec() -> str:
@@ -129,7 +123,8 @@ def render_alertmanagerconfig_spec() -> str:
     header = (
         "# Generated from k8s/monitoring/alertmanager.yaml by `make dashboards`\n"
         "# (python -m tools.monitoring); do not edit. The chart's optional AlertmanagerConfig\n"
-        "# (monitoring.coreos.com/v1alpha1) uses it as its spec.\n"
+        "# (monitoring.coreos.com/v1alpha1) uses it as its spec, with the receivers\n"
+        "# durable-critical and durable-warning from the values (monitoring.alertmanagerConfig).\n"
     )
     body: str = yaml.safe_dump(spec, sort_keys=False)
     return header + body

@@ -74,6 +74,7 @@ async def _task_log_unavailable(_request: Request, exc: Exception) -> JSONRespon
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app for `settings` (default: from the environment)."""
     settings = settings or get_settings()
+    settings.require("DATABASE_URL", "SECRETS_KEY", "AUTH_JWT_SECRET")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

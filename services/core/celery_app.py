@@ -10,12 +10,12 @@ from celery.signals import setup_logging, worker_init
 from kombu.entity import Exchange
 from kombu.entity import Queue as KombuQueue
 
-from services.core import logs
+from services.core import logs, redisconn
 from services.core.config import Settings, get_settings
 from services.core.observability import publish  # noqa: F401  (publish latency, every process)
 from services.core.perprocess import freeze_startup_heap
 from services.core.taskdefs import Queue, UnknownTaskError, spec_for
-from services.core.worker_boot import BoundedShutdown, Heartbeat
+from services.core.worker_boot import BoundedShutdown, Heartbeat, ReadsItsSecrets
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> dict[str, str]:
@@ -46,8 +46,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # failover, on reconnecting).
         transport_options["master_name"] = settings.redis_sentinel_master
     exchange = Exchange("tasks", type="direct")
+    tls = redisconn.tls_options(settings.redis_url)
     return {
         "broker_url": settings.redis_url,
+        # rediss://: the certificate checks its query asks for (kombu alone would skip them).
+        **({"broker_use_ssl": tls} if tls else {}),
         "broker_transport_options": transport_options,
         "broker_connection_timeout": settings.broker_connect_timeout_s,
         "broker_connection_retry_on_startup": True,
@@ -132,6 +135,7 @@ def make_celery_app(settings: Settings, *, current: bool = False) -> Celery:
     app = Celery("durable_writes", set_as_current=current, amqp=QuietAMQP)
     app.config_from_object(celery_config(settings))
     app.steps["worker"].add(BoundedShutdown)
+    app.steps["worker"].add(ReadsItsSecrets)
     app.steps["consumer"].add(Heartbeat)
     return app
 

@@ -22,6 +22,22 @@ DEV_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktZG8tbm90LXVzZSE="
 # The JWT secret of the local stack (`make token` signs with it); refused in production.
 DEV_JWT_SECRET = "development-only-jwt-secret-change-me"
 
+ProcessRole = Literal["any", "api", "worker", "flower", "migrate", "canary"]
+# The secret settings each kind of process reads. The chart sets PROCESS_ROLE per pod and
+# gives the pod these keys of the Secret (and its optional credentials), never the whole
+# Secret; production refuses a missing or development value only among what the role reads.
+# "any" (tools, `make up`, a shell) reads them all. A piece of code that reads one of them
+# asks for it (`Settings.require`), so a process cannot run under a role that skipped its
+# check.
+ROLE_SECRETS: dict[str, frozenset[str]] = {
+    "any": frozenset({"DATABASE_URL", "SECRETS_KEY", "AUTH_JWT_SECRET", "FLOWER_BASIC_AUTH"}),
+    "api": frozenset({"DATABASE_URL", "SECRETS_KEY", "AUTH_JWT_SECRET"}),
+    "worker": frozenset({"DATABASE_URL", "SECRETS_KEY"}),
+    "flower": frozenset({"FLOWER_BASIC_AUTH"}),
+    "migrate": frozenset({"DATABASE_URL"}),
+    "canary": frozenset({"AUTH_JWT_SECRET"}),
+}
+
 
 class Settings(BaseSettings):
     """Configuration from environment variables (names are the field names, upper-case)."""
@@ -32,6 +48,8 @@ class Settings(BaseSettings):
     # Fail closed: anything but an explicit "development" or "test" is production, which
     # refuses the development secrets, SQLite and loopback-only addresses.
     environment: Literal["development", "test", "production"] = "production"
+    # Which process these settings are for (ROLE_SECRETS): the secrets production checks.
+    process_role: ProcessRole = "any"
 
     # Storage of the task log. SQLite serves a laptop; PostgreSQL serves a cluster.
     database_url: str = "sqlite:///var/tasklog.db"
@@ -265,6 +283,7 @@ class Settings(BaseSettings):
                 raise ValueError("a sentinel:// REDIS_URL needs REDIS_SENTINEL_MASTER")
         elif self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER needs a sentinel:// REDIS_URL")
+        redisconn.tls_options(self.redis_url)  # a rediss:// query it can take, or say which
         _check_fernet_keys(self.secrets_keys)
         if self.auth_jwks_url is None and self.auth_jwt_secret is None:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")
@@ -288,20 +307,24 @@ class Settings(BaseSettings):
                 )
         return self
 
+    def reads(self, name: str) -> bool:
+        """Whether this process's role reads the secret setting `name` (ROLE_SECRETS)."""
+        return name in ROLE_SECRETS[self.process_role]
+
+    def require(self, *names: str) -> None:
+        """Refuse to go on in a process whose role does not read (nor check) these secrets."""
+        missing = [n for n in names if not self.reads(n)]
+        if missing:
+            raise ValueError(
+                f"PROCESS_ROLE={self.process_role} does not read {', '.join(missing)}: this "
+                "process needs them; run it with its own role (or unset PROCESS_ROLE)"
+            )
+
     def _production_problems(self) -> list[str]:
         problems: list[str] = []
-        if DEV_SECRETS_KEY in self.secrets_keys:
-            problems.append("SECRETS_KEY is the public development key: set private Fernet keys")
-        if self.auth_jwks_url is None:
-            secret = self.auth_jwt_secret
-            if secret is None or secret.get_secret_value() == DEV_JWT_SECRET:
-                problems.append(
-                    "AUTH_JWT_SECRET is the public development secret: set AUTH_JWKS_URL "
-                    "or a private AUTH_JWT_SECRET"
-                )
-        if self.flower_basic_auth is None:
-            problems.append("FLOWER_BASIC_AUTH is unset: set user:password for Flower")
-        if self.database_url.startswith("sqlite"):
+        # Only the secrets this process reads: a pod is given no others (ROLE_SECRETS).
+        problems += self._secret_problems()
+        if self.database_url.startswith("sqlite") and self.reads("DATABASE_URL"):
             problems.append(
                 "DATABASE_URL is SQLite, which only one machine can share: set a PostgreSQL URL"
             )
@@ -321,6 +344,21 @@ class Settings(BaseSettings):
         for name, host in (("API_HOST", self.api_host), ("FLOWER_HOST", self.flower_host)):
             if _is_loopback(host):
                 problems.append(f"{name} listens on loopback only: set {name}=0.0.0.0")
+        return problems
+
+    def _secret_problems(self) -> list[str]:
+        problems: list[str] = []
+        if DEV_SECRETS_KEY in self.secrets_keys and self.reads("SECRETS_KEY"):
+            problems.append("SECRETS_KEY is the public development key: set private Fernet keys")
+        if self.auth_jwks_url is None and self.reads("AUTH_JWT_SECRET"):
+            secret = self.auth_jwt_secret
+            if secret is None or secret.get_secret_value() == DEV_JWT_SECRET:
+                problems.append(
+                    "AUTH_JWT_SECRET is the public development secret: set AUTH_JWKS_URL "
+                    "or a private AUTH_JWT_SECRET"
+                )
+        if self.flower_basic_auth is None and self.reads("FLOWER_BASIC_AUTH"):
+            problems.append("FLOWER_BASIC_AUTH is unset: set user:password for Flower")
         return problems
 
     @property

@@ -252,7 +252,13 @@ CELERY_EXPORTER = _Exporter()
 
 
 def celery_exporter_options(
-    *, broker_url: str, host: str, port: int | str, key_prefix: str = ""
+    *,
+    broker_url: str,
+    host: str,
+    port: int | str,
+    key_prefix: str = "",
+    tls: bool = False,
+    tls_ca_certs: str | None = None,
 ) -> list[str]:
     """celery-exporter's options against our broker (after its entry point)."""
     args = [
@@ -270,6 +276,12 @@ def celery_exporter_options(
     if key_prefix:
         # Our queues and events live under REDIS_KEY_PREFIX (kombu's global_keyprefix).
         args += ["--broker-transport-option", f"global_keyprefix={key_prefix}"]
+    if tls:
+        # Without options its kombu takes rediss:// with no certificate check; 2 is
+        # CERT_REQUIRED (it turns numeric option values into numbers).
+        args += ["--broker-ssl-option", "ssl_cert_reqs=2"]
+        if tls_ca_certs:
+            args += ["--broker-ssl-option", f"ssl_ca_certs={tls_ca_certs}"]
     return args
 
 

@@ -1,6 +1,7 @@
 """How our own code reaches the broker's Redis: a plain URL, or Redis Sentinel.
 
-`REDIS_URL` is what Celery takes: `redis://[:password@]host:port/db`, or for Sentinel a list
+`REDIS_URL` is what Celery takes: `redis://[user:password@]host:port/db`, `rediss://...` for
+TLS (managed Redis; `?ssl_cert_reqs=required&ssl_ca_certs=/path/ca.crt`), or for Sentinel a list
 of sentinels, `sentinel://[:password@]host:port/db;sentinel://host2:port/db`, with the master's
 name in `REDIS_SENTINEL_MASTER` (kombu's `master_name` transport option). The guards, probes,
 reconciler and exporter need a client on the same master: `connect` builds it either way.
@@ -8,8 +9,9 @@ reconciler and exporter need a client on the same master: `connect` builds it ei
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from redis import Redis
 from redis.retry import Retry
@@ -17,6 +19,9 @@ from redis.sentinel import Sentinel
 
 SENTINEL_SCHEME = "sentinel"
 SENTINEL_PORT = 26379
+TLS_SCHEME = "rediss"
+_CERT_REQS = {"required": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL, "none": ssl.CERT_NONE}
+_TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 
 
 def urls(redis_url: str) -> list[str]:
@@ -43,6 +48,26 @@ def sentinel_nodes(redis_url: str) -> list[tuple[str, int]]:
             raise ValueError(f"every REDIS_URL part must be sentinel://host:port, not {url!r}")
         nodes.append((parts.hostname, parts.port or SENTINEL_PORT))
     return nodes
+
+
+def tls_options(redis_url: str) -> dict[str, Any] | None:
+    """kombu's `broker_use_ssl` for a rediss:// REDIS_URL, from its query (None: no TLS).
+
+    kombu given a rediss:// URL and no options connects with CERT_NONE, trusting any server;
+    redis-py reads the same query itself. ValueError names a query it cannot take."""
+    parts = urlsplit(urls(redis_url)[0])
+    if parts.scheme != TLS_SCHEME:
+        return None
+    query = dict(parse_qsl(parts.query))
+    unknown = sorted(set(query) - {"ssl_cert_reqs", *_TLS_FILES})
+    if unknown:
+        raise ValueError(f"REDIS_URL: unknown TLS option(s) {', '.join(unknown)}")
+    reqs = query.get("ssl_cert_reqs", "required")
+    if reqs not in _CERT_REQS:
+        raise ValueError("REDIS_URL: ssl_cert_reqs must be required, optional or none")
+    options: dict[str, Any] = {"ssl_cert_reqs": _CERT_REQS[reqs]}
+    options.update({name: query[name] for name in _TLS_FILES if name in query})
+    return options
 
 
 def _password_and_db(redis_url: str) -> tuple[str | None, int]:

@@ -1,6 +1,7 @@
 """What every worker gets at start: a bounded SIGTERM and a liveness heartbeat.
 
-Both are Celery bootsteps, added to the one app in `celery_app`:
+They are Celery bootsteps, added to the one app in `celery_app` (with `ReadsItsSecrets`,
+which refuses a PROCESS_ROLE whose production checks skipped the secrets a worker reads):
 
 - `BoundedShutdown` refuses to start a worker whose SIGTERM would be a warm shutdown. Celery's
   soft-shutdown timeout applies to a cold shutdown only; with `REMAP_SIGTERM=SIGQUIT` in the
@@ -57,6 +58,19 @@ def touch(path: Path) -> None:
     with path.open("a"):
         pass
     os.utime(path)
+
+
+class ReadsItsSecrets(bootsteps.Step):  # type: ignore[misc]
+    """Refuses to start a worker under a PROCESS_ROLE whose checks skipped what it reads."""
+
+    label = "reads its secrets"
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        try:
+            get_settings().require("DATABASE_URL", "SECRETS_KEY")
+        except ValueError as refused:
+            raise ImproperlyConfigured(str(refused)) from None
 
 
 class Heartbeat(bootsteps.StartStopStep):  # type: ignore[misc]

@@ -52,10 +52,20 @@ def load_values(path: Path) -> dict[str, Any]:
     return values
 
 
-def render(values: dict[str, Any]) -> list[Doc]:
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it, key by key (as Helm merges values files)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def render(
+    values: dict[str, Any], *, release: str = RELEASE, namespace: str = NAMESPACE
+) -> list[Doc]:
     """Every object the chart renders for `values` (hooks and the test Pod included)."""
     manifests = helm_python.Chart.load(CHART).render(
-        copy.deepcopy(values), name=RELEASE, namespace=NAMESPACE, is_install=True
+        copy.deepcopy(values), name=release, namespace=namespace, is_install=True
     )
     docs: list[Doc] = []
     for template, text in sorted(manifests.items()):

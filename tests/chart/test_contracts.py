@@ -6,7 +6,9 @@ command is started as a real process, and the rendered listName is read from a r
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +17,6 @@ from typing import Any
 
 import pytest
 import yaml
-from redis import Redis
 
 from services.core import processes, redisconn
 from services.core.celery_app import celery_config
@@ -30,6 +31,7 @@ from tests.chart.chart import (
     expand,
     find,
     load_values,
+    merge,
     process_env,
     render,
     rendered,
@@ -38,6 +40,7 @@ from tests.chart.chart import (
 from tests.support.databases import own_database
 from tests.support.flow import enqueuer, wait_finished
 from tests.support.procs import ROOT, free_port
+from tests.support.tlsredis import TlsRedis
 
 WORKERS = {"es-worker": Queue.ES, "http-worker": Queue.HTTP}
 
@@ -111,25 +114,58 @@ def test_a_published_task_grows_the_watched_list_and_the_rendered_worker_drains_
     component: str, settings: Settings, chart_database: str, tmp_path: Path
 ) -> None:
     prefix = f"{settings.redis_key_prefix}chart-{component}:"
-    values = load_values(CHART / "ci/minimal-values.yaml")
-    values["redis"] = {
-        "host": "127.0.0.1",
-        "port": 6379,
-        "db": 0,
-        "auth": False,
-        "keyPrefix": prefix,
-    }
-    docs = render(values)
+    redis = {"host": "127.0.0.1", "port": 6379, "db": 0, "auth": False, "keyPrefix": prefix}
+    _drain(component, {"redis": redis}, {}, chart_database, tmp_path)
+
+
+# Where the chart mounts the CA of redis.tls.caSecret.
+REDIS_CA = "/etc/durable-writes/redis-ca/ca.crt"
+
+
+def test_managed_redis_tls_and_acl_user_from_the_values_reach_a_real_worker(
+    settings: Settings, chart_database: str, tmp_path: Path
+) -> None:
+    with TlsRedis(tmp_path / "redis", user="durable", password="pw-of-the-acl-user") as server:
+        redis = {
+            "host": "127.0.0.1",
+            "port": server.port,
+            "auth": True,
+            "username": "durable",
+            "keyPrefix": f"{settings.redis_key_prefix}chart-tls:",
+            "tls": {"enabled": True, "caSecret": {"name": "redis-ca", "key": "ca.crt"}},
+        }
+        # What the kubelet does: the password from the Secret, the CA where it is mounted.
+        kubelet = {"$(REDIS_PASSWORD)": server.password, REDIS_CA: str(server.ca)}
+        rendered_url = _drain("es-worker", {"redis": redis}, kubelet, chart_database, tmp_path)
+    assert rendered_url == (
+        f"rediss://durable:$(REDIS_PASSWORD)@127.0.0.1:{server.port}/0"
+        f"?ssl_cert_reqs=required&ssl_ca_certs={REDIS_CA}"
+    )
+
+
+def _drain(
+    component: str,
+    values: dict[str, Any],
+    kubelet: dict[str, str],
+    database: str,
+    tmp_path: Path,
+) -> str:
+    """Publish a canary with the rendered settings, see it in the list KEDA watches, and let
+    the rendered worker command run it; the rendered REDIS_URL."""
+    docs = render(merge(load_values(CHART / "ci/minimal-values.yaml"), values))
     scaled = find(docs, "ScaledObject", component)
     list_name = next(t for t in scaled.body["spec"]["triggers"] if t["type"] == "redis")[
         "metadata"
     ]["listName"]
     deployment = find(docs, "Deployment", component)
     (tmp_path / "metrics").mkdir()
-    env = _local(process_env(docs, deployment), tmp_path, chart_database)
-    assert env["REDIS_URL"] == "redis://127.0.0.1:6379/0" and env["REDIS_KEY_PREFIX"] == prefix
+    env = _local(process_env(docs, deployment), tmp_path, database)
+    rendered_url = env["REDIS_URL"]
+    for placeholder, value in kubelet.items():
+        env["REDIS_URL"] = env["REDIS_URL"].replace(placeholder, value)
+    assert env["REDIS_KEY_PREFIX"] == values["redis"]["keyPrefix"]
     local = settings_from(env)
-    redis = Redis.from_url(local.redis_url)
+    redis = redisconn.connect(local.redis_url, None, timeout_s=5)
     before = redis.llen(list_name)
     accepted = enqueuer(local).enqueue(CANARY[WORKERS[component]].name, {})
     assert accepted.published
@@ -147,9 +183,7 @@ def test_a_published_task_grows_the_watched_list_and_the_rendered_worker_drains_
         start_new_session=True,
     )
     try:
-        row = wait_finished(
-            TaskLogRepository(session_factory(chart_database)), accepted.task_id, 60
-        )
+        row = wait_finished(TaskLogRepository(session_factory(database)), accepted.task_id, 60)
         assert row.status == "success", (tmp_path / "worker.log").read_text()[-3000:]
         assert redis.llen(list_name) == 0
         # The rendered liveness probe passes while the worker consumes.
@@ -162,10 +196,11 @@ def test_a_published_task_grows_the_watched_list_and_the_rendered_worker_drains_
         os.killpg(proc.pid, 15)
         proc.wait(60)
         log.close()
-        leftovers = list(redis.scan_iter(match=f"{prefix}*"))
+        leftovers = list(redis.scan_iter(match=f"{values['redis']['keyPrefix']}*"))
         if leftovers:
             redis.delete(*leftovers)
         redis.close()
+    return rendered_url
 
 
 def test_container_ports_are_the_ports_the_processes_read() -> None:
@@ -299,6 +334,7 @@ def test_celery_exporter_gets_the_options_of_the_table() -> None:
         host="0.0.0.0",
         port=str(c["ports"][0]["containerPort"]),
         key_prefix=merged.get("keyPrefix", ""),
+        tls=merged.get("tls", {}).get("enabled", False),
     )
     if merged.get("sentinel", {}).get("enabled"):
         sentinel = merged["sentinel"]["masterName"]
@@ -310,20 +346,70 @@ def test_celery_exporter_gets_the_options_of_the_table() -> None:
 def test_the_prometheusrule_is_the_rules_file_promtool_tests() -> None:
     docs = rendered("full-values.yaml")
     rule = find(docs, "PrometheusRule", "")
-    rules_file = yaml.safe_load((CHART / "files/prometheus/rules.yaml").read_text())
-    assert rule.body["spec"] == rules_file
+    base = load_values(CHART / "ci/full-values.yaml")["monitoring"]
+    text = (CHART / "files/prometheus/rules.yaml").read_text()
+    served = f"runbook_url: {base['prometheusRule']['runbookBaseUrl']}/docs/runbook.md"
+    assert rule.body["spec"] == yaml.safe_load(text.replace("runbook_url: docs/runbook.md", served))
     spec = yaml.safe_load((CHART / "files/alertmanager/spec.yaml").read_text())
-    assert find(docs, "AlertmanagerConfig", "").body["spec"] == spec
+    receivers = [
+        {"name": f"durable-{severity}", **base["alertmanagerConfig"][severity]}
+        for severity in ("critical", "warning")
+    ]
+    assert find(docs, "AlertmanagerConfig", "").body["spec"] == {**spec, "receivers": receivers}
     dashboards = {d.name: d.body for d in docs if d.kind == "ConfigMap" and "-dashboard-" in d.name}
     files = sorted((CHART / "files/dashboards").glob("*.json"))
     assert len(dashboards) == len(files) >= 1
     for path in files:
         body = dashboards[f"dw-durable-writes-dashboard-{path.stem}"]
-        assert body["data"] == {path.name: path.read_text().rstrip("\n")}
         assert body["metadata"]["labels"]["grafana_dashboard"] == "1"
+        shipped, generated = json.loads(body["data"][path.name]), json.loads(path.read_text())
+        # The release's own uid, title and default scope; the rest as the generator wrote it.
+        for board in (shipped, generated):
+            board.pop("uid"), board.pop("title")
+            for variable in board["templating"]["list"]:
+                if variable["name"] in {"namespace", "release"}:
+                    variable.pop("current")
+        assert shipped == generated, path.name
 
 
-def test_scrape_jobs_get_the_names_the_alerts_use() -> None:
+def test_each_release_gets_its_own_dashboards_scoped_to_itself() -> None:
+    values = load_values(CHART / "ci/full-values.yaml")
+
+    def boards(release: str, namespace: str) -> dict[str, dict[str, Any]]:
+        docs = render(values, release=release, namespace=namespace)
+        found = {}
+        for doc in docs:
+            if doc.kind == "ConfigMap" and "-dashboard-" in doc.name:
+                ((name, text),) = doc.body["data"].items()
+                found[name] = json.loads(text)
+        return found
+
+    prod, staging = boards("dw", "prod"), boards("dw-staging", "staging")
+    assert prod.keys() == staging.keys() and len(prod) == 5
+    assert not {b["uid"] for b in prod.values()} & {b["uid"] for b in staging.values()}
+    for board in staging.values():
+        assert len(board["uid"]) <= 40  # Grafana's limit
+        assert board["title"].endswith("(staging/dw-staging)")
+        current = {
+            v["name"]: v["current"]["value"]
+            for v in board["templating"]["list"]
+            if v["name"] in {"namespace", "release"}
+        }
+        assert current == {"namespace": "staging", "release": "dw-staging"}
+
+
+@pytest.mark.parametrize("name", ["full-values.yaml", "production-values.yaml"])
+def test_dashboards_read_only_series_the_release_exports(name: str) -> None:
+    docs = rendered(name)
+    runs_exporter = any(d.name.endswith("-celery-exporter") for d in docs if d.kind == "Deployment")
+    for doc in docs:
+        if doc.kind == "ConfigMap" and "-dashboard-" in doc.name:
+            text = next(iter(doc.body["data"].values()))
+            # celery_* series come from celery-exporter only (off by default).
+            assert runs_exporter or "celery_" not in text, (name, doc.name)
+
+
+def test_scrape_labels_are_the_ones_the_rules_dashboards_and_keda_select_by() -> None:
     for name, kind in (
         ("full-values.yaml", "PodMonitor"),
         ("production-values.yaml", "ServiceMonitor"),
@@ -333,7 +419,31 @@ def test_scrape_jobs_get_the_names_the_alerts_use() -> None:
             monitor.body["spec"].get("podMetricsEndpoints") or monitor.body["spec"]["endpoints"]
         )
         for endpoint in endpoints:
-            (relabel,) = endpoint["relabelings"]
-            assert relabel["targetLabel"] == "job" and relabel["replacement"] == "durable-$1"
+            relabels = {r["targetLabel"]: r for r in endpoint["relabelings"]}
+            assert relabels["job"]["replacement"] == "durable-$1"
+            assert relabels["release"]["sourceLabels"] == [
+                "__meta_kubernetes_pod_label_app_kubernetes_io_instance"
+            ]
+        # KEDA's outstanding-work query selects the labels this scrape gives the scheduler's
+        # series: namespace (the operator's), release (the relabeling), the metric's own.
+        for scaled in (d for d in rendered(name) if d.kind == "ScaledObject"):
+            (trigger,) = [t for t in scaled.body["spec"]["triggers"] if t["type"] == "prometheus"]
+            query = trigger["metadata"]["query"]
+            assert 'namespace="durable"' in query and 'release="dw"' in query
+            assert set(re.findall(r'(\w+)=~?"', query)) <= {
+                "namespace", "release", "queue", "held", "job"
+            }  # fmt: skip
     rules = (CHART / "files/prometheus/rules.yaml").read_text()
     assert 'up{job=~"durable-.+"}' in rules
+
+
+def test_flower_starts_in_production_with_only_its_own_secret() -> None:
+    docs = rendered("production-values.yaml")
+    flower = find(docs, "Deployment", "-flower")
+    env = process_env(docs, flower)
+    assert env["PROCESS_ROLE"] == "flower" and "DATABASE_URL" not in env
+    # What the kubelet adds from the Secret: the one key the pod is given.
+    settings = settings_from(env, flower_basic_auth="ops:pw")
+    assert settings.environment == "production" and settings.process_role == "flower"
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        settings.require("DATABASE_URL")

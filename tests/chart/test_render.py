@@ -24,6 +24,7 @@ from tests.chart.chart import (
     find,
     kube_models,
     load_values,
+    merge,
     notes,
     render,
     rendered,
@@ -98,17 +99,10 @@ def test_production_values_refuse_what_the_settings_refuse(
     values: dict[str, Any], complaint: str
 ) -> None:
     base = load_values(CHART / "ci/minimal-values.yaml")
-    merged = _merge(base, values)
+    merged = merge(base, values)
     with pytest.raises(helm_python.HelmError) as refused:
         render(merged)
     assert complaint in str(refused.value)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
-    return out
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -323,13 +317,100 @@ def test_migrations_run_as_an_idempotent_hook_with_their_own_config() -> None:
         assert int(hook.body["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
             job["metadata"]["annotations"]["helm.sh/hook-weight"]
         )
+    (database,) = [v for v in container(Doc("", job))["env"] if v["name"] == "DATABASE_URL"]
+    assert database["valueFrom"]["secretKeyRef"]["name"] == "dw-durable-writes-migrate"
+    # The hook's copy holds only what the migration reads.
+    assert set(find(docs, "Secret", "-migrate").body["data"]) == {"DATABASE_URL"}
     production = find(rendered("production-values.yaml"), "Job", "-migrate").body
-    assert {"secretRef": {"name": "durable-writes-secrets"}} in container(Doc("", production))[
-        "envFrom"
-    ]
+    (database,) = [v for v in container(Doc("", production))["env"] if v["name"] == "DATABASE_URL"]
+    assert database["valueFrom"]["secretKeyRef"]["name"] == "durable-writes-secrets"
 
 
 def test_notes_say_how_to_reach_the_api_and_flower() -> None:
     text = notes(load_values(CHART / "ci/minimal-values.yaml"))
     assert "svc/dw-durable-writes-api" in text and "/health/ready" in text
     assert "svc/dw-durable-writes-flower" in text and "helm test dw" in text
+
+
+def test_each_component_has_its_own_affinity_and_spread() -> None:
+    values = load_values(CHART / "ci/minimal-values.yaml")
+    zone_a = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["a"]}]}
+                ]
+            }
+        }
+    }
+    values["api"] = {"affinity": zone_a}
+    docs = render(values)
+
+    def pod(suffix: str) -> dict[str, Any]:
+        spec: dict[str, Any] = find(docs, "Deployment", suffix).body["spec"]["template"]["spec"]
+        return spec
+
+    assert pod("-api")["affinity"] == zone_a
+    assert "affinity" not in pod("-es-worker")
+    for component in ("api", "es-worker", "http-worker"):
+        spread = pod(f"-{component}")["topologySpreadConstraints"]
+        assert {c["topologyKey"] for c in spread} == {
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+        }
+        for constraint in spread:
+            labels = constraint["labelSelector"]["matchLabels"]
+            assert labels["app.kubernetes.io/component"] == component
+            assert labels["app.kubernetes.io/instance"] == "dw"
+            assert constraint["matchLabelKeys"] == ["pod-template-hash"]
+
+
+# The Secret's keys each pod may read: its role's (services/core/config.py ROLE_SECRETS),
+# REDIS_PASSWORD where it talks to Redis, and the downstream credentials it uses.
+POD_SECRETS = {
+    "api": {"DATABASE_URL", "SECRETS_KEY", "AUTH_JWT_SECRET", "REDIS_PASSWORD",
+            "ELASTICSEARCH_API_KEY", "ELASTICSEARCH_PASSWORD", "CHATBOT_API_TOKEN",
+            "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"},
+    "es-worker": {"DATABASE_URL", "SECRETS_KEY", "REDIS_PASSWORD", "ELASTICSEARCH_API_KEY",
+                  "ELASTICSEARCH_PASSWORD", "EMBEDDINGS_API_KEY"},
+    "http-worker": {"DATABASE_URL", "SECRETS_KEY", "REDIS_PASSWORD", "CHATBOT_API_TOKEN",
+                    "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"},
+    "scheduler": {"DATABASE_URL", "SECRETS_KEY", "REDIS_PASSWORD", "S3_ACCESS_KEY_ID",
+                  "S3_SECRET_ACCESS_KEY"},
+    "flower": {"FLOWER_BASIC_AUTH", "REDIS_PASSWORD"},
+    "celery-exporter": {"REDIS_PASSWORD"},
+    "migrate": {"DATABASE_URL"},
+    "test": {"AUTH_JWT_SECRET"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_each_pod_gets_only_the_secrets_its_process_reads(name: str) -> None:
+    from services.core.config import ROLE_SECRETS
+
+    docs = rendered(name)
+    secrets = {d.name for d in docs if d.kind == "Secret"} | {
+        load_values(CHART / "ci" / name).get("secrets", {}).get("existingSecret")
+    }
+    for doc in docs:
+        if doc.kind not in WORKLOADS:
+            continue
+        component = doc.body["metadata"]["labels"]["app.kubernetes.io/component"]
+        c = container(doc)
+        assert not [s for s in c.get("envFrom", []) if "secretRef" in s], doc.name
+        given = {
+            v["valueFrom"]["secretKeyRef"]["key"]
+            for v in c.get("env", [])
+            if "secretKeyRef" in v.get("valueFrom", {})
+            and v["valueFrom"]["secretKeyRef"]["name"] in secrets | {f"{doc.name}"}
+        }
+        assert given <= POD_SECRETS[component], (doc.name, given - POD_SECRETS[component])
+        env = {v["name"]: v.get("value") for v in c.get("env", [])}
+        if component != "celery-exporter":
+            role = env["PROCESS_ROLE"]
+            # Everything the role's checks need reaches the pod (unless given another way).
+            needed = set(ROLE_SECRETS[role]) - {"AUTH_JWT_SECRET"}
+            assert needed <= given | {"AUTH_JWT_SECRET"}, (doc.name, needed - given)
+    flower = [d for d in docs if d.kind == "Deployment" and d.name.endswith("-flower")]
+    for doc in flower:
+        assert "DATABASE_URL" not in json.dumps(doc.body)

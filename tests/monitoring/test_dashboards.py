@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.support.monitoring import DASHBOARDS, panel_queries
@@ -47,3 +48,20 @@ def test_every_panel_has_a_query() -> None:
     queries = panel_queries()
     assert len(queries) > 40
     assert all(expr.strip() for _, _, expr in queries)
+
+
+SELECTOR = re.compile(r"\b((?:durable|celery)_[a-z_]+|up)\b(\{[^}]*\})?")
+
+
+def test_every_query_is_scoped_to_one_namespace_and_release() -> None:
+    # Two releases scraped by one Prometheus are told apart by these labels only.
+    unscoped = []
+    for board, title, expr in panel_queries():
+        for match in SELECTOR.finditer(expr):
+            selector = match[2] or ""
+            if 'namespace=~"$namespace"' not in selector or 'release=~"$release"' not in selector:
+                unscoped.append((board, title, match[0]))
+    assert unscoped == []
+    for path in DASHBOARDS.glob("*.json"):
+        variables = {v["name"] for v in json.loads(path.read_text())["templating"]["list"]}
+        assert {"datasource", "namespace", "release"} <= variables, path.name

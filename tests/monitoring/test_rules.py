@@ -147,7 +147,9 @@ def test_the_charts_alertmanagerconfig_is_generated_from_the_example() -> None:
     )
     spec = yaml.safe_load(ALERTMANAGERCONFIG_SPEC.read_text())
     example = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
-    assert [r["name"] for r in spec["receivers"]] == [r["name"] for r in example["receivers"]]
+    # The chart names its two receivers (from values) as the example does.
+    assert [r["name"] for r in example["receivers"]] == ["durable-critical", "durable-warning"]
+    assert "receivers" not in spec
     critical = spec["route"]["routes"][0]
     assert critical["matchers"] == [{"name": "severity", "value": "critical", "matchType": "="}]
     assert critical["receiver"] == "durable-critical"

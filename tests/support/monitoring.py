@@ -169,9 +169,9 @@ def panel_queries(directory: Path = DASHBOARDS) -> list[tuple[str, str, str]]:
 
 def concrete(expr: str, rate_window: str = "1m") -> str:
     """A panel query as Grafana sends it with "All" selected and a given rate window."""
-    return (
-        expr.replace("$__rate_interval", rate_window).replace("$queue", ".*").replace("$task", ".*")
-    )
+    for variable in ("$queue", "$task", "$namespace", "$release"):
+        expr = expr.replace(variable, ".*")
+    return expr.replace("$__rate_interval", rate_window)
 
 
 class Webhook:

@@ -4,7 +4,7 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from services.core.config import DEV_JWT_SECRET, DEV_SECRETS_KEY, Settings
+from services.core.config import DEV_JWT_SECRET, DEV_SECRETS_KEY, ROLE_SECRETS, Settings
 from services.core.taskdefs import Queue
 
 
@@ -165,3 +165,32 @@ def test_secrets_key_takes_several_keys_newest_first_and_refuses_a_bad_one() -> 
     with pytest.raises(ValidationError, match="key 2 of 2 is not a Fernet key") as refused:
         Settings(secrets_key=f"{new},not-a-key-but-a-secret")
     assert "not-a-key-but-a-secret" not in str(refused.value)
+
+
+SECRET_SETTINGS = {
+    "DATABASE_URL": "database_url",
+    "SECRETS_KEY": "secrets_key",
+    "AUTH_JWT_SECRET": "auth_jwt_secret",
+    "FLOWER_BASIC_AUTH": "flower_basic_auth",
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_SECRETS))
+def test_a_role_is_refused_exactly_the_secrets_it_reads(unset_environment: None, role: str) -> None:
+    # A pod gets only its role's keys of the Secret (the chart): Flower needs no DATABASE_URL.
+    for variable, field in SECRET_SETTINGS.items():
+        without = {k: v for k, v in PRODUCTION.items() if k != field}
+        if variable in ROLE_SECRETS[role]:
+            with pytest.raises(ValidationError, match=variable):
+                _settings(**without, process_role=role)
+        else:
+            assert _settings(**without, process_role=role).process_role == role
+    assert ROLE_SECRETS["flower"] == {"FLOWER_BASIC_AUTH"}
+    assert ROLE_SECRETS["any"] == set(SECRET_SETTINGS)
+
+
+def test_code_that_reads_a_secret_refuses_a_role_that_skipped_its_check() -> None:
+    flower = _settings(**PRODUCTION, process_role="flower")
+    with pytest.raises(ValueError, match="PROCESS_ROLE=flower does not read DATABASE_URL"):
+        flower.require("DATABASE_URL", "FLOWER_BASIC_AUTH")
+    _settings(**PRODUCTION, process_role="api").require("DATABASE_URL", "SECRETS_KEY")

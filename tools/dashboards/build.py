@@ -21,8 +21,11 @@ from tools.dashboards.panels import (
 )
 
 TAGS = ["durable-writes", "generated"]
-Q = 'queue=~"$queue"'
-QT = 'queue=~"$queue", task=~"$task"'
+# Every selector is scoped to the chosen namespace and release (the scrape's labels), so two
+# releases in one Prometheus are never summed together.
+SCOPE = 'namespace=~"$namespace", release=~"$release"'
+Q = f'{SCOPE}, queue=~"$queue"'
+QT = f'{Q}, task=~"$task"'
 
 
 def _base(uid: str, title: str, description: str) -> Dashboard:
@@ -35,6 +38,10 @@ def _base(uid: str, title: str, description: str) -> Dashboard:
         .time("now-1h", "now")
         .timezone("browser")
         .with_variable(datasource_variable())
+        .with_variable(label_variable("namespace", "namespace", 'up{job=~"durable-.+"}'))
+        .with_variable(
+            label_variable("release", "release", 'up{job=~"durable-.+", namespace=~"$namespace"}')
+        )
     )
 
 
@@ -49,7 +56,9 @@ def overview() -> Dashboard:
             "budget, breakers and run time. Source: the durable_* metrics of the API, the "
             "workers and the scheduler's shared-state exporter.",
         )
-        .with_variable(label_variable("queue", "queue", "durable_queue_outstanding_tasks"))
+        .with_variable(
+            label_variable("queue", "queue", f"durable_queue_outstanding_tasks{{{SCOPE}}}")
+        )
         .with_variable(label_variable("task", "task", f"{outcomes}{{{Q}}}"))
         .with_row(Row("Throughput and failures"))
         .with_panel(
@@ -123,11 +132,12 @@ def overview() -> Dashboard:
                 "ops",
                 (
                     "sum by (error_kind) "
-                    f'(rate(durable_task_retries_total{{task=~"$task"}}[{RATE}]))',
+                    f'(rate(durable_task_retries_total{{{SCOPE}, task=~"$task"}}[{RATE}]))',
                     "{{error_kind}}",
                 ),
                 (
-                    f'sum by (reason) (rate(durable_task_parked_total{{task=~"$task"}}[{RATE}]))',
+                    "sum by (reason) "
+                    f'(rate(durable_task_parked_total{{{SCOPE}, task=~"$task"}}[{RATE}]))',
                     "parked: {{reason}}",
                 ),
                 description="Retries spend the retry budget; parked deliveries (open breaker, "
@@ -185,7 +195,7 @@ def overview() -> Dashboard:
         .with_panel(
             states(
                 "Circuit breakers",
-                "max by (downstream) (durable_breaker_state)",
+                f"max by (downstream) (durable_breaker_state{{{SCOPE}}})",
                 "{{downstream}}",
             )
         )
@@ -201,7 +211,7 @@ def overview() -> Dashboard:
             quantiles(
                 "Rate-limit waits",
                 "durable_rate_limit_wait_seconds_bucket",
-                'limit=~".+"',
+                f'{SCOPE}, limit=~".+"',
                 by="limit",
             )
         )
@@ -211,7 +221,8 @@ def overview() -> Dashboard:
                 "API requests by route and status",
                 "reqps",
                 (
-                    f"sum by (route, status) (rate(durable_http_requests_total[{RATE}]))",
+                    "sum by (route, status) "
+                    f"(rate(durable_http_requests_total{{{SCOPE}}}[{RATE}]))",
                     "{{route}} {{status}}",
                 ),
             )
@@ -220,7 +231,7 @@ def overview() -> Dashboard:
             quantiles(
                 "API latency by route (p50/p95/p99)",
                 "durable_http_request_duration_seconds_bucket",
-                'route!="<unmatched>"',
+                f'{SCOPE}, route!="<unmatched>"',
                 by="route",
             )
         )
@@ -244,11 +255,13 @@ def overview() -> Dashboard:
                 "Reconciler and scheduled jobs",
                 "short",
                 (
-                    f"sum by (status) (increase(durable_reconciler_republished_total[{RATE}]))",
+                    "sum by (status) "
+                    f"(increase(durable_reconciler_republished_total{{{SCOPE}}}[{RATE}]))",
                     "republished ({{status}})",
                 ),
                 (
-                    f"sum by (task, outcome) (increase(durable_scheduled_job_runs_total[{RATE}]))",
+                    "sum by (task, outcome) "
+                    f"(increase(durable_scheduled_job_runs_total{{{SCOPE}}}[{RATE}]))",
                     "{{task}} {{outcome}}",
                 ),
             )
@@ -258,7 +271,8 @@ def overview() -> Dashboard:
                 "Since the last successful run of each scheduled job",
                 "s",
                 (
-                    "time() - max by (task) (durable_scheduled_job_last_success_timestamp_seconds)",
+                    "time() - max by (task) "
+                    f"(durable_scheduled_job_last_success_timestamp_seconds{{{SCOPE}}})",
                     "{{task}}",
                 ),
                 description="DurableReconcilerNotRunning fires when tasklog_reconcile passes "
@@ -271,7 +285,7 @@ def overview() -> Dashboard:
 def downstream(target: Downstream) -> Dashboard:
     """Requests, outcomes, latency and breaker of one downstream."""
     name = target.value
-    sel = f'downstream="{name}"'
+    sel = f'{SCOPE}, downstream="{name}"'
     requests = "durable_downstream_requests_total"
     failed = 'outcome!~"ok|not_found|conflict"'
     return (
@@ -344,7 +358,8 @@ def downstream(target: Downstream) -> Dashboard:
                 "ops",
                 (
                     "sum by (task) "
-                    f'(rate(durable_task_parked_total{{reason="breaker:{name}"}}[{RATE}]))',
+                    "(rate(durable_task_parked_total"
+                    f'{{{SCOPE}, reason="breaker:{name}"}}[{RATE}]))',
                     "{{task}}",
                 ),
             )
@@ -354,8 +369,8 @@ def downstream(target: Downstream) -> Dashboard:
 
 def workers() -> Dashboard:
     """Workers as celery-exporter sees them (celery-mixin's series), and our own."""
-    cq = 'queue_name=~"$queue"'
-    cn = 'name=~"$task"'
+    cq = f'{SCOPE}, queue_name=~"$queue"'
+    cn = f'{SCOPE}, name=~"$task"'
     return (
         _base(
             "durable-writes-workers",
@@ -363,10 +378,10 @@ def workers() -> Dashboard:
             "Workers and queues from celery-exporter (Celery events and broker), next to "
             "the workers' own metrics.",
         )
-        .with_variable(label_variable("queue", "queue_name", "celery_queue_length"))
-        .with_variable(label_variable("task", "name", "celery_task_received_total"))
-        .with_panel(single("Workers up", "short", "sum(celery_worker_up)"))
-        .with_panel(single("Tasks active", "short", "sum(celery_worker_tasks_active)"))
+        .with_variable(label_variable("queue", "queue_name", f"celery_queue_length{{{SCOPE}}}"))
+        .with_variable(label_variable("task", "name", f"celery_task_received_total{{{SCOPE}}}"))
+        .with_panel(single("Workers up", "short", f"sum(celery_worker_up{{{SCOPE}}})"))
+        .with_panel(single("Tasks active", "short", f"sum(celery_worker_tasks_active{{{SCOPE}}})"))
         .with_panel(
             single(
                 "Queue length",
@@ -386,8 +401,11 @@ def workers() -> Dashboard:
             graph(
                 "Workers up by host",
                 "short",
-                ("max by (hostname) (celery_worker_up)", "{{hostname}}"),
-                ("count by (queue) (durable_worker_start_time_seconds)", "own: {{queue}}"),
+                (f"max by (hostname) (celery_worker_up{{{SCOPE}}})", "{{hostname}}"),
+                (
+                    f"count by (queue) (durable_worker_start_time_seconds{{{SCOPE}}})",
+                    "own: {{queue}}",
+                ),
             )
         )
         .with_panel(
@@ -431,8 +449,8 @@ def workers() -> Dashboard:
             graph(
                 "Tasks active by host",
                 "short",
-                ("sum by (hostname) (celery_worker_tasks_active)", "{{hostname}}"),
-                ("sum by (queue) (durable_tasks_running)", "own: {{queue}}"),
+                (f"sum by (hostname) (celery_worker_tasks_active{{{SCOPE}}})", "{{hostname}}"),
+                (f"sum by (queue) (durable_tasks_running{{{SCOPE}}})", "own: {{queue}}"),
             )
         )
         .with_panel(
@@ -440,7 +458,8 @@ def workers() -> Dashboard:
                 "Worker uptime",
                 "s",
                 (
-                    "time() - max by (instance, queue) (durable_worker_start_time_seconds)",
+                    "time() - max by (instance, queue) "
+                    f"(durable_worker_start_time_seconds{{{SCOPE}}})",
                     "{{queue}} {{instance}}",
                 ),
                 description="A crash-looping worker never gets old; "

@@ -49,11 +49,13 @@ REMAP_SIGTERM: SIGQUIT
 {{- end }}
 {{- end }}
 
+{{/* The Secret's data; dict "ctx" . "only" (list ...) keeps just those keys. */}}
 {{- define "dw.secretData" -}}
-{{- $s := .Values.secrets }}
+{{- $s := .ctx.Values.secrets }}
+{{- $only := .only }}
 {{- $map := dict "DATABASE_URL" $s.databaseUrl "REDIS_PASSWORD" $s.redisPassword "SECRETS_KEY" $s.secretsKey "AUTH_JWT_SECRET" $s.authJwtSecret "ELASTICSEARCH_API_KEY" $s.elasticsearchApiKey "CHATBOT_API_TOKEN" $s.chatbotApiToken "FLOWER_BASIC_AUTH" $s.flowerBasicAuth }}
 {{- range $name, $value := merge $map $s.extra }}
-{{- if $value }}
+{{- if and $value (or (not $only) (has $name $only)) }}
 {{ $name }}: {{ $value | b64enc | quote }}
 {{- end }}
 {{- end }}

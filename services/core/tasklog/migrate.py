@@ -31,6 +31,8 @@ def alembic_config(url: str | None = None) -> Config:
 
 def upgrade(url: str | None = None, revision: str = "head") -> None:
     """Bring the schema up to `revision`."""
+    if url is None:
+        get_settings().require("DATABASE_URL")
     target = url or get_settings().database_url
     ensure_sqlite_dir(target)  # Alembic's own engine would not create it
     command.upgrade(alembic_config(target), revision)

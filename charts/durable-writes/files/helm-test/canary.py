@@ -23,7 +23,9 @@ def _token() -> str:
     from services.core.auth.tokens import issue_token
     from services.core.config import get_settings
 
-    return issue_token(get_settings(), user_id="helm-test", customer_id=None,
+    settings = get_settings()
+    settings.require("AUTH_JWT_SECRET")
+    return issue_token(settings, user_id="helm-test", customer_id=None,
                        roles=["service"], ttl_s=600)
 
 
