@@ -437,7 +437,8 @@ class OrderingMachine(RuleBasedStateMachine):
         event(f"pool process of {which} frozen")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGSTOP)
-        thaw = threading.Timer(FROZEN_S, _signal, (pid, signal.SIGCONT))
+        parent = self.stack.workers[which].proc.pid  # type: ignore[union-attr]
+        thaw = threading.Timer(FROZEN_S, _thaw, (pid, parent))
         thaw.daemon = True
         thaw.start()
 
@@ -572,9 +573,16 @@ class OrderingMachine(RuleBasedStateMachine):
         assert self.stack.overlaps() == self.overlaps_before, "two deliveries overlapped"
 
 
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+def _thaw(pid: int, parent: int) -> None:
+    """Let a frozen pool process go on, if it is still there (and still that process)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return
+    if ppid == parent:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
 
 
 def test_writes_take_effect_in_acceptance_order_whatever_fails(
