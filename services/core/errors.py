@@ -48,8 +48,9 @@ class TransientError(TaskError):
     ) -> None:
         super().__init__(message, downstream=downstream)
         self.retry_after_s = retry_after_s
-        # The request may have reached the downstream and still be worked on there (the
-        # connection broke before its answer): it may land until a client timeout later.
+        # The request may have reached the downstream and still be worked on there (its
+        # answer timed out or the connection broke): it may land until a client timeout
+        # later.
         self.in_flight = in_flight
 
 
@@ -75,8 +76,9 @@ def is_retryable_status(status_code: int) -> bool:
 
 
 def leaves_in_flight(exc: BaseException) -> bool:
-    """Whether a failed attempt may have left a request the downstream still works on: the
-    connection broke after sending, or the soft time limit cut the attempt short."""
+    """Whether a failed attempt may have left a request the downstream still works on: its
+    answer timed out, the connection broke after sending, or the soft time limit cut the
+    attempt short."""
     if isinstance(exc, SoftTimeLimitExceeded):
         return True
     return isinstance(exc, TransientError) and exc.in_flight

@@ -54,8 +54,13 @@ def _drop_answers_of(bench: Bench, marker: str, plural: str, seconds: float = 8.
 def _slow_vectors(bench: Bench) -> Iterator[None]:
     """Embeddings take 3 s (an upsert with one is in flight for that long); every fault
     is cleared on the way out."""
-    with _slow_vectors(bench):
+    bench.embeddings.fault("slow", 8.0, delay_s=3.0)
+    try:
         yield
+    finally:
+        bench.embeddings.clear_fault()
+        assert bench.es_standin is not None
+        bench.es_standin.clear_fault()
 
 
 def _upsert_waiting_for_its_vector(bench: Bench, customer: str, marker: str) -> str:

@@ -13,14 +13,14 @@ import signal
 import time
 from typing import Any
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
+from sqlalchemy import make_url
 
 from services.core.config import get_settings
-from services.core.db import session_factory
 from services.core.errors import PermanentError, TransientError
 from services.core.taskdefs import Queue, TaskSpec, register
-from services.core.tasklog.repository import TaskLogRepository
 from services.core.tracking import TaskContext
 from services.core.tracking.task import tracked_task
 
@@ -37,13 +37,25 @@ def _watch_until_killed(ctx: TaskContext, redis: Redis, key: str) -> None:
     """Hang past every time limit, ignoring SIGTERM, noting the task's row as this attempt
     sees it (`<status>:<attempts>` under `watched:<key>`) until the process is killed."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    repo = TaskLogRepository(session_factory(get_settings().database_url))
+    url = make_url(get_settings().database_url).set(drivername="postgresql")
+    connection: psycopg.Connection[tuple[str, int]] | None = None
     while True:
-        with contextlib.suppress(SoftTimeLimitExceeded):
-            row = repo.get_by_task_id(ctx.task_id)
+        try:
+            if connection is None:
+                connection = psycopg.connect(url.render_as_string(hide_password=False))
+                connection.autocommit = True
+            row = connection.execute(
+                "SELECT status, attempts FROM task_log WHERE task_id = %s", (ctx.task_id,)
+            ).fetchone()
             if row is not None:
-                redis.rpush(trace_key("watched", key), f"{row.status}:{row.attempts}")
+                redis.rpush(trace_key("watched", key), f"{row[0]}:{row[1]}")
             time.sleep(0.005)
+        except Exception:
+            # The soft time limit arrives anywhere, mid-query too: start a new connection.
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            connection = None
 
 
 @tracked_task(TEST_EFFECT)

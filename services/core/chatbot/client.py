@@ -98,7 +98,10 @@ class ChatbotClient:
                 call.answered(response.status_code)
         except httpx.TimeoutException as exc:
             raise ChatbotUnavailable(
-                f"ChatbotMobile timed out ({type(exc).__name__})", gateway_status=504
+                f"ChatbotMobile timed out ({type(exc).__name__})",
+                gateway_status=504,
+                # Sent, but unanswered: ChatbotMobile may still be applying it.
+                in_flight=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from exc
         except httpx.TransportError as exc:
             raise ChatbotUnavailable(

@@ -42,14 +42,13 @@ def as_task_error(exc: Exception) -> TaskError:
             )
         return PermanentError(message, downstream=ES)
     if isinstance(exc, ConnectionTimeout | EsConnectionError):
-        # A connection that broke after the request went out (not a refused connect, not a
-        # timeout, after which nothing lands): Elasticsearch may still apply it.
+        # Unless the connection was refused (nothing was sent), the request may have gone
+        # out and Elasticsearch may still be applying it (an answer timed out or cut off).
         refused = isinstance(exc.__cause__ or exc.__context__, ClientConnectorError)
-        broke = isinstance(exc, EsConnectionError) and not refused
         return TransientError(
             f"elasticsearch unreachable: {type(exc).__name__}: {exc}",
             downstream=ES,
-            in_flight=broke and not isinstance(exc, ConnectionTimeout),
+            in_flight=not refused,
         )
     if isinstance(exc, TransportError):
         return TransientError(

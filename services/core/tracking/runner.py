@@ -169,6 +169,9 @@ class TaskRunner:
         try:
             result = body(ctx, claim.payload)
         except WaitForInFlight as later:
+            # The part it did went through: the downstream is up (a probe closes its breaker).
+            if self._gate is not None:
+                self._gate.report(spec, claim.payload, None)
             return self._settle(spec, claim, later)
         except Exception as exc:  # every failure is classified and recorded, none swallowed
             if self._gate is not None:
