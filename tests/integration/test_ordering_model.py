@@ -20,7 +20,7 @@ never undoes a later accepted write. Every task must have succeeded but those Ch
 must refuse and the parked messages, and no two deliveries of one write may have overlapped
 at a downstream.
 
-`MODEL_EXAMPLES` (default 8) and `MODEL_STEPS` (default 14) size the run; `MODEL_SEED` repeats
+`MODEL_EXAMPLES` (default 12) and `MODEL_STEPS` (default 14) size the run; `MODEL_SEED` repeats
 one. `make test` runs the default size, `make test-model-long` a nightly one; the seed is
 printed either way.
 """
@@ -65,7 +65,7 @@ from tests.support.procs import Worker, scheduler, wait_until
 from tests.support.server import running_api
 from tests.support.standins import Standin
 
-EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "12"))
 STEPS = int(os.environ.get("MODEL_STEPS", "14"))
 # Each example settles within two minutes or fails; the run is bounded by its size.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + 180 * EXAMPLES)]
