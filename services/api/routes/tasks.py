@@ -72,7 +72,8 @@ class TaskStatusAnswer(BaseModel):
     deadline_at: datetime
     retry_of: str | None
     retried_as: str | None = None
-    # Acceptance order: the version domain of the write (kept by a manual retry).
+    # Acceptance order: the version domain of the write (kept by a manual retry of a catalog
+    # write; a retried ChatbotMobile write is a new write and gets a new one).
     seq: int
     # Set while the task waits in the task log (no broker message).
     waiting: Waiting | None = None
