@@ -25,8 +25,8 @@ from tests.support.tasks import TEST_EFFECT, trace_key
 
 pytestmark = pytest.mark.slow
 
-# A lease of 7 s (hard limit 6 + margin 1); the skewed worker runs a minute ahead.
-LIMITS = {"TASK_SOFT_TIME_LIMIT_S": "5", "TASK_TIME_LIMIT_S": "6", "LEASE_MARGIN_S": "1"}
+# A lease of 26 s (hard limit 25 + margin 1); the skewed worker runs a minute ahead.
+LIMITS = {"TASK_SOFT_TIME_LIMIT_S": "20", "TASK_TIME_LIMIT_S": "25", "LEASE_MARGIN_S": "1"}
 AHEAD_S = 60.0
 
 
@@ -40,17 +40,27 @@ def on_time(tmp_path: Path) -> Iterator[Worker]:
 def test_a_worker_whose_clock_runs_ahead_does_not_take_a_live_lease(
     on_time: Worker, settings: Settings, pg_repo: TaskLogRepository, redis: Redis, tmp_path: Path
 ) -> None:
-    task_id, key = send(settings, sleep_s=4)
-    started = trace_key("started", key)
-    wait_until(lambda: redis.llen(started) == 1, 30, what="the task to start")
+    # A worker a minute ahead, on a queue no other worker here reads, so that the duplicate
+    # reaches it.
     ahead = Worker(
-        "services.es_worker", "es", tmp_path, env=LIMITS, concurrency=1, clock_skew_s=AHEAD_S
+        "services.es_worker",
+        "maintenance",
+        tmp_path,
+        env=LIMITS,
+        concurrency=1,
+        clock_skew_s=AHEAD_S,
     ).start()
     try:
+        task_id, key = send(settings, sleep_s=10)
+        started = trace_key("started", key)
+        wait_until(lambda: redis.llen(started) == 1, 30, what="the task to start")
         # A duplicate of the running task (a redelivery) reaches the worker that is ahead:
         # by its own clock, the running attempt's lease ran out long ago.
         make_celery_app(settings).send_task(
-            TEST_EFFECT.name, kwargs={"payload": {"key": key, "sleep_s": 4}}, task_id=task_id
+            TEST_EFFECT.name,
+            kwargs={"payload": {"key": key, "sleep_s": 10}},
+            task_id=task_id,
+            queue="maintenance",
         )
         wait_until(
             lambda: (
