@@ -134,6 +134,11 @@ class Stack:
         """Deliveries of one write that overlapped at a downstream, so far."""
         return sum(s.stats()["overlapping_writes"] for s in (self.es, self.chatbot))
 
+    def overlapped(self) -> list[str]:
+        """The latest writes whose deliveries overlapped (Elasticsearch: document and version;
+        ChatbotMobile: Idempotency-Key, a task id)."""
+        return [w for s in (self.es, self.chatbot) for w in s.stats()["overlapped_writes"]]
+
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
@@ -564,13 +569,19 @@ class OrderingMachine(RuleBasedStateMachine):
         failed = {t for t, (_, status, _) in outcomes.items() if status == "failed"}
         assert failed == self.refused, {t: outcomes[t] for t in failed ^ self.refused}
         stored = {i: doc["n"] for i, doc in self.stack.es_items(self.customer).items()}
-        assert stored == {i: data["n"] for i, data in self.catalog.items.items()}
+        history = [(r.seq, r.task_id, r.task_name, r.status, r.attempts) for r in rows]
+        expected = {i: data["n"] for i, data in self.catalog.items.items()}
+        assert stored == expected, (stored, expected, history)
         faqs = self.stack.upstream("/v1/faqs", self.customer)
-        assert {f["faq_id"]: f["answer"] for f in faqs} == self.faqs.answers
+        assert {f["faq_id"]: f["answer"] for f in faqs} == self.faqs.answers, history
         documents = self.stack.upstream("/v1/documents", self.customer)
         held = Counter((d["source"], d["title"]) for d in documents)
-        assert held == self.documents.documents
-        assert self.stack.overlaps() == self.overlaps_before, "two deliveries overlapped"
+        assert held == self.documents.documents, history
+        assert self.stack.overlaps() == self.overlaps_before, (
+            "two deliveries overlapped",
+            self.stack.overlapped(),
+            history,
+        )
 
 
 def _thaw(pid: int, parent: int) -> None:

@@ -61,6 +61,8 @@ class Worker:
         if include:
             self.args += ["-I", include]
         self.proc: subprocess.Popen[bytes] | None = None
+        # Where this run's lines start in the log (a restarted worker appends to it).
+        self._log_start = 0
 
     def start(self, timeout_s: float = 30) -> Worker:
         """Start and wait until the worker says it is ready."""
@@ -69,6 +71,7 @@ class Worker:
 
     def launch(self) -> Worker:
         """Start the process without waiting (several workers can then start at once)."""
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 self.args,
@@ -88,7 +91,11 @@ class Worker:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"worker exited early; see {self.log_path}:\n{self.log()[-3000:]}")
-        return " ready." in self.log()
+        if not self.log_path.exists():
+            return False
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return b" ready." in log.read()
 
     def log(self) -> str:
         """Everything the worker printed so far."""
