@@ -31,7 +31,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: up test test-model-long lint migrate install token chaos bench clean celery-exporter dashboards kube-models nca checkov
+.PHONY: up test test-model-long lint migrate install token chaos bench clean celery-exporter dashboards kube-models nca checkov test-es-rest
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -86,6 +86,11 @@ test-model-long: $(STAMP)
 	@tools/ensure-services.sh redis postgres
 	MODEL_EXAMPLES=$(MODEL_EXAMPLES) MODEL_STEPS=$(MODEL_STEPS) $(if $(MODEL_SEED),MODEL_SEED=$(MODEL_SEED)) \
 		$(PY) -m pytest -p no:cacheprovider -s tests/integration/test_ordering_model.py
+
+## Elasticsearch's YAML REST tests: against the stand-in, and against the cluster at
+## ELASTICSEARCH_URL when set (an empty, disposable one); the summary comes last.
+test-es-rest: $(STAMP)
+	$(PY) -m pytest tests/es_rest $(PYTEST_ARGS)
 
 ## Chaos suite (whole stack, mixed load, faults); the summary line comes last:
 ## make chaos [DURATION=60] [SEED=n]

@@ -2,6 +2,10 @@
 
 The environment is set here, before any `services` module reads its settings, so every
 process the tests start (workers included) inherits the run's database and prefix.
+
+The run is a development environment (its services are on loopback, which every other
+environment refuses) with secrets of its own: the public development secrets are not the
+run's, so a token forged with them is refused here as in a deployment.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from tools import localservices
 
@@ -21,7 +26,9 @@ PG_URL = localservices.database_url(PG_DB)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 os.environ.update(
-    ENVIRONMENT="test",
+    ENVIRONMENT="development",
+    SECRETS_KEY=Fernet.generate_key().decode(),
+    AUTH_JWT_SECRET=f"test-run-{RUN_ID}-{uuid.uuid4().hex}",
     DATABASE_URL=PG_URL,
     REDIS_URL=REDIS_URL,
     REDIS_KEY_PREFIX=f"test{RUN_ID}:",

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from fastapi import HTTPException, status
-
 from services.api.deps import Runtime, authorize
 from services.api.schemas import QueuedResponse
+from services.api.validation import unprocessable
 from services.core.auth import Principal
-from services.core.enqueue import IdempotencyConflict
-
-
-def request_hash(task_name: str, request: Mapping[str, Any]) -> str:
-    """A stable hash of what was asked, to tell a repeat from a different request."""
-    canonical = json.dumps({"task": task_name, "request": request}, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+from services.core.enqueue import IdempotencyConflict, request_hash
 
 
 def accept(
@@ -47,5 +38,5 @@ def accept(
             task_id=task_id,
         )
     except IdempotencyConflict as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise unprocessable(("header", "Idempotency-Key"), str(exc)) from exc
     return QueuedResponse.for_task(accepted)

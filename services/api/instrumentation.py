@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from services.api.asgi import WatchedSend
 from services.core import metrics
 
 # Anything else a client sends as a method is counted as "other": labels stay bounded.
@@ -32,17 +33,12 @@ class RequestMetrics:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = 500  # if the app raises before answering, the server answers 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        watched = WatchedSend(send)
         try:
-            await self.app(scope, receive, send_status)
+            await self.app(scope, receive, watched)
         finally:
+            # If the app raised before answering, the server answers 500.
+            status = watched.status or 500
             method = scope["method"] if scope["method"] in _METHODS else "other"
             # Routing filled scope["route"] in place on the way in.
             route = route_template(scope)

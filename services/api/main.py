@@ -9,13 +9,17 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
+from services.api import openapi
 from services.api.deps import Runtime
 from services.api.instrumentation import RequestMetrics
 from services.api.limits import BodyLimit
 from services.api.routes import canary, catalog, documents, faqs, files, health, metrics, tasks
+from services.api.shutdown import AnswerWhenDropped
+from services.api.validation import is_data_error, unstorable_answer, validation_refused
 from services.core import logs, processes
 from services.core.auth import TokenVerifier
 from services.core.chatbot.client import ChatbotClient
@@ -30,6 +34,7 @@ from services.core.perprocess import freeze_startup_heap
 from services.core.storage import make_storage
 from services.core.storage.records import StoredFiles
 from services.core.taskdefs import Queue, all_specs
+from services.core.tasklog.fairshare import FairShareLog
 from services.core.tasklog.repository import TaskLogRepository
 
 log = logging.getLogger("services.api")
@@ -56,11 +61,16 @@ def build_runtime(settings: Settings) -> Runtime:
         chatbot=ChatbotClient(settings),
         verifier=TokenVerifier(settings),
         breakers=guards,
-        celery_view=CeleryView(celery, redis, settings, guards),
+        celery_view=CeleryView(celery, redis, settings, guards, FairShareLog(repo.sessions)),
     )
 
 
 async def _task_log_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    if is_data_error(exc):
+        # The database refused a value of the request (what the edge checks missed): a
+        # retry cannot help, so it is the caller's 422, never "try again".
+        log.warning("task log refused a value", extra={"error": type(exc).__name__})
+        return unstorable_answer()
     # Nothing was accepted (a write is accepted once its row is committed): say so, and that
     # a retry will do, instead of a 500. The error's text names hosts: logged, not shown.
     log.error("task log unavailable", extra={"error": type(exc).__name__})
@@ -82,19 +92,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         freeze_startup_heap()
         yield
         app.state.runtime.redis.close()
+        app.state.runtime.celery_view.close()
         app.state.runtime.chatbot.close()
 
     app = FastAPI(title="Durable writes API", version="0.1.0", lifespan=lifespan)
     app.state.runtime = build_runtime(settings)
+    # Innermost: its 503 goes out through the body limit and the request metrics.
+    app.add_middleware(AnswerWhenDropped)
     app.add_middleware(
         BodyLimit,
         max_body_bytes=settings.api_max_body_bytes,
         max_upload_bytes=settings.upload_max_request_bytes,
+        # Looked up when first needed: `openapi.install` below replaces the method.
+        openapi=lambda: app.openapi(),
     )
     # Added last, so outermost: refused bodies (413) are counted too.
     app.add_middleware(RequestMetrics)
     preinit_api(s for s in all_specs() if s.queue is not Queue.MAINTENANCE)
     app.add_exception_handler(SQLAlchemyError, _task_log_unavailable)
+    app.add_exception_handler(RequestValidationError, validation_refused)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(tasks.router)
@@ -103,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(faqs.router)
     app.include_router(files.router)
     app.include_router(catalog.router)
+    openapi.install(app, settings)
     return app
 
 

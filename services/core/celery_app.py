@@ -89,6 +89,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # broker is not the record of what failed.
         "task_acks_on_failure_or_timeout": True,
         "worker_prefetch_multiplier": 1,
+        # A message the worker cannot decode or hand to its pool fails its task as `poison`
+        # instead of stopping the worker (named, not imported: it belongs to the tracked-task
+        # layer above this module, and only a worker instantiates it).
+        "worker_consumer": "services.core.tracking.poison:GuardedConsumer",
         "task_soft_time_limit": settings.task_soft_time_limit_s,
         "task_time_limit": settings.task_time_limit_s,
         # An acks-late task running when the broker connection drops will be redelivered

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Literal
@@ -13,8 +12,10 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core import redisconn
+from services.core.addresses import is_loopback, is_this_machine
+from services.core.fairness import FairShare, parse_weights
 from services.core.rates import parse_limits
-from services.core.secrecy import split_keys
+from services.core.secrecy import key_bytes, split_keys
 from services.core.taskdefs import Downstream, Queue
 
 # A Fernet key that is public by construction: fine on a laptop, refused in production.
@@ -45,8 +46,8 @@ class Settings(BaseSettings):
     # hide_input_in_errors: a refused setting must not print the others (secrets among them).
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
-    # Fail closed: anything but an explicit "development" or "test" is production, which
-    # refuses the development secrets, SQLite and loopback-only addresses.
+    # Fail closed: anything but an explicit "development" (production, and "test": a shared
+    # test deployment) refuses the development secrets, SQLite and loopback-only addresses.
     environment: Literal["development", "test", "production"] = "production"
     # Which process these settings are for (ROLE_SECRETS): the secrets production checks.
     process_role: ProcessRole = "any"
@@ -58,6 +59,11 @@ class Settings(BaseSettings):
     # many more it may open at a busy moment (closed again after use).
     database_pool_size: int = Field(40, ge=1)
     database_max_overflow: int = Field(10, ge=0)
+    # A PostgreSQL schema of its own for the task log (empty: the connection's default
+    # search_path, as before). Lets the task log live in the database of an application
+    # that writes to it inside its own transactions (README, "Writes inside your own
+    # transaction") without mixing with that application's tables or its Alembic history.
+    tasklog_schema: str = Field("", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
 
     # Broker. All keys Celery/kombu write are prefixed with redis_key_prefix, so several
     # deployments (or test runs) can share one Redis without seeing each other's queues.
@@ -170,6 +176,11 @@ class Settings(BaseSettings):
     # multipart upload up to UPLOAD_MAX_REQUEST_BYTES in all; both are counted while the body
     # streams in, so an oversized request is refused before it is read, spooled or parsed.
     api_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1)
+    # Caller data (an item's `data`, each bulk item's) is refused past this depth or size:
+    # deeper values stop recursive code (a worker's pool hand-off, serializers), larger ones
+    # are carried by every message, row and answer of the task.
+    data_max_depth: int = Field(64, ge=1, le=200)
+    data_max_bytes: int = Field(1024 * 1024, ge=1)
     upload_max_request_bytes: int = Field(64 * 1024 * 1024, ge=1)
     # FAQ import files are parsed in a child process, within these bounds.
     faq_import_max_rows: int = Field(20_000, ge=1)
@@ -201,12 +212,24 @@ class Settings(BaseSettings):
     release_interval_s: float = Field(1.0, gt=0)
     release_queue_depth: int = Field(500, ge=1)
     release_batch: int = Field(500, ge=1)
+    # A task whose deliveries killed or hung their pool process (or whole worker) this many
+    # times fails for good as `poison` instead of taking more workers down.
+    poison_max_lost_attempts: int = Field(3, ge=1)
     # One live attempt per task: a claim holds a lease for the task's hard time limit plus
     # this margin (the pool kills the attempt first); no other delivery may claim it meanwhile.
     lease_margin_s: float = Field(30.0, gt=0)
     # A task waiting for an earlier write of the same entity is woken when that write
     # finishes; this is the safety net if a wake-up was missed.
     order_recheck_s: float = Field(300.0, gt=0)
+    # Fair share: a customer with this many outstanding tasks on a queue (queued, running, or
+    # held for a breaker, a backoff or a rate limit) has its further writes accepted at once
+    # but kept waiting in the task log, and released in turn as its work finishes. 0: off.
+    # FAIR_SHARE_WEIGHTS ("customer=2,other=0.5") multiplies a customer's bound and turns.
+    fair_share_bound: int = Field(8, ge=0, le=10_000)
+    fair_share_weights: str = ""
+    # Metrics and /health/celery show the customers with the most outstanding and waiting
+    # work per queue, this many, and the rest summed as `other` (bounded label values).
+    fair_share_top_customers: int = Field(10, ge=1, le=100)
 
     # The reconciler republishes accepted tasks whose broker message is gone; a task must
     # have been quiet this long before it is looked at.
@@ -277,6 +300,7 @@ class Settings(BaseSettings):
         if self.breaker_open_max_s < self.breaker_open_s:
             raise ValueError("BREAKER_OPEN_MAX_S must be at least BREAKER_OPEN_S")
         parse_limits(self.rate_limits)
+        parse_weights(self.fair_share_weights)
         if redisconn.is_sentinel(self.redis_url):
             redisconn.sentinel_nodes(self.redis_url)  # every part a sentinel, or say which
             if not self.redis_sentinel_master:
@@ -284,7 +308,6 @@ class Settings(BaseSettings):
         elif self.redis_sentinel_master:
             raise ValueError("REDIS_SENTINEL_MASTER needs a sentinel:// REDIS_URL")
         redisconn.tls_options(self.redis_url)  # a rediss:// query it can take, or say which
-        _check_fernet_keys(self.secrets_keys)
         if self.auth_jwks_url is None and self.auth_jwt_secret is None:
             raise ValueError("set AUTH_JWT_SECRET or AUTH_JWKS_URL")
         if self.auth_jwks_url is not None and not (self.auth_issuer and self.auth_audience):
@@ -297,14 +320,18 @@ class Settings(BaseSettings):
             raise ValueError("STORAGE_BACKEND=s3 needs S3_BUCKET")
         if self.upload_max_request_bytes < self.upload_max_bytes:
             raise ValueError("UPLOAD_MAX_REQUEST_BYTES must be at least UPLOAD_MAX_BYTES")
-        if self.environment == "production":
+        if self.environment != "development":
             problems = self._production_problems()
             if problems:
+                default = "" if "environment" in self.model_fields_set else " (the default)"
                 raise ValueError(
-                    "ENVIRONMENT is production (the default) and refuses: "
+                    f"ENVIRONMENT is {self.environment}{default} and refuses: "
                     + "; ".join(problems)
                     + " (on a laptop, set ENVIRONMENT=development)"
                 )
+        # After the check above, so that the development key in a spelling Fernet refuses is
+        # named as what it is.
+        _check_fernet_keys(self.secrets_keys)
         return self
 
     def reads(self, name: str) -> bool:
@@ -339,16 +366,23 @@ class Settings(BaseSettings):
         hosts = {name: [urlsplit(v).hostname for v in values] for name, values in urls.items()}
         hosts["REDIS_URL"] = redisconn.hosts(self.redis_url)
         for name, values in hosts.items():
-            if any(_is_loopback(host) for host in values):
-                problems.append(f"{name} points at loopback: set the service's address")
+            if any(is_this_machine(host) for host in values):
+                problems.append(
+                    f"{name} points at this machine (loopback or unspecified): set the "
+                    "service's address"
+                )
+        # Listening on 0.0.0.0 (every interface) is what a pod does; loopback is not.
         for name, host in (("API_HOST", self.api_host), ("FLOWER_HOST", self.flower_host)):
-            if _is_loopback(host):
+            if is_loopback(host):
                 problems.append(f"{name} listens on loopback only: set {name}=0.0.0.0")
         return problems
 
     def _secret_problems(self) -> list[str]:
         problems: list[str] = []
-        if DEV_SECRETS_KEY in self.secrets_keys and self.reads("SECRETS_KEY"):
+        # Compared as the bytes a decoder reads, not as text: base64 decoders skip characters
+        # outside the alphabet and missing padding, so other text can be the same key.
+        public = key_bytes(DEV_SECRETS_KEY)
+        if self.reads("SECRETS_KEY") and any(key_bytes(k) == public for k in self.secrets_keys):
             problems.append("SECRETS_KEY is the public development key: set private Fernet keys")
         if self.auth_jwks_url is None and self.reads("AUTH_JWT_SECRET"):
             secret = self.auth_jwt_secret
@@ -365,6 +399,11 @@ class Settings(BaseSettings):
     def secrets_keys(self) -> list[str]:
         """The sealing keys, newest (the one that seals and signs) first."""
         return split_keys(self.secrets_key.get_secret_value())
+
+    @property
+    def fair_share(self) -> FairShare:
+        """The fair-share policy: bound and weights per customer."""
+        return FairShare(self.fair_share_bound, parse_weights(self.fair_share_weights))
 
     @property
     def elasticsearch_hosts(self) -> list[str]:
@@ -418,17 +457,6 @@ class Settings(BaseSettings):
     def max_retries(self, queue: Queue) -> int | None:
         """Optional count limit of retries for a task of this queue."""
         return {Queue.ES: self.es_max_retries, Queue.HTTP: self.http_max_retries}.get(queue)
-
-
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _check_fernet_keys(keys: list[str]) -> None:

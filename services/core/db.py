@@ -95,6 +95,29 @@ def _ping_if_idle(dialect: Dialect) -> Callable[[Any, Any, Any], None]:
     return ping
 
 
+def _tasklog_schema() -> str:
+    from services.core.config import get_settings
+
+    return get_settings().tasklog_schema
+
+
+def _search_path(schema: str) -> Callable[[Any, Any], None]:
+    """A connect hook: every connection of the engine finds the task log in `schema`.
+
+    Set once per connection, in autocommit so that no transaction is left open behind it
+    (SQLAlchemy's documented recipe for an alternate search path).
+    """
+
+    def set_path(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f'SET SESSION search_path TO "{schema}"')
+        dbapi_connection.autocommit = autocommit
+
+    return set_path
+
+
 def _read_committed(dbapi_connection: Any, _record: Any) -> None:
     # On the session, so that it holds in autocommit mode too (each statement is then its own
     # transaction at the session's level), whatever the server's default says.
@@ -111,6 +134,10 @@ def _read_committed(dbapi_connection: Any, _record: Any) -> None:
 
 def _postgresql_engine(url: URL, **options: Any) -> Engine:
     engine = create_engine(url, **_pool_options(), **options)
+    schema = _tasklog_schema()
+    if schema:
+        # insert=True: before SQLAlchemy's own first-connect queries.
+        event.listen(engine, "connect", _search_path(schema), insert=True)
     event.listen(engine, "connect", _read_committed)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
@@ -121,7 +148,8 @@ def get_engine(url: str) -> Engine:
     """The engine of this process for `url`.
 
     Keyed by pid: a prefork worker child must not reuse the connection pool of the parent it
-    was forked from, or two processes would talk over one socket.
+    was forked from, or two processes would talk over one socket. Its connections find the
+    task log in TASKLOG_SCHEMA when that is set.
     """
     key = (os.getpid(), url)
     engine = _engines.get(key)

@@ -15,18 +15,23 @@ from typing import Any
 
 from celery import Celery
 from redis import Redis
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.core import redisconn
 from services.core.config import Settings
+from services.core.fairness import FAIR_QUEUES
 from services.core.guards.breaker import Breaker
 from services.core.taskdefs import PRIORITY_STEPS, Queue, queue_keys
+from services.core.tasklog.fairshare import FairShareLog, as_dict
 
 log = logging.getLogger("services.health")
 DATABASE_DOWN = "task log database unreachable"
 BROKER_DOWN = "broker unreachable"
+WORKERS_NOT_SEEN = "the broker is back; its workers are being asked"
 
 
 def redis_client(settings: Settings) -> Redis:
@@ -101,6 +106,25 @@ def celery_status(celery: Celery, client: Redis, settings: Settings) -> tuple[bo
     return not missing, body
 
 
+def fair_share_view(fair: FairShareLog, settings: Settings) -> dict[str, Any]:
+    """Per customer queue (es, http): outstanding and waiting work, in all and for the
+    customers with the most (the rest as `(other)`)."""
+    try:
+        loads = fair.loads(settings.fair_share_top_customers)
+    except SQLAlchemyError as exc:
+        log.warning("%s: %s", DATABASE_DOWN, type(exc).__name__)
+        return {"bound": settings.fair_share_bound, "reason": DATABASE_DOWN}
+    queues = {}
+    for queue in sorted(FAIR_QUEUES):
+        top = loads.get(queue.value, [])
+        queues[queue.value] = {
+            "outstanding": sum(c.outstanding for c in top),
+            "waiting": sum(c.waiting for c in top),
+            "customers": as_dict(top),
+        }
+    return {"bound": settings.fair_share_bound, "queues": queues}
+
+
 class CeleryView:
     """The /health/celery view, refreshed in the background at most every `interval`.
 
@@ -109,6 +133,10 @@ class CeleryView:
     HEALTH_CELERY_REFRESH_S starts one refresh in a background thread (only one runs at a
     time) and still gets the last view at once. Only the first caller ever waits. Nobody
     asking means no broadcasts at all.
+
+    The broker itself is asked at every call (one PING, no retries, BROKER_CONNECT_TIMEOUT_S
+    at most): a view up to a refresh old said "fine" after Redis stopped and "down" after it
+    was back. A view taken while the broker was down is refreshed as soon as it answers.
     """
 
     def __init__(
@@ -117,19 +145,35 @@ class CeleryView:
         client: Redis,
         settings: Settings,
         breakers: Mapping[Any, Breaker],
+        fair: FairShareLog | None = None,
     ) -> None:
         self._celery = celery
         self._client = client
         self._settings = settings
         self._breakers = breakers
+        self._fair = fair
+        # Its own client: one attempt per call (the default retries would keep a caller
+        # several seconds on a broker that is down).
+        self._ping = redisconn.connect(
+            settings.redis_url,
+            settings.redis_sentinel_master,
+            timeout_s=settings.broker_connect_timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
         self._lock = threading.Lock()
         self._view: tuple[bool, dict[str, Any]] | None = None
         self._refreshed_at: float | None = None
         self._refreshing = False
         self._first = threading.Event()
 
+    def close(self) -> None:
+        """Close the client that asks the broker."""
+        self._ping.close()
+
     def refresh(self) -> None:
         """Ask the broker and the workers now."""
+        # When it was asked: a refresh takes a while, and what it saw is as old as its start.
+        asked = datetime.now(UTC).isoformat(timespec="milliseconds")
         try:
             ok, body = celery_status(self._celery, self._client, self._settings)
             if body["broker"]["ok"]:
@@ -138,7 +182,9 @@ class CeleryView:
         except Exception as exc:  # the broker went away mid-check, for one
             log.warning("celery health check failed: %s: %s", type(exc).__name__, exc)
             ok, body = False, {"broker": {"ok": False, "reason": BROKER_DOWN}}
-        body["checked_at"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        if self._fair is not None:
+            body["fair_share"] = fair_share_view(self._fair, self._settings)
+        body["checked_at"] = asked
         with self._lock:
             self._view = (ok, body)
             self._refreshed_at = time.monotonic()
@@ -151,16 +197,33 @@ class CeleryView:
             with self._lock:
                 self._refreshing = False
 
-    def current(self, wait_s: float = 5.0) -> tuple[bool, dict[str, Any]] | None:
-        """The last view (the first call waits up to `wait_s` for one); None if none yet."""
+    def _start_refresh(self, *, force: bool = False) -> None:
         with self._lock:
             at = self._refreshed_at
             stale = at is None or time.monotonic() - at >= self._settings.health_celery_refresh_s
-            if stale and not self._refreshing:
+            if (stale or force) and not self._refreshing:
                 self._refreshing = True
                 threading.Thread(
                     target=self._refresh_in_background, name="celery-health", daemon=True
                 ).start()
+
+    def current(self, wait_s: float = 5.0) -> tuple[bool, dict[str, Any]] | None:
+        """The last view with the broker asked now (the first call waits up to `wait_s` for
+        a view); None if none yet."""
+        self._start_refresh()
         self._first.wait(wait_s)
         with self._lock:
-            return self._view
+            view = self._view
+        if view is None:
+            return None
+        reason = check_broker(self._ping)
+        if reason is not None:
+            now = datetime.now(UTC).isoformat(timespec="milliseconds")
+            return False, {"broker": {"ok": False, "reason": reason}, "checked_at": now}
+        ok, body = view
+        if not body["broker"]["ok"]:
+            # The broker answers again; the workers have not been asked since it did.
+            self._start_refresh(force=True)
+            body = {**body, "broker": {"ok": True}, "reason": WORKERS_NOT_SEEN}
+            return False, body
+        return ok, body

@@ -30,7 +30,8 @@ TASK_RETRIES = Counter(
 )
 TASK_DEAD_LETTERED = Counter(
     "durable_task_dead_lettered_total",
-    "Tasks that failed for good (permanent_error, deadline_exhausted, max_retries_exhausted)",
+    "Tasks that failed for good (permanent_error, deadline_exhausted, max_retries_exhausted, "
+    "poison)",
     ["task", "queue", "reason"],
 )
 TASK_DURATION = Histogram(
@@ -52,6 +53,17 @@ WORKER_START_TIME = Gauge(
     multiprocess_mode="livemax",
 )
 ENQUEUED = Counter("durable_enqueued_total", "Tasks accepted by the API", ["task", "queue"])
+FAIR_SHARE_WAITS = Counter(
+    "durable_fair_share_waits_total",
+    "Writes accepted over their customer's fair-share bound: they wait their turn in the "
+    "task log, with no broker message",
+    ["queue"],
+)
+FAIR_SHARE_HANDOFFS = Counter(
+    "durable_fair_share_handoffs_total",
+    "Waiting writes released by a finishing task of the same customer (its place handed on)",
+    ["queue"],
+)
 ENQUEUE_PUBLISH_FAILURES = Counter(
     "durable_enqueue_publish_failures_total",
     "Accepted tasks whose first publish failed (left pending for the reconciler)",

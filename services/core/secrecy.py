@@ -8,10 +8,13 @@ worker unseals them when it runs the task. Everything we log or store as text go
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
@@ -26,6 +29,10 @@ _SECRET_TEXT_RE = re.compile(
     r"(\"?\s*[=:]\s*\"?)([^\s\"&,;]+)"
 )
 _BEARER_RE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+")
+# scheme://user:password@host: the password of a URL.
+_URL_PASSWORD_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):([^\s/?#@]*)@")
+# The task secret that holds a URL's `user:password`, sealed apart from its payload.
+URL_CREDENTIALS = "url_credentials"
 
 
 def is_secret_key(key: str) -> bool:
@@ -79,6 +86,7 @@ class Redactor:
         for value in self._known:
             text = text.replace(value, MASK)
         text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {MASK}", text)
+        text = _URL_PASSWORD_RE.sub(lambda m: f"{m.group(1)}:{MASK}@", text)
         return _SECRET_TEXT_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", text)
 
     def value(self, value: Any) -> Any:
@@ -95,6 +103,23 @@ class Redactor:
         return value
 
 
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """The URL without its `user:password@`, and that `user:password` (None without one)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=host)), parts.netloc.rsplit("@", 1)[0]
+
+
+def with_credentials(url: str, credentials: str | None) -> str:
+    """The URL with `credentials` (from `split_credentials`) put back."""
+    if not credentials:
+        return url
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{parts.netloc}"))
+
+
 class SealError(ValueError):
     """Sealed secrets that this key cannot open (wrong or rotated key, tampering)."""
 
@@ -102,6 +127,19 @@ class SealError(ValueError):
 def split_keys(keys: str) -> list[str]:
     """The keys of a comma-separated SECRETS_KEY, newest first."""
     return [k.strip() for k in keys.split(",") if k.strip()]
+
+
+def key_bytes(key: str) -> bytes | None:
+    """The bytes a lenient base64 decoder reads from a Fernet key's text (None: no key).
+
+    Characters outside the url-safe alphabet are skipped and padding is added, as decoders
+    that are not strict do: two texts with the same bytes are the same key.
+    """
+    alphabet = re.sub(r"[^A-Za-z0-9_-]", "", key)
+    try:
+        return base64.urlsafe_b64decode(alphabet + "=" * (-len(alphabet) % 4))
+    except (binascii.Error, ValueError):
+        return None
 
 
 class Sealer:

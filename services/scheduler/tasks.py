@@ -21,6 +21,7 @@ from services.core.tasklog.reconciler import Reconciler
 from services.core.tasklog.repository import TaskLogRepository
 from services.core.tasklog.waits import WaitLog
 from services.core.tracking import TaskContext
+from services.core.tracking.fairshare import FairTurns
 from services.core.tracking.releaser import ReleaseConfig, Releaser, ReleaseReport
 from services.core.tracking.task import tracked_task
 
@@ -92,8 +93,9 @@ def tasklog_reconcile(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, An
 
 def make_releaser(settings: Settings, redis: Any) -> Releaser:
     """The releaser of these settings."""
+    sessions = session_factory(settings.database_url)
     return Releaser(
-        waits=WaitLog(session_factory(settings.database_url)),
+        waits=WaitLog(sessions),
         celery=celery_app,
         redis=redis,
         key_prefix=settings.redis_key_prefix,
@@ -105,6 +107,7 @@ def make_releaser(settings: Settings, redis: Any) -> Releaser:
             deadline_margin_s=settings.long_wait_s + 2 * settings.release_interval_s,
             limits=parse_limits(settings.rate_limits),
         ),
+        turns=FairTurns(sessions, settings.fair_share),
     )
 
 

@@ -63,8 +63,13 @@ def test_each_scaledobject_watches_the_queue_its_worker_consumes(name: str) -> N
         (outstanding,) = [t for t in scaled.body["spec"]["triggers"] if t["type"] == "prometheus"]
         queue = _arg(command, "-Q")
         assert redis_trigger["metadata"]["listName"] == f"{prefix}{queue}"
-        assert f'queue="{queue}"' in outstanding["metadata"]["query"]
-        assert 'held="false"' in outstanding["metadata"]["query"]
+        query = outstanding["metadata"]["query"]
+        assert f'queue="{queue}"' in query
+        # Work with a message or running, plus writes waiting for their fair-share turn.
+        assert query.startswith('sum(durable_queue_outstanding_tasks{namespace="')
+        assert 'held="false"' in query
+        assert '+ sum(durable_customer_waiting_tasks{namespace="' in query
+        assert query.count(f'queue="{queue}"') == 2
         watched[target.name.removeprefix("dw-durable-writes-")] = Queue(queue)
     assert watched == WORKERS
     # The scheduler consumes the maintenance queue and is never autoscaled.
@@ -91,7 +96,7 @@ def _local(env: dict[str, str], tmp: Path, database_url: str) -> dict[str, str]:
             if k.upper() not in Settings.model_fields or k in {"DATABASE_URL"}
         },
         **env,
-        "ENVIRONMENT": "test",  # production would ask for the cluster's secrets
+        "ENVIRONMENT": "development",  # the cluster's secrets and addresses are not here
         "DATABASE_URL": database_url,  # from the Secret in a pod
         "PROMETHEUS_MULTIPROC_DIR": str(tmp / "metrics"),
         "WORKER_HEARTBEAT_FILE": str(tmp / "worker.alive"),
@@ -219,7 +224,7 @@ def test_container_ports_are_the_ports_the_processes_read() -> None:
     def settings_of(suffix: str) -> tuple[Settings, dict[str, Any]]:
         deployment = find(docs, "Deployment", suffix)
         env = process_env(docs, deployment)
-        settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+        settings = settings_from(env, environment="development", database_url="postgresql://db/x")
         return settings, container(deployment)
 
     def port(c: dict[str, Any], name: str) -> int:
@@ -251,7 +256,7 @@ def test_a_sentinel_broker_is_one_the_settings_and_celery_take() -> None:
     docs = render(values)
     for suffix in ("-api", "-es-worker", "-http-worker", "-scheduler", "-flower"):
         env = process_env(docs, find(docs, "Deployment", suffix))
-        settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+        settings = settings_from(env, environment="development", database_url="postgresql://db/x")
         nodes = [f"{host}:{port}" for host, port in redisconn.sentinel_nodes(settings.redis_url)]
         assert nodes == sentinel["hosts"], suffix
         options = celery_config(settings)["broker_transport_options"]
@@ -289,7 +294,7 @@ def test_each_deployment_is_its_process_in_the_table(name: str, values_file: str
     deployment = find(docs, "Deployment", f"-{name}")
     c = container(deployment)
     env = process_env(docs, deployment)
-    settings = settings_from(env, environment="test", database_url="postgresql://db/x")
+    settings = settings_from(env, environment="development", database_url="postgresql://db/x")
 
     concurrency = None
     if name in CHART_CONCURRENCY:

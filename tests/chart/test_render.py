@@ -68,6 +68,8 @@ def test_lint_is_clean_in_strict_mode(name: str) -> None:
         ({"workers": {"es": {"keda": {"maxReplicas": 3}}}}, "'maxReplicas' not allowed"),
         ({"config": {"extraEnv": {"DATABASE_URL": "postgresql://u:p@db/x"}}}, "DATABASE_URL"),
         ({"monitoring": {"scrape": "servicemonitor"}}, "scrape"),
+        # A cluster is never a laptop: development takes the public secrets and loopback.
+        ({"config": {"environment": "development"}}, "environment"),
     ],
 )
 def test_the_schema_refuses_typos_and_secrets_in_the_configmap(

@@ -77,7 +77,7 @@ def _clean_env(settings: Settings, database_url: str, tmp: Path) -> dict[str, st
         **{k: v for k, v in os.environ.items() if k in keep},
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
-        "ENVIRONMENT": "test",
+        "ENVIRONMENT": "development",  # pointed at this machine
         "DATABASE_URL": database_url,
         "REDIS_URL": settings.redis_url,
         "REDIS_KEY_PREFIX": f"{settings.redis_key_prefix}wheel:",

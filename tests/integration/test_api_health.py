@@ -105,6 +105,27 @@ def test_celery_health_is_503_when_the_broker_is_down(settings: Settings) -> Non
     assert answer.json()["broker"] == {"ok": False, "reason": "broker unreachable"}
 
 
+def test_celery_health_says_what_the_broker_is_when_asked(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # The broker is asked at each call (one PING, no retries): a view up to
+    # HEALTH_CELERY_REFRESH_S old once said "fine" 17 s after Redis stopped, and "down" 15 s
+    # after it was back. The workers' broadcast stays in the refreshed view.
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        own = settings.model_copy(update={"redis_url": redis.url})
+        with running_api(own) as api:
+            assert api.get("/health/celery").json()["broker"]["ok"] is True
+            redis.stop()
+            down = api.get("/health/celery")
+            assert (down.status_code, down.json()["broker"]["ok"]) == (503, False)
+            redis.start()
+            back = api.get("/health/celery").json()
+            assert back["broker"]["ok"] is True
+    finally:
+        redis.stop()
+
+
 class Broadcasts(threading.Thread):
     """Counts broadcasts to the workers (PUBLISH on the pidbox channel) through MONITOR."""
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.core.config import Settings, get_settings
+from services.core.config import DEV_JWT_SECRET, Settings, get_settings
 from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.repository import Claim, TaskLogRepository
 from tests.support.chatbot import ChatBench, chat_bench
@@ -34,6 +34,8 @@ def _tokens(settings: Settings) -> dict[str, str | None]:
     other = settings.model_copy(
         update={"auth_jwt_secret": SecretStr("another-secret-that-is-not-ours-0123456789")}
     )
+    # Anyone can sign with the public development secret (it is in this repository).
+    public = settings.model_copy(update={"auth_jwt_secret": SecretStr(DEV_JWT_SECRET)})
     return {
         "user_a": token(settings, "user", "u-a", A),
         "admin_a": token(settings, "admin", "adm-a", A),
@@ -42,6 +44,7 @@ def _tokens(settings: Settings) -> dict[str, str | None]:
         "none": None,
         "expired": token(settings, "user", "u-a", A, ttl_s=-60),
         "wrong_key": token(other, "user", "u-a", A),
+        "forged_service": token(public, "service", "attacker"),
     }
 
 
@@ -57,8 +60,17 @@ def _failed_task(
     return failed_task(repo, customer=customer, name=name, payload={}, user=user)
 
 
-PRINCIPALS = ["user_a", "admin_a", "user_b", "service", "none", "expired", "wrong_key"]
-UNAUTHENTICATED = {"none": 401, "expired": 401, "wrong_key": 401}
+PRINCIPALS = [
+    "user_a",
+    "admin_a",
+    "user_b",
+    "service",
+    "none",
+    "expired",
+    "wrong_key",
+    "forged_service",
+]
+UNAUTHENTICATED = {"none": 401, "expired": 401, "wrong_key": 401, "forged_service": 401}
 MATRIX: dict[str, dict[str, int]] = {
     "status": {"user_a": 200, "admin_a": 200, "user_b": 404, "service": 200},
     "my_tasks": {"user_a": 200, "admin_a": 200, "user_b": 200, "service": 200},
@@ -110,6 +122,15 @@ def test_authorization_matrix(
     assert answer.status_code == expected, answer.text
     if expected == 401:
         assert answer.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_a_service_token_forged_with_the_public_development_secret_reads_nothing(
+    api: httpx.Client, pg_repo: TaskLogRepository
+) -> None:
+    _failed_task(pg_repo, user="u-a", customer=A)
+    forged = _call(api, "forged_service", "GET", "/api/v1/tasks/failed")
+    assert forged.status_code == 401
+    assert "items" not in forged.text
 
 
 def test_admin_cannot_reach_another_customer(api: httpx.Client) -> None:

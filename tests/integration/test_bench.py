@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,10 +23,11 @@ from tools.chaos.stack import ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def test_the_benchmarks_run_and_measure_every_figure(tmp_path: Path) -> None:
-    only = ["--only", "enqueue", "--only", "pipeline", "--only", "tasklog-scale"]
+def _bench(out: Path, *benchmarks: str) -> dict[str, Any]:
+    """Run `make bench`'s command in its CI-sized form; the results it wrote."""
+    only = [arg for name in benchmarks for arg in ("--only", name)]
     done = subprocess.run(
-        [sys.executable, "-m", "tools.bench", "--ci", *only, "--out", str(tmp_path)],
+        [sys.executable, "-m", "tools.bench", "--ci", *only, "--out", str(out)],
         cwd=ROOT,
         env={**os.environ, "ENVIRONMENT": "development"},
         capture_output=True,
@@ -35,8 +37,13 @@ def test_the_benchmarks_run_and_measure_every_figure(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     print(done.stdout)
-    [path] = tmp_path.glob("results-*.json")
-    results = json.loads(path.read_text())
+    [path] = out.glob("results-*.json")
+    results: dict[str, Any] = json.loads(path.read_text())
+    return results
+
+
+def test_the_benchmarks_run_and_measure_every_figure(tmp_path: Path) -> None:
+    results = _bench(tmp_path, "enqueue", "pipeline", "tasklog-scale")
     assert list(tmp_path.glob("enqueue-*.png")), "no plot"
 
     # Enqueue: every write, target and concurrency measured, no request failed (wrk counts
@@ -65,3 +72,21 @@ def test_the_benchmarks_run_and_measure_every_figure(tmp_path: Path) -> None:
         assert scale[str(n)]["bytes_per_row"] > 0
         assert scale[str(n)]["status"]["requests"] > 0
         assert scale[str(n)]["my_tasks"]["requests"] > 0
+
+
+@pytest.mark.skipif(
+    not os.environ.get("BENCH_FAIRNESS"),
+    reason="opt-in, about 90 s of two stacks: BENCH_FAIRNESS=1 (README, Tests)",
+)
+def test_the_fairness_benchmark_runs_and_measures_every_round(tmp_path: Path) -> None:
+    fairness = _bench(tmp_path, "fairness")["fairness"]
+    # Every round measured, every write of every customer succeeded.
+    assert fairness["others alone"]["writes"] > 0 and fairness["others alone"]["failed"] == 0
+    for fair in ("on", "off"):
+        alone = fairness[f"A alone, fair share {fair}"]
+        both = fairness[f"A with B..E, fair share {fair}"]
+        assert alone["failed"] == both["import"]["failed"] == both["others"]["failed"] == 0
+        for figures in (alone, both["import"]):
+            assert figures["es"]["documents"] and figures["http"]["documents"]
+        assert both["others"]["writes"] > 0
+    assert fairness["verdict"]["others_p99_ratio"] is not None

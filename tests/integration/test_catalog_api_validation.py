@@ -138,3 +138,68 @@ def test_accepted_upsert_answers_202_with_status_url_and_a_versioned_row(
     assert row.customer_id == "c1"
     assert "sk-should-not-be-stored" not in repr(row.payload) + (row.sealed_secrets or "")
     assert row.sealed_secrets is not None
+
+
+# Field names Elasticsearch would refuse for the document our payload builder makes (item data
+# is spread into it next to our own fields): refused here, by name, before anything is queued,
+# instead of a task that fails after the 202.
+BAD_FIELD_NAMES: list[tuple[str, dict[str, Any], list[str | int]]] = [
+    ("/api/v1/products/p1", {"": 1}, ["body", "data", ""]),
+    ("/api/v1/products/p1", {"specs": {"": 1}}, ["body", "data", "specs", ""]),
+    ("/api/v1/products/p1", {"   ": 1}, ["body", "data", "   "]),
+    ("/api/v1/products/p1", {"a..b": 1}, ["body", "data", "a..b"]),
+    ("/api/v1/products/p1", {".a": 1}, ["body", "data", ".a"]),
+    ("/api/v1/products/p1", {"a.": 1}, ["body", "data", "a."]),
+    ("/api/v1/products/p1", {"...": 1}, ["body", "data", "..."]),
+    ("/api/v1/products/p1", {"a": 1, "a.b": 2}, ["body", "data", "a.b"]),
+    ("/api/v1/products/p1", {"a.b": 2, "a": 1}, ["body", "data", "a"]),
+    ("/api/v1/products/p1", {"a": {"b": 1}, "a.b": {"c": 2}}, ["body", "data", "a.b"]),
+    ("/api/v1/products/p1", {"a": {"b": {"c": 1}}, "a.b": 2}, ["body", "data", "a.b"]),
+    ("/api/v1/products/p1", {"a": [1, {"b": 2}]}, ["body", "data", "a", 1]),
+    ("/api/v1/products/p1", {"name": {"first": "Desk"}}, ["body", "data", "name"]),
+    ("/api/v1/products/p1", {"price.amount": 3}, ["body", "data", "price.amount"]),
+    ("/api/v1/products/p1", {"_id": "other"}, ["body", "data", "_id"]),
+    ("/api/v1/products/p1", {"_source": {"x": 1}}, ["body", "data", "_source"]),
+    ("/api/v1/products/p1", {"_routing": "c2"}, ["body", "data", "_routing"]),
+    ("/api/v1/products/p1", {"customer_id": "c2"}, ["body", "data", "customer_id"]),
+    ("/api/v1/products/p1", {"item_id": "p2"}, ["body", "data", "item_id"]),
+    ("/api/v1/products/p1", {"sync_version": 1}, ["body", "data", "sync_version"]),
+    ("/api/v1/products/p1", {"synced_at": "2024-01-01"}, ["body", "data", "synced_at"]),
+    ("/api/v1/products/p1", {"embedding": [0.1, 0.2]}, ["body", "data", "embedding"]),
+    ("/api/v1/products/p1", {"customer_id.x": 1}, ["body", "data", "customer_id.x"]),
+]
+
+
+@pytest.mark.parametrize(("url", "data", "loc"), BAD_FIELD_NAMES)
+def test_field_names_elasticsearch_would_refuse_are_422_naming_the_field(
+    api: httpx.Client, settings: Settings, url: str, data: dict[str, Any], loc: list[str | int]
+) -> None:
+    before = _rows(settings)
+    answer = api.put(url, json={"customer_id": "c1", "data": data})
+    assert answer.status_code == 422, answer.text
+    assert loc in [error["loc"] for error in answer.json()["detail"]], answer.text
+    assert _rows(settings) == before
+
+
+def test_bad_field_names_in_a_bulk_item_are_422_naming_the_item(
+    api: httpx.Client, settings: Settings
+) -> None:
+    before = _rows(settings)
+    items = [{"id": 1, "data": {"name": "ok"}}, {"id": 2, "data": {"": 1, "b": 1, "b.c": 2}}]
+    answer = api.post("/api/v1/services/bulk-upsert", json={"customer_id": "c1", "items": items})
+    assert answer.status_code == 422, answer.text
+    locs = [error["loc"] for error in answer.json()["detail"]]
+    assert ["body", "items", 1, "data", ""] in locs
+    assert ["body", "items", 1, "data", "b.c"] in locs
+    assert _rows(settings) == before
+
+
+def test_field_names_elasticsearch_accepts_are_data(
+    api: httpx.Client, pg_repo: TaskLogRepository
+) -> None:
+    # Dotted names that only add to an object path, and underscores below the top level.
+    data = {"specs": {"size": 1}, "specs.colour": "red", "dims": {"_w": 2}, "tags": ["a", "b"]}
+    answer = api.put("/api/v1/products/p-3", json={"customer_id": "c1", "data": data})
+    assert answer.status_code == 202, answer.text
+    row = pg_repo.get_by_task_id(answer.json()["task_id"])
+    assert row is not None and row.payload["data"] == data

@@ -149,3 +149,20 @@ def test_writes_accepted_after_a_delete_all_are_never_removed_by_it(bench: Bench
     time.sleep(2.5)
     bench.succeeded(wipe, timeout_s=30)
     assert set(bench.items("products", customer)) == {"p9"}
+
+
+def test_a_delete_all_removes_writes_search_cannot_see_yet(bench: Bench) -> None:
+    # The bench's stand-in refreshes only when asked (`--refresh-interval -1`): an item
+    # written a moment before a delete-all is not searchable yet, so the delete-all must
+    # refresh before its delete-by-query, as on a real cluster.
+    api, customer = bench.api, new_customer()
+    body = {"customer_id": customer, "data": {"name": "Lamp"}}
+    bench.succeeded(accepted(api.put("/api/v1/products/p1", json=body)))
+    bulk = {"customer_id": customer, "items": [{"id": "p2", "data": {"name": "Desk"}}]}
+    bench.succeeded(accepted(api.post("/api/v1/products/bulk-upsert", json=bulk)))
+    result = bench.succeeded(
+        accepted(api.delete("/api/v1/products", params={"customer_id": customer}))
+    )
+    assert result["deleted"] == 2
+    assert bench.doc("products", customer, "p1") is None
+    assert bench.doc("products", customer, "p2") is None

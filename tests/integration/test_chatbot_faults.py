@@ -14,7 +14,7 @@ from tests.support.flow import all_finished
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
-PHASE_S = 60
+PHASE_S = 30
 
 
 @pytest.fixture(scope="module")

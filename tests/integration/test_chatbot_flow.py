@@ -81,6 +81,23 @@ def test_document_writes_reach_chatbotmobile_and_reads_return_its_data(bench: Ch
     assert stats["reindex"] == 1
 
 
+def test_credentials_in_an_upload_url_reach_chatbotmobile_and_nothing_else(
+    bench: ChatBench,
+) -> None:
+    # The password travels sealed, as task secrets do: never in the payload (the task log,
+    # the broker message), never in the status answer; ChatbotMobile gets the whole URL.
+    api, customer = bench.api, _customer()
+    url = "https://bob:hunter2-secret@files.example.com/manual.pdf"
+    answer = api.post("/api/v1/documents/upload-url", json={"customer_id": customer, "url": url})
+    row = bench.succeeded(answer)
+    assert "hunter2" not in json.dumps(row.payload) and row.sealed_secrets
+    status = api.get(f"/api/v1/tasks/{row.task_id}/status")
+    assert "hunter2" not in status.text
+    assert status.json()["payload"]["url"] == "https://files.example.com/manual.pdf"
+    originals = api.get("/api/v1/documents-original/list", params={"customer_id": customer})
+    assert [o.get("url") for o in originals.json()["items"]] == [url]
+
+
 def test_faq_writes_reach_chatbotmobile_and_reads_return_its_data(bench: ChatBench) -> None:
     api, customer = bench.api, _customer()
     created = api.post(

@@ -246,7 +246,7 @@ def test_bulk_reports_two_invalid_docs_among_fifty(es: Elasticsearch, orders: st
         price: Any = "not-a-price" if n in (7, 31) else n
         operations += [{"index": {"_index": orders, "_id": str(n)}}, {"price": price}]
 
-    response = es.bulk(operations=operations)
+    response = es.bulk(operations=operations, refresh=True)
 
     assert response["errors"] is True
     assert isinstance(response["took"], int)
@@ -273,13 +273,14 @@ def test_delete_by_query_with_term_and_range(es: Elasticsearch, orders: str) -> 
     for n in range(10):
         es.index(index=orders, id=str(n), document={"customer_id": f"c{n % 2}", "price": n})
     es.index(index=orders, id="3", document={"customer_id": "c1", "price": 3})  # version 2
+    es.indices.refresh(index=orders)  # delete-by-query deletes what search sees
 
     query = {
         "bool": {
             "filter": [{"term": {"customer_id": "c1"}}, {"range": {"price": {"gte": 3, "lt": 9}}}]
         }
     }
-    result = es.delete_by_query(index=orders, query=query)
+    result = es.delete_by_query(index=orders, query=query, refresh=True)
 
     assert (result["deleted"], result["total"], result["failures"]) == (3, 3, [])
     remaining = es.search(index=orders, query={"match_all": {}}, size=20)["hits"]["hits"]
@@ -293,6 +294,7 @@ def test_search_by_customer_id_pages_in_id_order(es: Elasticsearch, orders: str)
     for n in range(12):
         customer = "c7" if n % 3 == 0 else "other"
         es.index(index=orders, id=f"{n:02d}", document={"customer_id": customer}, routing="r1")
+    es.indices.refresh(index=orders)
 
     first = es.search(index=orders, query={"term": {"customer_id": "c7"}}, size=3)
     assert first["hits"]["total"] == {"value": 4, "relation": "eq"}
@@ -304,7 +306,7 @@ def test_search_by_customer_id_pages_in_id_order(es: Elasticsearch, orders: str)
     )
     assert [hit["_id"] for hit in second["hits"]["hits"]] == ["09"]
 
-    es.index(index="orders-archive", id="z", document={"customer_id": "c7"})
+    es.index(index="orders-archive", id="z", document={"customer_id": "c7"}, refresh=True)
     both = es.search(index="orders*", query={"terms": {"customer_id": ["c7"]}})
     assert both["hits"]["total"]["value"] == 5
     listed = es.search(index=f"{orders},orders-archive", query={"ids": {"values": ["z", "00"]}})
@@ -314,7 +316,7 @@ def test_search_by_customer_id_pages_in_id_order(es: Elasticsearch, orders: str)
 
 
 def test_cat_indices_lists_health_and_doc_counts(es: Elasticsearch, orders: str) -> None:
-    es.index(index=orders, id="1", document={"price": 1})
+    es.index(index=orders, id="1", document={"price": 1}, refresh=True)
     es.index(index="logs", id="1", document={"m": "x"})
     listed = es.cat.indices(format="json").body
     assert isinstance(listed, list)
@@ -400,7 +402,7 @@ def test_bulk_reject_fails_odd_items_without_applying_them(
     operations: list[dict[str, Any]] = []
     for n in range(6):
         operations += [{"index": {"_index": orders, "_id": str(n)}}, {"price": n}]
-    response = es.bulk(operations=operations)
+    response = es.bulk(operations=operations, refresh=True)
     standin.clear_fault()
 
     assert response["errors"] is True

@@ -43,6 +43,7 @@ COLUMNS = {
     "request_hash",
     "retry_of",
     "seq",
+    "seq_pending",
     "origin_task_id",
     "origin_seq",
     "prior_keys",
@@ -53,6 +54,7 @@ COLUMNS = {
     "waiting_for",
     "lease_until",
     "lease_owner",
+    "lost_attempts",
 }
 TABLES = {
     "task_log",
@@ -61,6 +63,7 @@ TABLES = {
     "stored_files",
     "es_caller_versions",
     "task_seq",
+    "task_log_instance",
 }
 
 
@@ -97,6 +100,32 @@ def test_migrations_upgrade_and_downgrade_on_postgresql() -> None:
 
 def test_migrations_upgrade_and_downgrade_on_sqlite(tmp_path: Path) -> None:
     _check_up_down(f"sqlite:///{tmp_path / 'tasklog.db'}")
+
+
+def test_migrations_keep_to_a_schema_of_their_own_beside_an_applications_tables() -> None:
+    """TASKLOG_SCHEMA: the task log and its Alembic history live in their schema, so the
+    application's own tables and its own `alembic_version` in `public` are left alone."""
+    name = f"durable_mig_{uuid.uuid4().hex[:10]}"
+    url = create_pg_database(name)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE alembic_version (version_num varchar(32) NOT NULL)"))
+            conn.execute(text("INSERT INTO alembic_version VALUES ('the_apps_own')"))
+        migrate.upgrade(url, schema="tasklog")
+        insp = inspect(engine)
+        assert set(insp.get_table_names(schema="tasklog")) >= TABLES | {"alembic_version"}
+        assert insp.get_table_names(schema="public") == ["alembic_version"]
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [
+                ("the_apps_own",)
+            ]
+        migrate.downgrade(url, "base", schema="tasklog")
+        assert not TABLES & set(inspect(engine).get_table_names(schema="tasklog"))
+        assert inspect(engine).get_table_names(schema="public") == ["alembic_version"]
+    finally:
+        engine.dispose()
+        drop_pg_database(name)
 
 
 def _rows_keep_their_order_across_the_acceptance_sequence(url: str) -> None:

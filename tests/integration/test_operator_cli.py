@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from redis import Redis
 from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.tasklog import migrate
+from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import failed_task
 from tests.support.procs import ROOT
@@ -80,3 +82,33 @@ def test_cli_lists_shows_counts_and_redrives(task_log: tuple[str, TaskLogReposit
 
     missing = _cli(url, prefix, "show", "no-such-task")
     assert missing.returncode == 1 and "no task no-such-task" in missing.stderr
+
+
+def test_cli_lists_and_redrives_by_failure_reason(
+    task_log: tuple[str, TaskLogRepository],
+) -> None:
+    # After the fix of whatever poisoned them, an operator redrives those and only those.
+    url, repo = task_log
+    prefix = f"{get_settings().redis_key_prefix}cli-{uuid.uuid4().hex[:6]}:"
+    expired = _failed(repo, "c1")  # deadline_exhausted
+    poisoned = str(uuid.uuid4())
+    repo.create(
+        task_id=poisoned,
+        task_name="doc_upload_text",
+        queue="http",
+        payload={"customer_id": "c1", "text": "t"},
+        customer_id="c1",
+        deadline_at=utcnow() + timedelta(hours=1),
+    )
+    assert repo.update_status(
+        poisoned,
+        TaskStatus.FAILED,
+        error="poison message: the worker could not hand it to its pool: RecursionError",
+        error_kind="permanent",
+        failure_reason="poison",
+    )
+    listed = _cli(url, prefix, "failed", "--failure-reason", "poison")
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [poisoned]
+    done = _cli(url, prefix, "redrive", "--failure-reason", "poison", "--no-dry-run")
+    assert done.stdout.strip().splitlines()[-1] == "matched=1 retried=1"
+    assert repo.get_retry_of(poisoned) is not None and repo.get_retry_of(expired) is None

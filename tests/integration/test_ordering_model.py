@@ -38,8 +38,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -48,45 +46,30 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, seed, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, get_state_machine_test, rule
-from pydantic import SecretStr
 from sqlalchemy import select
 
 from services.core.celery_app import make_celery_app
-from services.core.config import Settings, get_settings
-from services.core.db import session_factory
 from services.core.search.versions import micros
 from services.core.tasklog.models import TaskLog
 from services.core.tasklog.reconciler import Reconciler
-from services.core.tasklog.repository import TaskLogRepository
-from tests.support.databases import own_database
 from tests.support.flow import all_finished
 from tests.support.model import CatalogModel, DocumentModel, FaqHistory, FaqModel
-from tests.support.procs import Worker, scheduler, wait_until
-from tests.support.server import running_api
-from tests.support.standins import Standin
+from tests.support.modelstack import SHORT_PERIODS, ModelStack, model_stack
+from tests.support.procs import wait_until
 
 EXAMPLES = int(os.environ.get("MODEL_EXAMPLES", "12"))
 STEPS = int(os.environ.get("MODEL_STEPS", "14"))
 # Each example settles within two minutes or fails; the run is bounded by its size.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120 + 180 * EXAMPLES)]
 
-CHATBOT_TOKEN = "model-chatbot-token"
 ITEMS = st.sampled_from(["i1", "i2", "i3"])
 FAQS = st.sampled_from(["f1", "f2"])
 # Short periods, so that an example settles within seconds of its last fault.
 TIMINGS = {
-    "BROKER_VISIBILITY_TIMEOUT_S": "12",
+    **SHORT_PERIODS,
     "BROKER_RESTORE_INTERVAL_S": "2",
-    "TASK_SOFT_TIME_LIMIT_S": "5",
-    "TASK_TIME_LIMIT_S": "6",
-    "LONG_WAIT_S": "2",
-    "LEASE_MARGIN_S": "2",
-    "RELEASE_INTERVAL_S": "0.3",
     "RECONCILE_INTERVAL_S": "2",
     "RECONCILE_STALE_S": "3",
-    "ELASTICSEARCH_REQUEST_TIMEOUT_S": "2",
-    "CHATBOT_READ_TIMEOUT_S": "2",
-    "EMBEDDINGS_TIMEOUT_S": "4",
     "RATE_LIMITS": "es_upsert_product=30/s",
 }
 # Workers whose clocks are off by more than an attempt's lease (hard limit 6 s + margin 2 s)
@@ -97,110 +80,15 @@ SKEW_S = 10.0
 FROZEN_S = 8.0
 
 
-@dataclass
-class Stack:
-    """The whole stack the machine drives."""
-
-    settings: Settings
-    api: httpx.Client
-    repo: TaskLogRepository
-    es: Standin
-    embeddings: Standin
-    chatbot: Standin
-    workers: dict[str, Worker]
-
-    def es_items(self, customer: str) -> dict[str, Any]:
-        """Stored catalog items of a customer, by item id."""
-        index = f"{self.settings.es_index_prefix}products"
-        answer = httpx.post(
-            f"{self.es.url}/{index}/_search",
-            json={"query": {"term": {"customer_id": customer}}, "size": 1000},
-        )
-        answer.raise_for_status()
-        return {h["_source"]["item_id"]: h["_source"] for h in answer.json()["hits"]["hits"]}
-
-    def upstream(self, path: str, customer: str) -> list[dict[str, Any]]:
-        """Items of a ChatbotMobile list, read straight from the stand-in."""
-        answer = httpx.get(
-            f"{self.chatbot.url}{path}",
-            params={"customer_id": customer, "page_size": 500},
-            headers={"Authorization": f"Bearer {CHATBOT_TOKEN}"},
-        )
-        answer.raise_for_status()
-        items: list[dict[str, Any]] = answer.json()["items"]
-        return items
-
-    def overlaps(self) -> int:
-        """Deliveries of one write that overlapped at a downstream, so far."""
-        return sum(s.stats()["overlapping_writes"] for s in (self.es, self.chatbot))
-
-    def overlapped(self) -> list[str]:
-        """The latest writes whose deliveries overlapped (Elasticsearch: document and version;
-        ChatbotMobile: Idempotency-Key, a task id)."""
-        return [w for s in (self.es, self.chatbot) for w in s.stats()["overlapped_writes"]]
-
-
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelStack]:
+    # Every embedding takes a while, for the whole run: an upsert with_embedding waits for
+    # it while the writes accepted after it go ahead on the worker's other process.
     log_dir = tmp_path_factory.mktemp("model")
-    base = get_settings()
-    with ExitStack() as stop:
-        es = Standin("elasticsearch", log_dir, "--gc-deletes-s", "1")
-        embeddings = Standin("embeddings", log_dir)
-        chatbot = Standin("chatbotmobile", log_dir, "--token", CHATBOT_TOKEN)
-        for standin in (es, embeddings, chatbot):
-            stop.callback(standin.stop)
-            standin.start()
-        # Every embedding takes a while, for the whole run: an upsert with_embedding waits for
-        # it while the writes accepted after it go ahead on the worker's other process.
-        embeddings.fault("slow", 24 * 3600, delay_s=0.8)
-        prefix = f"{base.redis_key_prefix}model:"
-        database = stop.enter_context(own_database("model"))
-        env = {
-            **TIMINGS,
-            "DATABASE_URL": database,
-            "REDIS_KEY_PREFIX": prefix,
-            "ELASTICSEARCH_URL": es.url,
-            "ES_INDEX_PREFIX": f"{prefix.replace(':', '-').lower()}",
-            "EMBEDDINGS_PROVIDER": "openai",
-            "EMBEDDINGS_BASE_URL": f"{embeddings.url}/v1",
-            "EMBEDDINGS_DIMENSIONS": "8",
-            "EMBEDDINGS_API_KEY": "model-embeddings-key",
-            "CHATBOT_URL": chatbot.url,
-            "CHATBOT_API_TOKEN": CHATBOT_TOKEN,
-            "STORAGE_LOCAL_DIR": str(log_dir / "uploads"),
-        }
-        workers = {
-            "es": Worker("services.es_worker", "es", log_dir, env=env, include=""),
-            "http": Worker("services.http_worker", "http", log_dir, env=env, include=""),
-            "scheduler": scheduler(log_dir, env),
-            "es-ahead": Worker(
-                "services.es_worker", "es", log_dir, env=env, include="", concurrency=1,
-                clock_skew_s=SKEW_S,
-            ),
-            "http-behind": Worker(
-                "services.http_worker", "http", log_dir, env=env, include="", concurrency=1,
-                clock_skew_s=-SKEW_S,
-            ),
-        }  # fmt: skip
-        for worker in workers.values():
-            stop.callback(worker.stop)
-            worker.launch()
-        for worker in workers.values():
-            worker.wait_ready()
-        settings = base.model_copy(
-            update={
-                "database_url": database,
-                "redis_key_prefix": prefix,
-                "es_index_prefix": env["ES_INDEX_PREFIX"],
-                "chatbot_url": chatbot.url,
-                "chatbot_api_token": SecretStr(CHATBOT_TOKEN),
-                "storage_local_dir": env["STORAGE_LOCAL_DIR"],
-            }
-        )
-        api = stop.enter_context(running_api(settings))
-        repo = TaskLogRepository(session_factory(settings.database_url))
-        yield Stack(settings, api, repo, es, embeddings, chatbot, workers)
+    with model_stack(
+        log_dir, "model", TIMINGS, embeddings_delay_s=0.8, skewed_workers_s=SKEW_S
+    ) as started:
+        yield started
 
 
 def _updated_at(minute: int) -> tuple[str, int]:
@@ -227,7 +115,7 @@ def counted(rule_function: Callable[..., None]) -> Callable[..., None]:
 class OrderingMachine(RuleBasedStateMachine):
     """Writes for one customer, faults in between; checked against the model at the end."""
 
-    stack: ClassVar[Stack]
+    stack: ClassVar[ModelStack]
     every_task: ClassVar[list[str]] = []
 
     def __init__(self) -> None:
@@ -597,7 +485,7 @@ def _thaw(pid: int, parent: int) -> None:
 
 
 def test_writes_take_effect_in_acceptance_order_whatever_fails(
-    stack: Stack, capsys: pytest.CaptureFixture[str]
+    stack: ModelStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     chosen = os.environ.get("MODEL_SEED")
     run_seed = int(chosen) if chosen else random.SystemRandom().randrange(2**32)

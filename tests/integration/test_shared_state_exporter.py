@@ -135,7 +135,59 @@ def test_backlog_oldest_age_and_near_deadline_come_from_the_task_log(own: Settin
     assert (value(samples, near, queue="es"), value(samples, near, queue="http")) == (0, 1)
     assert value(samples, "durable_queue_retry_budget_seconds", queue="es") == es_budget
     assert value(samples, "durable_exporter_source_up", source="tasklog") == 1
-    assert all("c-secret-tenant" not in s.labels.values() for s in samples)
+    # Customers are named by the per-customer figures only (their own test is below).
+    named = [s for s in samples if "c-secret-tenant" in s.labels.values()]
+    assert {s.name for s in named} <= {
+        "durable_customer_outstanding_tasks",
+        "durable_customer_waiting_tasks",
+    }
+
+
+def test_work_per_customer_shows_the_customers_with_the_most_and_the_rest_together(
+    own: Settings,
+) -> None:
+    own = own.model_copy(update={"fair_share_top_customers": 2})
+    repo = TaskLogRepository(session_factory(own.database_url))
+    writes = {("es", "big"): 5, ("es", "mid"): 3, ("es", "s1"): 1, ("es", "s2"): 1}
+    writes[("http", "s1")] = 1
+    for (queue, customer), n in writes.items():
+        for _ in range(n):
+            repo.create(
+                task_id=str(uuid.uuid4()),
+                task_name=f"t_{queue}",
+                queue=queue,
+                payload={},
+                deadline_at=NOW + timedelta(hours=1),
+                customer_id=customer,
+                fair_bound=2,  # past two outstanding, a customer's writes wait their turn
+            )
+    redis = Redis.from_url(own.redis_url)
+    try:
+        samples = _collect(own, redis)
+    finally:
+        redis.close()
+
+    def figures(name: str) -> dict[tuple[str, str], float]:
+        return {
+            (s.labels["queue"], s.labels["customer"]): s.value for s in samples if s.name == name
+        }
+
+    assert figures("durable_customer_outstanding_tasks") == {
+        ("es", "big"): 2,
+        ("es", "mid"): 2,
+        ("es", "(other)"): 2,  # s1 and s2 together
+        ("http", "s1"): 1,
+        ("http", "(other)"): 0,
+        ("maintenance", "(other)"): 0,
+    }
+    assert figures("durable_customer_waiting_tasks") == {
+        ("es", "big"): 3,
+        ("es", "mid"): 1,
+        ("es", "(other)"): 0,
+        ("http", "s1"): 0,
+        ("http", "(other)"): 0,
+        ("maintenance", "(other)"): 0,
+    }
 
 
 def test_queue_depth_counts_priority_sub_lists_and_unacked_messages(own: Settings) -> None:

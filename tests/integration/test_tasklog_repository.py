@@ -74,6 +74,25 @@ def test_a_lapsed_lease_lets_the_next_delivery_claim(repo: TaskLogRepository) ->
     assert (first.attempt, second.attempt) == (1, 2)
 
 
+def test_a_claim_after_a_lapsed_lease_counts_the_attempt_that_died_with_its_worker(
+    repo: TaskLogRepository,
+) -> None:
+    # A whole worker killed mid-task records nothing: the next claim finds the task still
+    # processing after its lease, and counts that attempt as lost, by task id.
+    task_id = _new(repo)
+    now = utcnow()
+    assert claimed(repo, task_id, now=now, lease_s=30).lost_attempts == 0
+    second = claimed(repo, task_id, now=now + timedelta(seconds=31), lease_s=30)
+    assert second.lost_attempts == 1
+    # An attempt that recorded its failure was not lost: the next claim counts nothing.
+    assert repo.mark_retrying(
+        task_id, attempt=second.attempt, error="503", error_kind="transient", next_attempt_at=now
+    )
+    assert claimed(repo, task_id, now=now + timedelta(seconds=32)).lost_attempts == 1
+    assert repo.count_lost(task_id, attempt=3) == 2
+    assert repo.count_lost(task_id, attempt=2) is None  # not the live attempt: fenced
+
+
 def test_a_lost_attempt_is_recovered_only_by_the_process_that_ran_it(
     repo: TaskLogRepository,
 ) -> None:

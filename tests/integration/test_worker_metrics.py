@@ -17,7 +17,7 @@ from services.core.config import Settings
 from services.core.tasklog.repository import TaskLogRepository
 from tests.support.flow import all_finished, send, wait_finished
 from tests.support.metrics import scrape, value, values
-from tests.support.procs import Worker, free_port, wait_until
+from tests.support.procs import Worker, free_port, scheduler, wait_until
 from tests.support.tasks import TEST_EFFECT, trace_key
 
 pytestmark = pytest.mark.slow
@@ -110,3 +110,25 @@ def test_a_restarted_worker_starts_its_counts_over(
     # counter that never reset.
     assert value(samples, "durable_task_attempts_total", **TASK) == 1
     assert values(samples, "durable_worker_start_time_seconds", queue="es") != []
+
+
+def test_beats_publish_latency_is_recorded_and_nothing_fails_in_its_signal_handler(
+    tmp_path: Path, metrics_dir: Path, port: int
+) -> None:
+    # Embedded beat runs in a child that closes the descriptors it inherited, the open
+    # metric files among them: the publish-latency histogram then failed at each publish
+    # (OSError once, TypeError after), so beat's publishes were never counted.
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir), "SCHEDULER_METRICS_PORT": str(port)}
+    beat = scheduler(tmp_path, env=env).start()
+    try:
+
+        def published() -> float:
+            samples = scrape(f"http://127.0.0.1:{port}/metrics")
+            found = values(samples, "durable_publish_duration_seconds_count", queue="maintenance")
+            return sum(found)
+
+        # The releaser is due every RELEASE_INTERVAL_S: beat publishes it again and again.
+        wait_until(lambda: published() >= 3, 60, what="beat's publishes to be counted")
+    finally:
+        beat.stop()
+    assert "Signal handler" not in beat.log()

@@ -86,18 +86,29 @@ def catalog_bench(
     redis_key_prefix: str | None = None,
     database_url: str | None = None,
     api_settings: Mapping[str, object] | None = None,
+    scheduler_env: dict[str, str] | None = None,
 ) -> Iterator[Bench]:
     """Start the bench; a real cluster when `real_es_url` is given, else the stand-in.
 
     The bench has a task log of its own (`database_url`, else a fresh database): its
     scheduler releases and reconciles every task of its task log. `redis_key_prefix` gives
     it queues of its own, for several benches at once; `api_settings` are settings of the
-    bench's API alone.
+    bench's API alone; `scheduler_env` overrides its scheduler's (whose reconciler is off by
+    default).
     """
     with ExitStack() as stack:
         es_standin = None
         if real_es_url is None:
-            es_standin = Standin("elasticsearch", log_dir, "--gc-deletes-s", str(gc_deletes_s))
+            # Writes become searchable only at an explicit refresh: the worst case of a real
+            # cluster (1 s later at best), so code that forgets a refresh fails here.
+            es_standin = Standin(
+                "elasticsearch",
+                log_dir,
+                "--gc-deletes-s",
+                str(gc_deletes_s),
+                "--refresh-interval",
+                "-1",
+            )
             stack.callback(es_standin.stop)
             es_standin.start()
         embeddings = Standin("embeddings", log_dir)
@@ -135,7 +146,7 @@ def catalog_bench(
         stack.callback(worker.stop)
         worker.start()
         # Releases tasks held in the log (open breaker, long backoff).
-        upkeep = scheduler(log_dir, {**env, **BENCH_SCHEDULER})
+        upkeep = scheduler(log_dir, {**env, **BENCH_SCHEDULER, **(scheduler_env or {})})
         stack.callback(upkeep.stop)
         upkeep.start()
         api = stack.enter_context(running_api(settings.model_copy(update=dict(api_settings or {}))))

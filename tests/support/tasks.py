@@ -2,7 +2,8 @@
 
 Its behaviour comes from the payload; it leaves its traces in Redis under the run's prefix:
 `started:<key>` gets the pool pid of every attempt, `effects:<key>` the task id of every
-completed effect, so a test can count what really happened.
+completed effect, so a test can count what really happened. `kill_until_fixed` and
+`hang_until_fixed` kill or hang its pool process until a test sets `fixed:<key>`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def _watch_until_killed(ctx: TaskContext, redis: Redis, key: str) -> None:
             connection = None
 
 
+def _hang(seconds: float) -> None:
+    # Ignore the soft limit, so that only the hard limit can stop this attempt.
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        with contextlib.suppress(SoftTimeLimitExceeded):
+            time.sleep(0.05)
+
+
 @tracked_task(TEST_EFFECT)
 def test_effect(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Fail as told, then apply one effect."""
@@ -75,12 +84,14 @@ def test_effect(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
         raise PermanentError("mapper_parsing_exception: field [price] of type [float]")
     if calls == 1 and payload.get("watch_first"):
         _watch_until_killed(ctx, redis, key)
+    fixed = bool(redis.exists(trace_key("fixed", key)))
+    if payload.get("kill_until_fixed") and not fixed:
+        # As a segfault or the OOM killer would: the pool process dies mid-task.
+        os.kill(os.getpid(), signal.SIGKILL)
+    if payload.get("hang_until_fixed") and not fixed:
+        _hang(3600)
     if calls == 1 and payload.get("hang_first_s"):
-        # Ignore the soft limit, so that only the hard limit can stop this attempt.
-        until = time.monotonic() + payload["hang_first_s"]
-        while time.monotonic() < until:
-            with contextlib.suppress(SoftTimeLimitExceeded):
-                time.sleep(0.05)
+        _hang(payload["hang_first_s"])
     time.sleep(payload.get("sleep_s", 0))
     redis.rpush(trace_key("effects", key), ctx.task_id)
     return {"key": key, "calls": calls, "secret_seen": "api_key" in ctx.secrets}

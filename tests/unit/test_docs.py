@@ -47,3 +47,29 @@ def test_readme_layout_names_folders_that_exist() -> None:
     for core in (ROOT / "services/core").iterdir():
         if core.is_dir() and (core / "__init__.py").exists():
             assert any(line.startswith(f"services/core/{core.name}/") for line in section), core
+
+
+def _claim_bullets(lines: list[str], heading: str) -> list[str]:
+    """The bullet list that follows the line containing `heading`, one entry per bullet."""
+    start = next(i for i, line in enumerate(lines) if heading in line) + 1
+    while not lines[start].startswith("- "):
+        start += 1
+    bullets: list[str] = []
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        if line.startswith("- "):
+            bullets.append(line)
+        else:
+            bullets[-1] += " " + line.strip()
+    return bullets
+
+
+def test_the_es_standin_claim_is_listed_alike_in_its_docstring_and_the_readme() -> None:
+    from tools.standins import elasticsearch
+    from tools.standins.es.claim import claim_lines
+
+    docstring = (elasticsearch.__doc__ or "").splitlines()
+    readme = README.read_text().splitlines()
+    assert _claim_bullets(docstring, "The claim (`tools/standins/es/claim.py`") == claim_lines()
+    assert _claim_bullets(readme, "Its claim is declared once") == claim_lines()

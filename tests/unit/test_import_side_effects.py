@@ -14,6 +14,8 @@ APP_MODULES = (
     "services.http_worker",
     "services.scheduler",
     "services.core.tracking.task",
+    # The worker's consumer (Celery's `worker_consumer`): loaded by a worker, on its app.
+    "services.core.tracking.poison",
     "services.core.canary",
     "services.core.storage.tasks",
     "services.core.operations.cli",

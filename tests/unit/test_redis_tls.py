@@ -16,9 +16,9 @@ URL = "rediss://durable:pw@redis.example.com:6380/0"
 
 def test_a_rediss_url_without_options_still_verifies_the_server() -> None:
     # kombu alone would connect with CERT_NONE (and only warn): any server would do.
-    config = celery_config(Settings(environment="test", redis_url=URL))
+    config = celery_config(Settings(environment="development", redis_url=URL))
     assert config["broker_use_ssl"] == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    assert "broker_use_ssl" not in celery_config(Settings(environment="test"))
+    assert "broker_use_ssl" not in celery_config(Settings(environment="development"))
 
 
 def test_tls_options_follow_the_url_and_refuse_what_they_cannot_take() -> None:
@@ -27,7 +27,7 @@ def test_tls_options_follow_the_url_and_refuse_what_they_cannot_take() -> None:
     assert redisconn.tls_options("redis://redis:6379/0") is None
     for query in ("ssl_cert_reqs=sometimes", "ssl_verify=no"):
         with pytest.raises(ValidationError, match="REDIS_URL"):
-            Settings(environment="test", redis_url=f"{URL}?{query}")
+            Settings(environment="development", redis_url=f"{URL}?{query}")
 
 
 def test_celery_exporter_verifies_the_server_too() -> None:

@@ -58,3 +58,17 @@ def test_after_a_rotation_old_secrets_open_and_new_ones_are_sealed_with_the_new_
 def test_secret_paths_name_keys_and_list_indexes() -> None:
     value = {"items": [{"data": {"name": "a"}}, {"data": {"password_hint": "b", "tokens": 3}}]}
     assert find_secret_fields(value) == ["items[1].data.password_hint"]
+
+
+def test_a_urls_password_is_masked_and_its_credentials_split_and_put_back() -> None:
+    from services.core.secrecy import Redactor, split_credentials, with_credentials
+
+    text = "fetch failed: https://bob:hunter2@files.example/a.pdf and redis://:pw0rd@r:6379/0"
+    masked = Redactor().text(text)
+    assert "hunter2" not in masked and "pw0rd" not in masked
+    assert "https://bob:***@files.example/a.pdf" in masked
+    url = "https://bob:hunter2@files.example:8443/a.pdf?x=1"
+    bare, credentials = split_credentials(url)
+    assert (bare, credentials) == ("https://files.example:8443/a.pdf?x=1", "bob:hunter2")
+    assert with_credentials(bare, credentials) == url
+    assert split_credentials("https://files.example/a.pdf") == ("https://files.example/a.pdf", None)

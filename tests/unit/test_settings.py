@@ -27,7 +27,7 @@ def test_visibility_timeout_must_exceed_countdown_plus_run_time_plus_lease_margi
 
 def test_production_refuses_the_development_secrets_key() -> None:
     with pytest.raises(ValidationError, match="SECRETS_KEY"):
-        Settings(environment="production", flower_basic_auth="ops:pw")
+        Settings(environment="production", flower_basic_auth="ops:pw", secrets_key=DEV_SECRETS_KEY)
 
 
 def test_soft_limit_must_be_below_hard_limit() -> None:
@@ -81,7 +81,7 @@ def _settings(**values: Any) -> Settings:
 @pytest.fixture
 def unset_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting in the environment, as in a deployment that forgot them (the test run
-    sets ENVIRONMENT=test and its own database and broker)."""
+    sets ENVIRONMENT=development, its own secrets, database and broker)."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
 
@@ -165,6 +165,103 @@ def test_secrets_key_takes_several_keys_newest_first_and_refuses_a_bad_one() -> 
     with pytest.raises(ValidationError, match="key 2 of 2 is not a Fernet key") as refused:
         Settings(secrets_key=f"{new},not-a-key-but-a-secret")
     assert "not-a-key-but-a-secret" not in str(refused.value)
+
+
+# Every spelling of "this machine" the resolver (inet_aton, getaddrinfo) takes: short,
+# integer, hex and octal IPv4 forms, IPv4-mapped IPv6, the unspecified addresses, and
+# localhost written with another case or a trailing dot.
+LOOPBACK_HOSTS = [
+    "127.1",
+    "0x7f000001",
+    "2130706433",
+    "0177.0.0.1",
+    "127.0.1",
+    "0.0.0.0",
+    "0",
+    "[::ffff:127.0.0.1]",
+    "[::ffff:7f00:1]",
+    "[::]",
+    "[0:0:0:0:0:0:0:1]",
+    "LocalHost",
+    "localhost.",
+    "api.localhost",
+]
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+@pytest.mark.parametrize("host", LOOPBACK_HOSTS)
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("redis_url", "redis://{host}:6379/0"),
+        ("elasticsearch_url", "https://es-1.internal:9200,http://{host}:9200"),
+        ("chatbot_url", "http://{host}:8090"),
+        ("public_api_url", "https://{host}"),
+    ],
+)
+def test_every_spelling_of_loopback_is_refused_outside_development(
+    unset_environment: None, environment: str, host: str, name: str, url: str
+) -> None:
+    with pytest.raises(ValidationError, match=name.upper()):
+        _settings(**{**PRODUCTION, "environment": environment, name: url.format(host=host)})
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+@pytest.mark.parametrize("host", ["127.1", "0x7f000001", "2130706433", "::ffff:127.0.0.1", "::1"])
+@pytest.mark.parametrize("name", ["api_host", "flower_host"])
+def test_listening_on_any_spelling_of_loopback_is_refused_outside_development(
+    unset_environment: None, environment: str, host: str, name: str
+) -> None:
+    with pytest.raises(ValidationError, match=name.upper()):
+        _settings(**{**PRODUCTION, "environment": environment, name: host})
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.0.0.7", "api.internal"])
+def test_a_server_may_listen_on_every_interface_or_a_named_one(
+    unset_environment: None, host: str
+) -> None:
+    assert _settings(**{**PRODUCTION, "api_host": host, "flower_host": host}).api_host == host
+
+
+@pytest.mark.parametrize(
+    "host", ["10.0.0.7", "128.0.0.1", "0x0a000007", "[fe80::1]", "es.internal", "localhost.example"]
+)
+def test_addresses_that_are_not_this_machine_are_accepted(
+    unset_environment: None, host: str
+) -> None:
+    _settings(**{**PRODUCTION, "chatbot_url": f"http://{host}:8090"})
+
+
+# The public key as other text that decodes to the same 32 bytes: a '.' inside (skipped by
+# lenient base64 decoders, such as the one older `cryptography` releases used), the padding
+# left out, a line break inside. Each is refused as the development key, by its bytes.
+DEV_KEY_SPELLINGS = [
+    f"{DEV_SECRETS_KEY[:10]}.{DEV_SECRETS_KEY[10:]}",
+    DEV_SECRETS_KEY.rstrip("="),
+    f"{DEV_SECRETS_KEY[:20]}\n{DEV_SECRETS_KEY[20:]}",
+]
+
+
+@pytest.mark.parametrize("environment", ["production", "test"])
+@pytest.mark.parametrize("spelling", DEV_KEY_SPELLINGS)
+def test_the_development_key_in_another_spelling_is_refused_as_such(
+    unset_environment: None, environment: str, spelling: str
+) -> None:
+    keys = f"{Fernet.generate_key().decode()},{spelling}"
+    with pytest.raises(ValidationError, match="SECRETS_KEY is the public development key"):
+        _settings(**{**PRODUCTION, "environment": environment, "secrets_key": keys})
+
+
+@pytest.mark.parametrize("name", sorted(PRODUCTION))
+def test_the_test_environment_fails_closed_like_production(
+    unset_environment: None, name: str
+) -> None:
+    # ENVIRONMENT=test names a shared test deployment, not a laptop: only development
+    # takes the development defaults.
+    assert _settings(**PRODUCTION, environment="test").environment == "test"
+    development_default = {k: v for k, v in PRODUCTION.items() if k != name}
+    with pytest.raises(ValidationError, match=name.upper()):
+        _settings(**development_default, environment="test")
 
 
 SECRET_SETTINGS = {

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.bench import enqueue, pipeline, tasklog_scale
+from tools.bench import enqueue, fairness, pipeline, tasklog_scale
 from tools.bench.backlog import run_backlog
 from tools.chaos.stack import ROOT
 
@@ -35,10 +35,11 @@ class Sizes:
     pipeline_n: int
     backlog_n: int
     log_sizes: tuple[int, ...]
+    fairness: fairness.Sizes
 
 
-FULL = Sizes((1, 8, 32, 64), 10, 2000, 10_000, (10_000, 100_000, 1_000_000))
-CI = Sizes((4,), 1, 40, 300, (500, 2000))
+FULL = Sizes((1, 8, 32, 64), 10, 2000, 10_000, (10_000, 100_000, 1_000_000), fairness.FULL)
+CI = Sizes((4,), 1, 40, 300, (500, 2000), fairness.CI)
 
 
 def _machine() -> dict[str, Any]:
@@ -87,11 +88,16 @@ def run_scale(sizes: Sizes, workdir: Path) -> dict[str, Any]:
     return tasklog_scale.run_tasklog_scale(workdir / "scale", sizes.log_sizes, sizes.wrk_seconds)
 
 
+def run_fairness(sizes: Sizes, workdir: Path) -> dict[str, Any]:
+    return fairness.run_fairness(workdir / "fairness", sizes.fairness)
+
+
 BENCHMARKS = {
     "enqueue": run_enqueue,
     "pipeline": run_pipeline,
     "backlog": run_backlogs,
     "tasklog-scale": run_scale,
+    "fairness": run_fairness,
 }
 
 
@@ -131,6 +137,9 @@ def report(results: dict[str, Any]) -> str:
     if "tasklog-scale" in results:
         parts.append("task log scale (status and my-tasks through the API)")
         parts.append(tasklog_scale.summary(results["tasklog-scale"]))
+    if "fairness" in results:
+        parts.append("fair share (customer A's import against B..E's single writes)")
+        parts.append(fairness.summary(results["fairness"]))
     return "\n\n".join(parts)
 
 
@@ -180,7 +189,11 @@ def main(argv: list[str]) -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     workdir = args.out / stamp
     workdir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": _machine(), "started": stamp, "sizes": sizes.__dict__}
+    results: dict[str, Any] = {
+        "machine": _machine(),
+        "started": stamp,
+        "sizes": {**sizes.__dict__, "fairness": sizes.fairness.__dict__},
+    }
     for name in args.only or list(BENCHMARKS):
         results[name] = BENCHMARKS[name](sizes, workdir)
     path = args.out / f"results-{stamp}.json"

@@ -275,6 +275,8 @@ class Run:
             else:
                 last[_faq(n % ENTITIES, n // ENTITIES)] = n
         if self.kind == "catalog":
+            # Search sees the last refresh, as on a real cluster.
+            httpx.post(f"{self.stack.es_url}/{INDEX_PREFIX}services/_refresh").raise_for_status()
             answer = httpx.post(
                 f"{self.stack.es_url}/{INDEX_PREFIX}services/_search",
                 json={"query": {"term": {"customer_id": self.customer}}, "size": 10_000},

@@ -7,7 +7,10 @@ concurrency (interleaved, so drift of the machine hits all of them alike):
 - `project`: the project's API (authentication, idempotency, the task log, the publish).
 Then the project's API once more while Elasticsearch is down and the es-worker holds every
 task it takes in the log: accepting must not slow down.
-Writes: a catalog upsert (JSON) and an FAQ create (a multipart form).
+Writes: a catalog upsert (JSON) and an FAQ create (a multipart form), each of a customer of
+its own (a platform's many tenants, each under its fair-share bound: the path every write
+takes as long as its customer has no import running; one customer's thousands of writes
+would measure writes kept waiting for their turn instead, which skip the publish).
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ UPSERT = """
 counter = 0
 request = function()
   counter = counter + 1
-  local body = '{"customer_id": "bench", "data": {"name": "Desk lamp", "price": 19.9}}'
+  local body = '{"customer_id": "bench-' .. counter
+    .. '", "data": {"name": "Desk lamp", "price": 19.9}}'
   return wrk.format("PUT", "/api/v1/products/p" .. (counter % 5000), HEADERS, body)
 end
 """
@@ -37,7 +41,7 @@ end
 request = function()
   counter = counter + 1
   local b = "----bench"
-  local body = field(b, "customer_id", "bench") .. field(b, "question", "q" .. counter)
+  local body = field(b, "customer_id", "bench-" .. counter) .. field(b, "question", "q" .. counter)
     .. field(b, "answer", "an answer") .. "--" .. b .. "--\\r\\n"
   local headers = {}
   for k, v in pairs(HEADERS) do headers[k] = v end

@@ -139,14 +139,23 @@ def timed(wait: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) 
 class BenchStack:
     """A stack of the benchmarks' own: Redis, a fresh task log, stand-ins, and processes."""
 
-    def __init__(self, workdir: Path, workers: dict[str, tuple[str, str]], name: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        workers: dict[str, tuple[str, str]],
+        name: str,
+        *,
+        concurrency: int = 2,
+        timings: dict[str, str] | None = None,
+    ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         self.database = f"durable_bench_{name}_{os.getpid()}"
         self.stack = Stack(
             workdir,
             create_database(self.database),
-            timings=dict(TIMINGS),
+            timings={**TIMINGS, **(timings or {})},
             worker_layout=workers,
+            concurrency=concurrency,
         )
         self.stack.build()
         self.env = self.stack.env()

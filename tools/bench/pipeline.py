@@ -11,6 +11,7 @@ Worker memory is read after each worker drained its queue.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -37,22 +38,29 @@ def _enqueuer(settings: Settings) -> Enqueuer:
     return Enqueuer(repo=repo, celery=make_celery_app(settings), settings=settings)
 
 
-def _accept(settings: Settings, items: list[tuple[str, dict[str, Any]]]) -> None:
+def _accept(settings: Settings, items: Sequence[tuple[str, dict[str, Any], str | None]]) -> None:
     enqueuer = _enqueuer(settings)
     with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(lambda item: enqueuer.enqueue(item[0], item[1]), items))
+        list(pool.map(lambda item: enqueuer.enqueue(item[0], item[1], customer_id=item[2]), items))
 
 
-def accept_upserts(settings: Settings, n: int, customer: str = "bench") -> None:
-    """`n` tracked upserts of services (no rate limit applies to them), one item each."""
+def accept_upserts(settings: Settings, n: int, customers: int = 1000) -> None:
+    """`n` tracked upserts of services (no rate limit applies to them), one item each, spread
+    over `customers` customers (each under its fair-share bound: the pipeline, not one
+    customer's import, which tools/bench/fairness.py measures)."""
     _accept(
         settings,
         [
             (
                 "es_upsert_service",
                 payloads.upsert(
-                    customer, f"s{i}", {"name": f"s{i}"}, with_embedding=False, version=None
+                    f"bench-{i % customers}",
+                    f"s{i}",
+                    {"name": f"s{i}"},
+                    with_embedding=False,
+                    version=None,
                 ),
+                f"bench-{i % customers}",
             )
             for i in range(n)
         ],
@@ -61,7 +69,7 @@ def accept_upserts(settings: Settings, n: int, customer: str = "bench") -> None:
 
 def accept_canaries(settings: Settings, n: int) -> None:
     """`n` tracked no-op tasks (the es canary)."""
-    _accept(settings, [("canary_es", {})] * n)
+    _accept(settings, [("canary_es", {}, None)] * n)
 
 
 def _span(settings: Settings, name: str) -> tuple[int, float]:
@@ -178,6 +186,7 @@ def run_pipeline(workdir: Path, n: int, log: Any = print) -> dict[str, Any]:
                         [{"id": f"b{k}-{i}", "data": {"name": "x"}} for i in range(BULK_ITEMS)],
                         with_embedding=False,
                     ),
+                    "bulk",
                 )
                 for k in range(batches)
             ]

@@ -66,6 +66,8 @@ class Verdict:
 
 
 def _es_hits(http: httpx.Client, stack: Stack, plural: str, customer: str) -> dict[str, Any]:
+    # Search sees the last refresh, as on a real cluster.
+    http.post(f"{stack.es_url}/{INDEX_PREFIX}{plural}/_refresh").raise_for_status()
     answer = http.post(
         f"{stack.es_url}/{INDEX_PREFIX}{plural}/_search",
         json={"query": {"term": {"customer_id": customer}}, "size": 10000},

@@ -191,6 +191,25 @@ def overview() -> Dashboard:
                 "held by workers (reserved: prefetched or running; delayed: countdown).",
             )
         )
+        .with_panel(
+            graph(
+                "Fair share: outstanding and waiting work per customer",
+                "short",
+                (
+                    f"sum by (customer) (durable_customer_outstanding_tasks{{{Q}}})",
+                    "outstanding {{customer}}",
+                ),
+                (
+                    f"sum by (customer) (durable_customer_waiting_tasks{{{Q}}})",
+                    "waiting {{customer}}",
+                ),
+                description="The customers with the most unfinished work (FAIR_SHARE_TOP_"
+                "CUSTOMERS per queue, the rest as (other)). Waiting: accepted over the "
+                "customer's FAIR_SHARE_BOUND, kept in the task log until its turn; KEDA's "
+                "outstanding-work trigger counts it.",
+                width=24,
+            )
+        )
         .with_row(Row("Downstreams and run time"))
         .with_panel(
             states(

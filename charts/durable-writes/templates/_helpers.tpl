@@ -104,7 +104,7 @@ http:
 {{- end }}
 {{- end }}
 
-{{/* Development secrets of services/core/config.py; production refuses them here already. */}}
+{{/* Development secrets of services/core/config.py; the chart refuses them here already. */}}
 {{- define "dw.devSecretsKey" -}}ZGV2ZWxvcG1lbnQtb25seS1rZXktZG8tbm90LXVzZSE={{- end }}
 {{- define "dw.devJwtSecret" -}}development-only-jwt-secret-change-me{{- end }}
 
@@ -173,7 +173,8 @@ http:
 {{- if $s.extra }}
 {{- fail "secrets.extra is set together with secrets.existingSecret: put it in the existing Secret" }}
 {{- end }}
-{{- else if eq .Values.config.environment "production" }}
+{{- else }}
+{{- /* Every environment the schema allows (production, test) fails closed, as the settings do. */}}
 {{- if not $s.databaseUrl }}{{ fail "production needs secrets.databaseUrl (or secrets.existingSecret)" }}{{ end }}
 {{- if or (not $s.secretsKey) (contains (include "dw.devSecretsKey" .) $s.secretsKey) }}
 {{- fail "production refuses an empty or development secrets.secretsKey: set private Fernet keys" }}

@@ -9,10 +9,15 @@ from pydantic import BaseModel, ConfigDict
 
 from services.api.deps import PrincipalDep, RuntimeDep
 from services.api.routing import ThreadedRoute
-from services.api.schemas import QueuedResponse
+from services.api.schemas import QueuedResponse, errors
 from services.core.taskdefs import CANARY, Queue
 
-router = APIRouter(prefix="/api/v1", tags=["diagnostics"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["diagnostics"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 413, 503),
+)
 
 
 class CanaryRequest(BaseModel):

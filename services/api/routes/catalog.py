@@ -11,12 +11,20 @@ from pydantic import Field
 from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep
 from services.api.routing import ThreadedRoute
-from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict
+from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict, errors
+from services.api.validation import refuse_unstorable, unprocessable
 from services.core.search import payloads
 from services.core.search.catalog import Kind, Operation, kind_of
+from services.core.search.fieldnames import field_name_problems
 from services.core.secrecy import find_secret_paths
+from services.core.storable import Path as Where
 
-router = APIRouter(prefix="/api/v1", tags=["catalog"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["catalog"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 413, 503),
+)
 
 KindPath = Annotated[
     Literal["products", "services", "accessories"],
@@ -55,10 +63,6 @@ class BulkDeleteBody(Strict):
     version: Version = None
 
 
-def _invalid(loc: tuple[str | int, ...], msg: str) -> RequestValidationError:
-    return RequestValidationError([{"loc": loc, "msg": msg, "type": "value_error"}])
-
-
 def _queue(
     runtime: RuntimeDep,
     principal: PrincipalDep,
@@ -68,14 +72,18 @@ def _queue(
     build: Any,
     request: dict[str, Any],
     *,
+    checked: list[tuple[Where, Any]],
     api_key: str | None = None,
     where: tuple[str | int, ...] = ("body",),
 ) -> QueuedResponse:
+    # What the log, an answer or Elasticsearch cannot hold first: the checks below recurse.
+    refuse_unstorable(runtime.settings, checked)
     _refuse_secret_fields(request)
+    _refuse_bad_field_names(request)
     try:
         payload = build()
     except ValueError as exc:
-        raise _invalid(where, str(exc)) from exc
+        raise unprocessable(where, str(exc)) from exc
     return accept(
         runtime,
         principal,
@@ -107,10 +115,25 @@ def _refuse_secret_fields(request: dict[str, Any]) -> None:
         )
 
 
+def _refuse_bad_field_names(request: dict[str, Any]) -> None:
+    # Item data is spread into the Elasticsearch document: a name ES cannot map would fail
+    # the task after the 202, so it is refused here, naming the field.
+    located: list[tuple[tuple[str | int, ...], dict[str, Any]]] = []
+    if isinstance(request.get("data"), dict):
+        located.append((("body", "data"), request["data"]))
+    for n, item in enumerate(request.get("items") or []):
+        located.append((("body", "items", n, "data"), item["data"]))
+    problems = [p for loc, data in located for p in field_name_problems(data, loc)]
+    if problems:
+        raise RequestValidationError(
+            [{"loc": loc, "msg": msg, "type": "value_error"} for loc, msg in problems]
+        )
+
+
 def _check_bulk_size(runtime: RuntimeDep, count: int, field: str) -> None:
     limit = runtime.settings.bulk_max_items
     if count > limit:
-        raise _invalid(("body", field), f"at most {limit} items per request, got {count}")
+        raise unprocessable(("body", field), f"at most {limit} items per request, got {count}")
 
 
 @router.put("/{kind}/{item_id}", status_code=status.HTTP_202_ACCEPTED)
@@ -125,7 +148,7 @@ def upsert_item(
 ) -> QueuedResponse:
     """Queue an upsert of one item."""
     if "id" in body.data and str(body.data["id"]) != item_id:
-        raise _invalid(("body", "data", "id"), f"data.id differs from the path id {item_id!r}")
+        raise unprocessable(("body", "data", "id"), f"data.id differs from the path id {item_id!r}")
     return _queue(
         runtime,
         principal,
@@ -140,6 +163,7 @@ def upsert_item(
             version=body.version,
         ),
         {"item_id": item_id, **body.model_dump()},
+        checked=[(("body", "data"), body.data)],
         api_key=api_key,
     )
 
@@ -163,6 +187,7 @@ def delete_item(
         Operation.DELETE,
         lambda: payloads.delete(customer_id, item_id, version=version),
         {"item_id": item_id, "customer_id": customer_id, "version": version},
+        checked=[],
     )
 
 
@@ -189,6 +214,14 @@ def bulk_upsert(
             with_embedding=body.with_embedding,
         ),
         body.model_dump(),
+        checked=[
+            check
+            for index, item in enumerate(body.items)
+            for check in (
+                (("body", "items", index, "id"), item.id),
+                (("body", "items", index, "data"), item.data),
+            )
+        ],
         api_key=api_key,
         where=("body", "items"),
     )
@@ -212,6 +245,7 @@ def bulk_delete(
         Operation.BULK_DELETE,
         lambda: payloads.bulk_delete(body.customer_id, body.ids, version=body.version),
         body.model_dump(),
+        checked=[(("body", "ids", index), item_id) for index, item_id in enumerate(body.ids)],
         where=("body", "ids"),
     )
 
@@ -229,7 +263,7 @@ def delete_all(
 ) -> QueuedResponse:
     """Queue a delete of every item of a customer; it removes every write accepted before it."""
     if version is not None:
-        raise _invalid(
+        raise unprocessable(
             ("query", "version"),
             "a delete-all takes no version: it removes every write accepted before it and "
             "none accepted after it",
@@ -242,4 +276,5 @@ def delete_all(
         Operation.DELETE_ALL,
         lambda: payloads.delete_all(customer_id),
         {"customer_id": customer_id},
+        checked=[],
     )

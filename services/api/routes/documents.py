@@ -11,21 +11,27 @@ from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.routing import ThreadedRoute
-from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict
+from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict, Text, errors
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
 from services.core.chatbot.sources import file_source, text_source, url_source
 from services.core.ids import CUSTOMER_ID_PATTERN
+from services.core.secrecy import URL_CREDENTIALS, split_credentials
 
-router = APIRouter(prefix="/api/v1", tags=["documents"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["documents"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 413, 415, 502, 503, 504),
+)
 
-Source = Annotated[str | None, Field(default=None, min_length=1, max_length=500)]
+Source = Annotated[Text | None, Field(default=None, min_length=1, max_length=500)]
 
 
 class TextBody(Strict):
     customer_id: CustomerField
-    text: Annotated[str, Field(min_length=1)]
-    title: Annotated[str | None, Field(default=None, max_length=500)] = None
+    text: Annotated[Text, Field(min_length=1)]
+    title: Annotated[Text | None, Field(default=None, max_length=500)] = None
     source: Source = None
 
 
@@ -78,7 +84,7 @@ def upload_file(
     principal: PrincipalDep,
     file: Annotated[UploadFile, File(description="the document")],
     customer_id: Annotated[str, Form(pattern=CUSTOMER_ID_PATTERN)],
-    source: Annotated[str | None, Form(min_length=1, max_length=500)] = None,
+    source: Annotated[Text | None, Form(min_length=1, max_length=500)] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> QueuedResponse:
     """Store the file, then queue its upload; only its reference goes into the task."""
@@ -109,8 +115,20 @@ def upload_url(
 ) -> QueuedResponse:
     """Queue a document to be fetched from a URL."""
     payload = body.model_dump(mode="json", exclude_none=True)
+    # `user:password@` in the URL is a secret: sealed apart from the payload (the task log,
+    # the broker message, status answers), put back by the worker for ChatbotMobile.
+    payload["url"], credentials = split_credentials(payload["url"])
+    # Filed under its URL (without the credentials) unless the caller names a source.
     payload["source"] = url_source(body.source, payload["url"])
-    return _queue(runtime, principal, idempotency_key, t.DOC_UPLOAD_URL.name, payload)
+    return accept(
+        runtime,
+        principal,
+        t.DOC_UPLOAD_URL.name,
+        payload,
+        request=payload,
+        idempotency_key=idempotency_key,
+        secrets={URL_CREDENTIALS: credentials} if credentials else None,
+    )
 
 
 @router.delete("/documents/delete-all", status_code=status.HTTP_202_ACCEPTED)
@@ -128,7 +146,7 @@ def delete_all(
 @router.delete("/documents/delete-by-source", status_code=status.HTTP_202_ACCEPTED)
 def delete_by_source(
     customer_id: CustomerQuery,
-    source: Annotated[str, Query(min_length=1, max_length=500)],
+    source: Annotated[Text, Query(min_length=1, max_length=500)],
     runtime: RuntimeDep,
     principal: PrincipalDep,
     idempotency_key: IdempotencyKey = None,

@@ -13,14 +13,20 @@ from services.api.accept import accept
 from services.api.deps import IdempotencyKey, PrincipalDep, RuntimeDep, authorize
 from services.api.gateway import read
 from services.api.routing import ThreadedRoute
-from services.api.schemas import CustomerForm, CustomerQuery, QueuedResponse
+from services.api.schemas import CustomerForm, CustomerQuery, QueuedResponse, Text, errors
 from services.api.uploads import check_upload, queue_with_files, store
+from services.api.validation import unprocessable
 from services.core import taskdefs as t
 from services.core.chatbot.faq_import import ImportFileError, format_of
 from services.core.chatbot.import_check import ImportCheckUnavailable, check_import
 from services.core.ids import FAQ_ID_PATTERN
 
-router = APIRouter(prefix="/api/v1", tags=["faqs"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["faqs"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 413, 415, 502, 503, 504),
+)
 
 FaqId = Annotated[str, Path(pattern=FAQ_ID_PATTERN)]
 Files = Annotated[list[UploadFile], File(description="attachments")]
@@ -76,10 +82,10 @@ def create_faq(
     runtime: RuntimeDep,
     principal: PrincipalDep,
     customer_id: CustomerForm,
-    question: Annotated[str, Form(min_length=1, max_length=1000)],
-    answer: Annotated[str, Form(min_length=1, max_length=10000)],
-    category: Annotated[str | None, Form(max_length=200)] = None,
-    tags: Annotated[str | None, Form(description="comma-separated")] = None,
+    question: Annotated[Text, Form(min_length=1, max_length=1000)],
+    answer: Annotated[Text, Form(min_length=1, max_length=10000)],
+    category: Annotated[Text | None, Form(max_length=200)] = None,
+    tags: Annotated[Text | None, Form(description="comma-separated")] = None,
     faq_id: Annotated[str | None, Form(pattern=FAQ_ID_PATTERN)] = None,
     files: Files = [],  # noqa: B006  (FastAPI copies defaults per request)
     idempotency_key: IdempotencyKey = None,
@@ -108,19 +114,18 @@ def update_faq(
     runtime: RuntimeDep,
     principal: PrincipalDep,
     customer_id: CustomerForm,
-    question: Annotated[str | None, Form(min_length=1, max_length=1000)] = None,
-    answer: Annotated[str | None, Form(min_length=1, max_length=10000)] = None,
-    category: Annotated[str | None, Form(max_length=200)] = None,
-    tags: Annotated[str | None, Form(description="comma-separated")] = None,
+    question: Annotated[Text | None, Form(min_length=1, max_length=1000)] = None,
+    answer: Annotated[Text | None, Form(min_length=1, max_length=10000)] = None,
+    category: Annotated[Text | None, Form(max_length=200)] = None,
+    tags: Annotated[Text | None, Form(description="comma-separated")] = None,
     files: Files = [],  # noqa: B006
     idempotency_key: IdempotencyKey = None,
 ) -> FaqQueuedResponse:
     """Queue changes to an FAQ: the fields given replace the stored ones."""
     fields = {"question": question, "answer": answer, "category": category, "tags": _tags(tags)}
     if all(v is None for v in fields.values()) and not files:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            "give at least one of question, answer, category, tags or files",
+        raise unprocessable(
+            ("body",), "give at least one of question, answer, category, tags or files"
         )
     fields["customer_id"] = customer_id
     return _queue_faq(runtime, principal, idempotency_key, t.FAQ_UPDATE.name, faq_id, fields, files)
@@ -170,6 +175,16 @@ def delete_all_faqs(
     "/mobile-faq/import",
     status_code=status.HTTP_202_ACCEPTED,
     responses={422: {"description": "invalid rows, each with its row number and reason"}},
+    # The import's own types (a spreadsheet or CSV), not UPLOAD_ALLOWED_TYPES.
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "encoding": {"file": {"contentType": ", ".join(sorted(IMPORT_TYPES))}}
+                }
+            }
+        }
+    },
 )
 def import_faqs(
     runtime: RuntimeDep,
@@ -189,7 +204,7 @@ def import_faqs(
         # Parsed in a child process within the FAQ_IMPORT_* bounds, not in this thread.
         checked = check_import(file.file.read(), fmt, runtime.settings)
     except ImportFileError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise unprocessable(("body", "file"), str(exc)) from exc
     except ImportCheckUnavailable as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -197,9 +212,13 @@ def import_faqs(
             headers={"Retry-After": "1"},
         ) from exc
     if checked.errors:
+        # Each bad row is one error at ("body", "file", row); `errors` keeps the row list.
         return JSONResponse(
             {
-                "detail": f"{len(checked.errors)} invalid row(s); nothing was imported",
+                "detail": [
+                    {"loc": ["body", "file", e["row"]], "msg": e["reason"], "type": "value_error"}
+                    for e in checked.errors
+                ],
                 "errors": checked.errors,
             },
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,

@@ -10,16 +10,48 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse
+from starlette.convertors import Convertor, register_url_convertor
 
 from services.api.deps import RuntimeDep
 from services.api.routing import ThreadedRoute
+from services.api.schemas import errors
 from services.core.storage.local import LocalStorage
 from services.core.storage.signing import signing_secrets, verify
 
-router = APIRouter(prefix="/api/v1/files", tags=["files"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1/files",
+    tags=["files"],
+    route_class=ThreadedRoute,
+    responses=errors(403, 404),
+)
 
 
-@router.get("/{key:path}")
+class _AnyKey(Convertor[str]):
+    """A file key of any characters: Starlette's `path` (`.*`) stops at a line break, so such
+    a key fell through to another route's path (405) instead of being looked up (404)."""
+
+    regex = "[\\s\\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("anykey", _AnyKey())
+
+
+@router.get(
+    "/{key:anykey}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "description": "the file",
+        }
+    },
+)
 def download(
     key: str,
     runtime: RuntimeDep,

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.api.deps import MaybePrincipalDep, RuntimeDep
 from services.api.routing import ThreadedRoute
+from services.api.schemas import errors
 from services.core.health import check_database
 
 router = APIRouter(prefix="/health", tags=["health"], route_class=ThreadedRoute)
@@ -35,13 +36,20 @@ def ready(runtime: RuntimeDep) -> Any:
     return {"status": "ok"}
 
 
-@router.get("/celery", responses={503: {"description": "broker down or a queue has no worker"}})
+@router.get(
+    "/celery",
+    responses={
+        **errors(401),
+        503: {"description": "broker down or a queue has no worker"},
+    },
+)
 def celery(runtime: RuntimeDep, principal: MaybePrincipalDep) -> Any:
-    """Broker ping, live workers per queue, messages waiting per queue, breaker states.
+    """Broker ping, live workers per queue, messages waiting per queue, breaker states, and
+    fair share: outstanding and waiting work per queue.
 
     Answered from a view refreshed in the background at most every HEALTH_CELERY_REFRESH_S
     (`checked_at` says when). Worker node names (host names) are shown to authenticated
-    callers only.
+    callers only, the customers with the most work to services only.
     """
     view = runtime.celery_view.current()
     if view is None:
@@ -52,5 +60,9 @@ def celery(runtime: RuntimeDep, principal: MaybePrincipalDep) -> Any:
     if principal is None:
         for workers in body.get("workers", {}).values():
             workers.pop("nodes", None)
+    if principal is None or not principal.is_service:
+        # Customer ids are other tenants' business: only services see them.
+        for queue in body.get("fair_share", {}).get("queues", {}).values():
+            queue.pop("customers", None)
     body["status"] = "ok" if ok else "degraded"
     return JSONResponse(body, status_code=200 if ok else 503)

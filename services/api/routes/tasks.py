@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.api.deps import PrincipalDep, Runtime, RuntimeDep, authorize
 from services.api.routing import ThreadedRoute
-from services.api.schemas import QueuedResponse
+from services.api.schemas import Moment, QueuedResponse, Text, errors
+from services.api.validation import unprocessable
 from services.core.auth import Principal
 from services.core.operations.redrive import (
     AlreadyRetried,
@@ -19,15 +20,26 @@ from services.core.operations.redrive import (
     redrive,
     retry_failed,
 )
+from services.core.retry import GiveUpReason
 from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import BadCursor, TaskFilter, TaskQueries
 from services.core.tasklog.views import redacted
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=ThreadedRoute)
+router = APIRouter(
+    prefix="/api/v1/tasks",
+    tags=["tasks"],
+    route_class=ThreadedRoute,
+    responses=errors(401, 403, 404, 409, 413, 503),
+)
 
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=200)]
+# Task ids are at most 64 characters in the log (uuids in practice).
+TaskId = Annotated[Text, Path(min_length=1, max_length=64)]
+NameFilter = Annotated[Text | None, Query(max_length=128)]
+After = Annotated[Moment | None, Query(description="with a time zone, e.g. 2026-01-01T00:00:00Z")]
+Before = After
 
 
 class Progress(BaseModel):
@@ -39,8 +51,9 @@ class Waiting(BaseModel):
     """Why a task waits without a broker message, and until when at the latest.
 
     `reason`: `breaker:<downstream>` (released once the breaker's probe succeeded), `backoff`,
-    `rate_limit`, or `order` (an earlier write of the same entity, `waiting_for`, is still
-    unfinished; released when it finishes).
+    `rate_limit`, `order` (an earlier write of the same entity, `waiting_for`, is still
+    unfinished; released when it finishes), or `fair_share` (its customer's earlier writes fill
+    its share of the queue; released in turn as they finish).
     """
 
     reason: str | None
@@ -150,7 +163,7 @@ def _page(runtime: Runtime, f: TaskFilter, limit: int, cursor: str | None) -> Ta
     try:
         rows, next_cursor = TaskQueries(runtime.repo.sessions).page(f, limit=limit, cursor=cursor)
     except BadCursor as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from exc
+        raise unprocessable(("query", "cursor"), str(exc)) from exc
     return TaskPage(items=[answer_for(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -159,9 +172,9 @@ def my_tasks(
     runtime: RuntimeDep,
     principal: PrincipalDep,
     status_filter: Annotated[TaskStatus | None, Query(alias="status")] = None,
-    task_name: Annotated[str | None, Query(max_length=128)] = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    task_name: NameFilter = None,
+    created_after: After = None,
+    created_before: Before = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> TaskPage:
@@ -181,11 +194,12 @@ def my_tasks(
 def failed_tasks(
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    customer_id: Annotated[str | None, Query(max_length=128)] = None,
-    task_name: Annotated[str | None, Query(max_length=128)] = None,
+    customer_id: NameFilter = None,
+    task_name: NameFilter = None,
     error_kind: Literal["transient", "permanent"] | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
+    failure_reason: GiveUpReason | None = None,
+    created_after: After = None,
+    created_before: Before = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> TaskPage:
@@ -195,6 +209,7 @@ def failed_tasks(
         status=TaskStatus.FAILED,
         task_name=task_name,
         error_kind=error_kind,
+        failure_reason=failure_reason,
         created_after=created_after,
         created_before=created_before,
     )
@@ -205,11 +220,12 @@ class RedriveBody(BaseModel):
     """Which failed tasks to retry; dry_run only counts them."""
 
     model_config = ConfigDict(extra="forbid")
-    customer_id: str | None = Field(default=None, max_length=128)
-    task_name: str | None = Field(default=None, max_length=128)
+    customer_id: Text | None = Field(default=None, max_length=128)
+    task_name: Text | None = Field(default=None, max_length=128)
     error_kind: Literal["transient", "permanent"] | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    failure_reason: GiveUpReason | None = None
+    created_after: Moment | None = None
+    created_before: Moment | None = None
     dry_run: bool = True
     max: int = Field(default=100, ge=1)
 
@@ -230,13 +246,12 @@ def retry_failed_tasks(
     """Retry failed tasks matching the filters, at most `max` per call (dry run by default)."""
     limit = runtime.settings.redrive_max_per_call
     if body.max > limit:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, f"max is at most {limit} per call"
-        )
+        raise unprocessable(("body", "max"), f"at most {limit} per call (REDRIVE_MAX_PER_CALL)")
     f = TaskFilter(
         customer_id=_operator(principal, body.customer_id),
         task_name=body.task_name,
         error_kind=body.error_kind,
+        failure_reason=body.failure_reason,
         created_after=body.created_after,
         created_before=body.created_before,
     )
@@ -257,7 +272,7 @@ def retry_failed_tasks(
 
 
 @router.get("/{task_id}/status")
-def task_status(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> TaskStatusAnswer:
+def task_status(task_id: TaskId, runtime: RuntimeDep, principal: PrincipalDep) -> TaskStatusAnswer:
     """Where a task stands."""
     row = _visible(runtime, principal, task_id)
     retry = runtime.repo.get_retry_of(task_id)
@@ -269,7 +284,7 @@ class RetryAnswer(QueuedResponse):
 
 
 @router.post("/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED)
-def retry_task(task_id: str, runtime: RuntimeDep, principal: PrincipalDep) -> RetryAnswer:
+def retry_task(task_id: TaskId, runtime: RuntimeDep, principal: PrincipalDep) -> RetryAnswer:
     """Queue a failed task again as a new task linked to it; 409 if it is not failed, was
     retried already, or a later write of the same entity would be undone."""
     row = _visible(runtime, principal, task_id)

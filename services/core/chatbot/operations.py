@@ -17,6 +17,7 @@ from services.core.chatbot.client import ChatbotClient, ChatbotRejected
 from services.core.chatbot.faq_import import parse
 from services.core.config import Settings
 from services.core.errors import PermanentError
+from services.core.secrecy import URL_CREDENTIALS, with_credentials
 from services.core.storage import Storage, StoredFile
 from services.core.tracking import TaskContext
 
@@ -60,6 +61,8 @@ def upload_file(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, 
 
 def upload_url(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = _fields(p, "customer_id", "url", "source")
+    # The URL's `user:password` was sealed apart from the payload at acceptance.
+    body["url"] = with_credentials(body["url"], ctx.secrets.get(URL_CREDENTIALS))
     return env.client.write("POST", "/v1/documents/url", ctx.idempotency_keys, json=body)
 
 

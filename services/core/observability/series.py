@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from services.core import metrics
 from services.core.errors import ErrorKind
+from services.core.fairness import FAIR_QUEUES
 from services.core.observability.downstream import OPERATIONS, CallOutcome
 from services.core.observability.jobs import OUTCOMES as JOB_OUTCOMES
 from services.core.retry import GiveUpReason
@@ -41,6 +42,8 @@ def preinit_worker(specs: Iterable[TaskSpec], rate_limits: Iterable[str] = ()) -
         metrics.RATE_LIMIT_WAIT.labels(name)
     for queue in {spec.queue for spec in specs}:
         metrics.PUBLISH_DURATION.labels(queue)  # retries are published by the worker
+        if queue in FAIR_QUEUES:
+            metrics.FAIR_SHARE_HANDOFFS.labels(queue)
     for spec in specs:
         metrics.TASK_ATTEMPTS.labels(spec.name, spec.queue)
         metrics.TASK_DURATION.labels(spec.name, spec.queue)
@@ -58,12 +61,21 @@ def preinit_worker(specs: Iterable[TaskSpec], rate_limits: Iterable[str] = ()) -
                 metrics.JOB_RUNS.labels(spec.name, outcome)
 
 
+def preinit_poison(queues: Iterable[str]) -> None:
+    """Zero series of poison messages whose task is not ours or not readable, per queue."""
+    for queue in queues:
+        metrics.TASK_DEAD_LETTERED.labels("unknown", queue, GiveUpReason.POISON)
+        metrics.TASK_OUTCOMES.labels("unknown", queue, "failed")
+
+
 def preinit_api(specs: Iterable[TaskSpec]) -> None:
     """Zero series of the tasks the API accepts (and of its reads from ChatbotMobile)."""
     specs = list(specs)
     preinit_downstreams([Downstream.CHATBOT])
     for queue in {spec.queue for spec in specs}:
         metrics.PUBLISH_DURATION.labels(queue)
+        if queue in FAIR_QUEUES:
+            metrics.FAIR_SHARE_WAITS.labels(queue)
     for spec in specs:
         metrics.ENQUEUED.labels(spec.name, spec.queue)
         metrics.ENQUEUE_PUBLISH_FAILURES.labels(spec.name, spec.queue)

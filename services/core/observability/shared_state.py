@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.core.config import Settings
 from services.core.guards.breaker import Breaker, BreakerCollector
 from services.core.taskdefs import Queue, queue_keys
+from services.core.tasklog.fairshare import CustomerLoad, FairShareLog
 from services.core.tasklog.models import TERMINAL, TaskLog, TaskStatus, utcnow
 
 log = logging.getLogger("services.metrics")
@@ -133,6 +134,10 @@ class TaskLogFigures:
             close.add_metric([queue], near_counts.get(queue, 0))
         yield close
 
+        yield from customer_figures(
+            FairShareLog(self._sessions).loads(self._settings.fair_share_top_customers)
+        )
+
         budget = _gauge(
             "durable_queue_retry_budget_seconds",
             "How long a task of a queue keeps retrying after it was accepted (settings)",
@@ -141,6 +146,33 @@ class TaskLogFigures:
         for queue, seconds in budgets.items():
             budget.add_metric([queue], seconds)
         yield budget
+
+
+def customer_figures(loads: dict[str, list[CustomerLoad]]) -> Iterator[Metric]:
+    """Outstanding and waiting work of the customers with the most, per queue.
+
+    The `customer` label takes at most FAIR_SHARE_TOP_CUSTOMERS + 1 values per queue: the
+    customers with the most unfinished work there, and `(other)` for the rest together
+    (always present, so a sum over it is never an empty result).
+    """
+    outstanding = _gauge(
+        "durable_customer_outstanding_tasks",
+        "Unfinished tasks of a customer not waiting for their fair-share turn (top customers "
+        "per queue, the rest as (other))",
+        ["queue", "customer"],
+    )
+    waiting = _gauge(
+        "durable_customer_waiting_tasks",
+        "Tasks of a customer over its fair-share bound, waiting for their turn in the task "
+        "log (top customers per queue, the rest as (other))",
+        ["queue", "customer"],
+    )
+    for queue, customers in loads.items():
+        for load in customers:
+            outstanding.add_metric([queue, load.customer], load.outstanding)
+            waiting.add_metric([queue, load.customer], load.waiting)
+    yield outstanding
+    yield waiting
 
 
 def _unacked_entry(raw: bytes) -> tuple[str, bool] | None:

@@ -1,6 +1,7 @@
 """`durable-tasks`: the operator's view of the task log, through the same code as the API.
 
-durable-tasks failed [--customer C] [--task-name N] [--error-kind K] [--limit 50]
+durable-tasks failed [--customer C] [--task-name N] [--error-kind K] [--failure-reason R]
+                     [--limit 50]
 durable-tasks show TASK_ID
 durable-tasks redrive [filters] [--dry-run/--no-dry-run] [--max 100]
 durable-tasks counts
@@ -19,6 +20,7 @@ from services.core.config import get_settings
 from services.core.db import session_factory
 from services.core.enqueue import Enqueuer
 from services.core.operations.redrive import redrive
+from services.core.retry import GiveUpReason
 from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
 from services.core.tasklog.queries import TaskFilter, TaskQueries
@@ -43,6 +45,7 @@ def _filters(f: Any) -> Any:
         click.option("--customer", "customer_id", help="customer id"),
         click.option("--task-name", help="e.g. es_upsert_product"),
         click.option("--error-kind", type=click.Choice(["transient", "permanent"])),
+        click.option("--failure-reason", type=click.Choice([r.value for r in GiveUpReason])),
     ):
         f = option(f)
     return f
@@ -68,13 +71,18 @@ def main() -> None:
 @_filters
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
 def failed(
-    customer_id: str | None, task_name: str | None, error_kind: str | None, limit: int
+    customer_id: str | None,
+    task_name: str | None,
+    error_kind: str | None,
+    failure_reason: str | None,
+    limit: int,
 ) -> None:
     """List failed tasks, newest first."""
     f = TaskFilter(
         customer_id=customer_id,
         task_name=task_name,
         error_kind=error_kind,
+        failure_reason=failure_reason,
         status=TaskStatus.FAILED,
     )
     rows, _ = TaskQueries(_repo().sessions).page(f, limit=limit)
@@ -105,6 +113,7 @@ def redrive_command(
     customer_id: str | None,
     task_name: str | None,
     error_kind: str | None,
+    failure_reason: str | None,
     dry_run: bool,
     limit: int,
 ) -> None:
@@ -115,7 +124,12 @@ def redrive_command(
         Enqueuer(repo=repo, celery=celery_app, settings=settings),
         Sealer(settings.secrets_key.get_secret_value()),
         TaskQueries(repo.sessions),
-        TaskFilter(customer_id=customer_id, task_name=task_name, error_kind=error_kind),
+        TaskFilter(
+            customer_id=customer_id,
+            task_name=task_name,
+            error_kind=error_kind,
+            failure_reason=failure_reason,
+        ),
         limit=limit,
         dry_run=dry_run,
     )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
 from services.core.search.catalog import KINDS, Kind
+from services.core.search.document import CALLER_FIELDS, OWN_FIELDS, VECTOR_FIELD
 
 
 def index_name(prefix: str, kind: Kind) -> str:
@@ -16,22 +18,9 @@ def index_name(prefix: str, kind: Kind) -> str:
 
 def mappings(vector_dims: int | None) -> dict[str, Any]:
     """Mappings shared by the catalog indices; other item fields are mapped dynamically."""
-    properties: dict[str, Any] = {
-        "customer_id": {"type": "keyword"},
-        "item_id": {"type": "keyword"},
-        # The write version, also kept as a field so delete-all can spare newer documents.
-        "sync_version": {"type": "long"},
-        "synced_at": {"type": "date"},
-        "name": {"type": "text"},
-        "description": {"type": "text"},
-        "category": {"type": "keyword"},
-        "sku": {"type": "keyword"},
-        "tags": {"type": "keyword"},
-        "price": {"type": "float"},
-        "updated_at": {"type": "date"},
-    }
+    properties: dict[str, Any] = copy.deepcopy({**OWN_FIELDS, **CALLER_FIELDS})
     if vector_dims:
-        properties["embedding"] = {
+        properties[VECTOR_FIELD] = {
             "type": "dense_vector",
             "dims": vector_dims,
             "index": True,

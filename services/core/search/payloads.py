@@ -15,6 +15,7 @@ from services.core.ids import CUSTOMER_ID_PATTERN
 
 # Importing the payload builders also registers the caller-version check run at acceptance.
 from services.core.search import caller_versions  # noqa: F401
+from services.core.search.fieldnames import check_field_names
 from services.core.search.versions import caller_version
 
 __all__ = [
@@ -59,6 +60,11 @@ def _unique(ids: list[str]) -> list[str]:
     return ids
 
 
+def _named(data: dict[str, Any]) -> dict[str, Any]:
+    check_field_names(data)
+    return data
+
+
 def _versioned(version: int | None, data: dict[str, Any] | None) -> dict[str, Any]:
     found = caller_version(version, data)
     return found.as_payload() if found is not None else {}
@@ -76,7 +82,7 @@ def upsert(
     return {
         "customer_id": check_customer_id(customer_id),
         "item_id": check_item_id(item_id),
-        "data": data,
+        "data": _named(data),
         "with_embedding": with_embedding,
         **_versioned(version, data),
     }
@@ -100,7 +106,7 @@ def bulk_upsert(
     resolved: list[dict[str, Any]] = [
         {
             "id": check_item_id(i.get("id")),
-            "data": i.get("data") or {},
+            "data": _named(i.get("data") or {}),
             **_versioned(i.get("version"), i.get("data")),
         }
         for i in items

@@ -34,6 +34,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, ConflictError, NotFoundE
 
 from services.core.errors import TransientError, is_retryable_status
 from services.core.search.catalog import Kind, doc_id
+from services.core.search.document import build_document
 from services.core.search.embeddings import EmbeddingProvider, embedding_text
 from services.core.search.errors import as_task_error, describe
 from services.core.search.indices import IndexManager
@@ -158,16 +159,14 @@ class CatalogWriter:
         return found
 
     def _document(self, customer_id: str, item: Item, vector: list[float] | None) -> dict[str, Any]:
-        document = {
-            **item.data,
-            "customer_id": customer_id,
-            "item_id": item.item_id,
-            "sync_version": item.version,
-            "synced_at": self._clock().isoformat(),
-        }
-        if vector is not None:
-            document["embedding"] = vector
-        return document
+        return build_document(
+            item.data,
+            customer_id=customer_id,
+            item_id=item.item_id,
+            version=item.version,
+            synced_at=self._clock().isoformat(),
+            vector=vector,
+        )
 
     async def upsert(
         self,

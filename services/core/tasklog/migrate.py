@@ -18,29 +18,31 @@ from services.core.db import ensure_sqlite_dir
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def alembic_config(url: str | None = None) -> Config:
-    """Alembic configuration for the task-log schema at `url` (default: the settings')."""
+def alembic_config(url: str | None = None, schema: str | None = None) -> Config:
+    """Alembic configuration for the task log at `url`, in `schema` (default: the settings')."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     # configparser interpolates "%", which URL-encoded passwords contain.
     config.set_main_option(
         "sqlalchemy.url", (url or get_settings().database_url).replace("%", "%%")
     )
+    if schema is not None:
+        config.set_main_option("tasklog_schema", schema)
     return config
 
 
-def upgrade(url: str | None = None, revision: str = "head") -> None:
-    """Bring the schema up to `revision`."""
+def upgrade(url: str | None = None, revision: str = "head", *, schema: str | None = None) -> None:
+    """Bring the task log up to `revision` (in `schema`, default TASKLOG_SCHEMA)."""
     if url is None:
         get_settings().require("DATABASE_URL")
     target = url or get_settings().database_url
     ensure_sqlite_dir(target)  # Alembic's own engine would not create it
-    command.upgrade(alembic_config(target), revision)
+    command.upgrade(alembic_config(target, schema), revision)
 
 
-def downgrade(url: str | None, revision: str) -> None:
-    """Take the schema down to `revision` ("base" removes it)."""
-    command.downgrade(alembic_config(url), revision)
+def downgrade(url: str | None, revision: str, *, schema: str | None = None) -> None:
+    """Take the task log down to `revision` ("base" removes it)."""
+    command.downgrade(alembic_config(url, schema), revision)
 
 
 def main(argv: list[str]) -> int:

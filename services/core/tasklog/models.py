@@ -40,6 +40,14 @@ TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED})
 # it is due, whoever sends it.
 IN_FLIGHT = "in_flight"
 UNFINISHED_SQL = "status NOT IN ('success', 'failed')"
+# Fair share (services/core/fairness.py). What counts against a customer's bound: unfinished
+# and not waiting for its turn or for an earlier write of its entity (an ordering wait ends
+# only when that write ran, which may itself wait for its turn). Written out as literals, as
+# the partial indexes say them, so that PostgreSQL proves a query may use its index whatever
+# the parameters.
+FAIR_SHARE = "fair_share"
+FAIR_COUNTED_SQL = f"{UNFINISHED_SQL} AND NOT (held AND wait_reason IN ('{FAIR_SHARE}', 'order'))"
+FAIR_WAITING_SQL = f"held AND wait_reason = '{FAIR_SHARE}'"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -119,11 +127,15 @@ class TaskLog(Base):
     result: Mapped[Any | None] = mapped_column(JSON)
     error_message: Mapped[str | None] = mapped_column(Text)
     error_kind: Mapped[str | None] = mapped_column(String(16))
-    # Why a failed task stopped: permanent_error, deadline_exhausted, max_retries_exhausted.
+    # Why a failed task stopped: permanent_error, deadline_exhausted, max_retries_exhausted,
+    # poison (a message no worker could run, or one that killed or hung workers).
     failure_reason: Mapped[str | None] = mapped_column(String(32))
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     # Deliveries that started running; the fencing token of the transitions.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts that killed or hung their pool process (or worker) without recording their
+    # outcome; at POISON_MAX_LOST_ATTEMPTS the task fails as `poison`.
+    lost_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     deadline_at: Mapped[datetime] = mapped_column(UTCDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -149,6 +161,10 @@ class TaskLog(Base):
     # have used (`prior_keys`, oldest first) before its own.
     origin_seq: Mapped[int | None] = mapped_column(BigInteger)
     prior_keys: Mapped[list[str] | None] = mapped_column(JSON)
+    # Accepted inside a caller's own transaction (the outbox): its `seq` is drawn again when
+    # that transaction commits, so that acceptance order is commit order (migration 0010).
+    # Server default only: the API's INSERT does not carry it.
+    seq_pending: Mapped[bool] = mapped_column(Boolean, server_default=false())
     # Per-entity ordering (taskdefs.Ordering): writes of one scope whose keys meet take effect
     # in `seq` order. A NULL key covers the whole scope (a delete-all, an import).
     order_scope: Mapped[str | None] = mapped_column(String(300))
@@ -221,6 +237,29 @@ class TaskLog(Base):
             postgresql_where=text("held AND waiting_for IS NOT NULL"),
             sqlite_where=text("held AND waiting_for IS NOT NULL"),
         ),
+        # Fair share: a customer's outstanding work on a queue (its bound), and its writes
+        # waiting for their turn in acceptance order.
+        Index(
+            "ix_task_log_fair_counted",
+            "customer_id",
+            "queue",
+            postgresql_where=text(FAIR_COUNTED_SQL),
+            sqlite_where=text(FAIR_COUNTED_SQL),
+        ),
+        Index(
+            "ix_task_log_fair_waiting",
+            "queue",
+            "customer_id",
+            "seq",
+            postgresql_where=text(FAIR_WAITING_SQL),
+            sqlite_where=text(FAIR_WAITING_SQL),
+        ),
+        Index(
+            "ix_task_log_seq_pending",
+            "id",
+            postgresql_where=text("seq_pending"),
+            sqlite_where=text("seq_pending"),
+        ),
         Index(
             "uq_task_log_retry_of",
             "retry_of",
@@ -249,3 +288,15 @@ class TaskLog(Base):
     def idempotency_origin(self) -> str:
         """The task id downstream idempotency keys derive from (a retry's original)."""
         return self.origin_task_id or self.task_id
+
+
+class TaskLogInstance(Base):
+    """The identity of one task log (one row, made by migration 0010).
+
+    A caller who writes tasks through its own database session must be writing into the task
+    log the workers read (DATABASE_URL); comparing this id on both sides tells.
+    """
+
+    __tablename__ = "task_log_instance"
+
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)

@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Select, func, select, tuple_
@@ -24,6 +24,8 @@ class TaskFilter:
     status: TaskStatus | None = None
     task_name: str | None = None
     error_kind: str | None = None
+    # Why a failed task stopped (permanent_error, deadline_exhausted, ..., poison).
+    failure_reason: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
     # Failed tasks that a manual retry already took over are left out.
@@ -39,12 +41,19 @@ def encode_cursor(row: TaskLog) -> str:
     return base64.urlsafe_b64encode(f"{row.created_at.isoformat()}|{row.id}".encode()).decode()
 
 
+# Row ids are BIGINT: a larger number is no row of ours (and the database refuses it).
+MAX_ROW_ID = 2**63 - 1
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """The position a cursor names."""
+    """The position a cursor names; BadCursor for anything `encode_cursor` cannot give."""
     try:
         created, row_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(created), int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        moment, number = datetime.fromisoformat(created), int(row_id)
+        if moment.tzinfo is None or not 0 < number <= MAX_ROW_ID:
+            raise ValueError("not a position in the task log")
+        return moment.astimezone(UTC), number
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadCursor("cursor is not one this API gave out") from exc
 
 
@@ -55,6 +64,7 @@ def _where(stmt: Select[Any], f: TaskFilter) -> Select[Any]:
         TaskLog.status: f.status,
         TaskLog.task_name: f.task_name,
         TaskLog.error_kind: f.error_kind,
+        TaskLog.failure_reason: f.failure_reason,
     }
     for column, value in equal.items():
         if value is not None:

@@ -22,15 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.core.db import rowcount, run_transaction, single_statement
+from services.core.db import DriverStatement, rowcount, run_transaction, single_statement
+from services.core.tasklog.admission import admitting_insert
 from services.core.tasklog.clock import clock, db_now
 from services.core.tasklog.models import (
+    FAIR_SHARE,
     IN_FLIGHT,
     TASK_SEQ,
     TERMINAL,
@@ -39,7 +41,7 @@ from services.core.tasklog.models import (
     TaskStatus,
     idempotency_keys,
 )
-from services.core.tasklog.rows import TaskRows
+from services.core.tasklog.rows import TaskRows, forget_idempotency_key, idempotency_holder
 from services.core.tasklog.statements import (
     CLAIM,
     CLAIM_ORDERED,
@@ -50,7 +52,19 @@ from services.core.tasklog.statements import (
     status_change,
 )
 
-__all__ = ["BeforeInsert", "Claim", "Refusal", "TaskLogRepository", "claimable", "next_seq"]
+__all__ = [
+    "AcceptedColumns",
+    "BeforeInsert",
+    "Claim",
+    "Refusal",
+    "TaskLogRepository",
+    "accepted_values",
+    "claimable",
+    "forget_idempotency_key",
+    "idempotency_holder",
+    "insert_accepted",
+    "next_seq",
+]
 
 
 class Refusal(StrEnum):
@@ -86,6 +100,10 @@ class Claim:
     idempotency_keys: tuple[str, ...] = ()
     # This process's monotonic clock when the claim was read (to count from `claimed_at`).
     claimed_mono: float = 0.0
+    # Attempts that killed or hung their worker, this claim's predecessor included.
+    lost_attempts: int = 0
+    # Whose write it is (fair share hands its place on when it finishes).
+    customer_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,7 @@ class BeforeInsert:
     run: Callable[[Session, dict[str, Any]], dict[str, Any]]
 
 
-# What `create` gives the INSERT that is not a column of the row as given (statements.insert_task).
+# What an accepted row's INSERT computes (statements.insert_task) rather than stores as given.
 _COMPUTED = frozenset({"at", "deadline_s", "published", "deadline_at", "seq"})
 
 
@@ -118,6 +136,8 @@ def _claim_of(task_id: str, row: Any, claimed_at: datetime | None) -> Claim:
         claimed_at=claimed_at,
         idempotency_keys=idempotency_keys(task_id, row.origin_task_id, row.prior_keys),
         claimed_mono=time.monotonic(),
+        lost_attempts=row.lost_attempts,
+        customer_id=row.customer_id,
     )
 
 
@@ -127,106 +147,32 @@ class TaskLogRepository(TaskRows):
     def create(
         self,
         *,
-        task_id: str,
-        task_name: str,
-        queue: str,
         payload: dict[str, Any],
-        deadline_at: datetime | None = None,
-        budget_s: float | None = None,
-        user_id: str | None = None,
-        customer_id: str | None = None,
-        idempotency_key: str | None = None,
-        sealed_secrets: str | None = None,
-        request_hash: str | None = None,
-        retry_of: str | None = None,
-        seq: int | None = None,
-        origin_task_id: str | None = None,
-        origin_seq: int | None = None,
-        prior_keys: list[str] | None = None,
-        order_scope: str | None = None,
-        order_key: str | None = None,
-        checkpoint: dict[str, Any] | None = None,
         before_insert: BeforeInsert | None = None,
-        published: bool = False,
-        now: datetime | None = None,
+        fair_bound: int | None = None,
+        **columns: Unpack[AcceptedColumns],
     ) -> TaskLog:
         """Record an accepted task as pending (IntegrityError on a used key or retried task).
 
         The deadline is `deadline_at`, or `budget_s` after acceptance by the database's
         clock. `seq` is drawn from the acceptance sequence unless given (a manual retry of a
-        catalog write keeps the number of the task it retries).
+        catalog write keeps the number of the task it retries). With `fair_bound`, the task
+        waits for its turn in the log (`held`, fair_share) when its customer has that much
+        outstanding on its queue, or earlier writes of its wait already (`tasklog.admission`).
         """
-        if (deadline_at is None) == (budget_s is None):
-            raise ValueError("give the deadline as deadline_at or budget_s, one of them")
+        values = accepted_values(**columns)
         # One INSERT commits on its own; a hook's statements (or SQLite's counter) and the
         # INSERT must commit together.
         sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
         hook = before_insert if before_insert and before_insert.applies(payload) else None
-        one = hook is None and not (seq is None and sqlite)
-        values: dict[str, Any] = dict(
-            task_id=task_id,
-            task_name=task_name,
-            queue=queue,
-            user_id=user_id,
-            customer_id=customer_id,
-            idempotency_key=idempotency_key,
-            sealed_secrets=sealed_secrets,
-            request_hash=request_hash,
-            retry_of=retry_of,
-            origin_task_id=origin_task_id,
-            origin_seq=origin_seq,
-            prior_keys=prior_keys,
-            order_scope=order_scope,
-            order_key=order_key,
-            checkpoint=checkpoint,
-            status=TaskStatus.PENDING,
-            retry_count=0,
-            attempts=0,
-            held=False,
-            at=now,
-        )
-        if deadline_at is not None:
-            values["deadline_at"] = deadline_at
-        else:
-            values["deadline_s"] = budget_s
-        if published:
-            values["published"] = True
-        if seq is not None:
-            values["seq"] = seq
-        made, stored = self._insert(values, payload, hook, sqlite and seq is None, one)
-        return TaskLog(
-            **{k: v for k, v in values.items() if k not in _COMPUTED},
-            payload=stored,
-            id=made.id,
-            seq=made.seq,
-            created_at=made.created_at,
-            updated_at=made.created_at,
-            deadline_at=made.deadline_at,
-            published_at=made.created_at if published else None,
-        )
-
-    def _insert(
-        self,
-        values: dict[str, Any],
-        payload: dict[str, Any],
-        hook: BeforeInsert | None,
-        draw_seq: bool,
-        one: bool,
-    ) -> tuple[Any, dict[str, Any]]:
-        """The INSERT's returned row, and the payload stored (a hook may change it)."""
-        if one:
-            row = {**values, "payload": payload}
-            return insert_task(tuple(row)).run(self._sessions, row).one(), payload
-
-        def accept(session: Session) -> tuple[Any, dict[str, Any]]:
-            stored = hook.run(session, payload) if hook is not None else payload
-            row = {**values, "payload": stored}
-            if draw_seq:
-                row["seq"] = next_seq(session)
-            made = session.connection().execute(insert_task(tuple(row)).statement, row).one()
-            return made, stored
-
-        return run_transaction(self._sessions, accept)
+        if hook is not None or ("seq" not in values and sqlite):
+            return run_transaction(
+                self._sessions,
+                lambda session: insert_accepted(session, values, payload, hook, fair_bound),
+            )
+        row = {**values, "payload": payload}
+        made = _insert_of(row, fair_bound).run(self._sessions, _params(row, fair_bound)).one()
+        return _accepted_row(row, made, fair_bound)
 
     def reserve(
         self, payload: dict[str, Any], before_insert: BeforeInsert | None = None
@@ -443,6 +389,146 @@ class TaskLogRepository(TaskRows):
             return None
         row, now = found
         return _claim_of(task_id, row, now)
+
+    def count_lost(self, task_id: str, *, attempt: int) -> int | None:
+        """Count attempt `attempt` as lost with its worker; the task's count, or None if the
+        attempt is no longer the one processing."""
+        stmt = (
+            update(TaskLog)
+            .where(TaskLog.task_id == task_id, running(attempt))
+            .values(lost_attempts=TaskLog.lost_attempts + 1)
+            .returning(TaskLog.lost_attempts)
+        )
+        return run_transaction(self._sessions, lambda session: session.scalar(stmt))
+
+
+class AcceptedColumns(TypedDict, total=False):
+    """What accepting a task gives its row (`accepted_values`); the rest are defaults.
+
+    The deadline is `deadline_at`, or `budget_s` after acceptance. Without `seq` the database
+    draws it; with `seq_pending` it draws it again when the transaction that writes the row
+    commits (migration 0010). `now` is the acceptance time (None: the database's clock);
+    `published`: the message is noted as published at that time.
+    """
+
+    task_id: Required[str]
+    task_name: Required[str]
+    queue: Required[str]
+    deadline_at: datetime | None
+    budget_s: float | None
+    user_id: str | None
+    customer_id: str | None
+    idempotency_key: str | None
+    sealed_secrets: str | None
+    request_hash: str | None
+    retry_of: str | None
+    seq: int | None
+    origin_task_id: str | None
+    origin_seq: int | None
+    prior_keys: list[str] | None
+    order_scope: str | None
+    order_key: str | None
+    checkpoint: dict[str, Any] | None
+    published: bool
+    now: datetime | None
+    seq_pending: bool
+
+
+# The columns an accepted row takes from its acceptance (None when not given).
+_GIVEN = (
+    "task_id",
+    "task_name",
+    "queue",
+    "user_id",
+    "customer_id",
+    "idempotency_key",
+    "sealed_secrets",
+    "request_hash",
+    "retry_of",
+    "origin_task_id",
+    "origin_seq",
+    "prior_keys",
+    "order_scope",
+    "order_key",
+    "checkpoint",
+)
+
+
+def accepted_values(**columns: Unpack[AcceptedColumns]) -> dict[str, Any]:
+    """The values of an accepted task's INSERT, its payload apart (see AcceptedColumns and
+    statements.insert_task for the times it computes)."""
+    given: dict[str, Any] = dict(columns)
+    if (given.get("deadline_at") is None) == (given.get("budget_s") is None):
+        raise ValueError("give the deadline as deadline_at or budget_s, one of them")
+    values = {name: given.get(name) for name in _GIVEN}
+    values.update(
+        status=TaskStatus.PENDING,
+        retry_count=0,
+        attempts=0,
+        lost_attempts=0,
+        held=False,
+        at=given.get("now"),
+    )
+    if given.get("deadline_at") is not None:
+        values["deadline_at"] = given["deadline_at"]
+    else:
+        values["deadline_s"] = given["budget_s"]
+    if given.get("published"):
+        values["published"] = True
+    if given.get("seq") is not None:
+        values["seq"] = given["seq"]
+    if given.get("seq_pending"):
+        values["seq_pending"] = True
+    return values
+
+
+def insert_accepted(
+    session: Session,
+    values: dict[str, Any],
+    payload: dict[str, Any],
+    hook: BeforeInsert | None,
+    fair_bound: int | None = None,
+) -> TaskLog:
+    """Write an accepted task inside `session`'s transaction: its hook's state, then its row.
+
+    Both commit or roll back with that transaction: the task log's own one (`create`), or a
+    caller's (the outbox). Statements go through `session.execute`, so that a session made
+    for a caller's connection can point them at the task log's schema. With `fair_bound`,
+    the row waits for its fair-share turn if its customer is at that bound.
+    """
+    if hook is not None and hook.applies(payload):
+        payload = hook.run(session, payload)
+    if "seq" not in values and session.get_bind().dialect.name == "sqlite":
+        values = {**values, "seq": next_seq(session)}
+    row = {**values, "payload": payload}
+    made = session.execute(_insert_of(row, fair_bound).statement, _params(row, fair_bound)).one()
+    return _accepted_row(row, made, fair_bound)
+
+
+def _insert_of(row: dict[str, Any], fair_bound: int | None) -> DriverStatement:
+    # The plain INSERT, or the one that also decides the customer's fair-share turn.
+    return insert_task(tuple(row)) if fair_bound is None else admitting_insert(tuple(row))
+
+
+def _params(row: dict[str, Any], fair_bound: int | None) -> dict[str, Any]:
+    return row if fair_bound is None else {**row, "fair_bound": fair_bound}
+
+
+def _accepted_row(row: dict[str, Any], made: Any, fair_bound: int | None) -> TaskLog:
+    """The TaskLog of an accepted row: what was given, and what the INSERT computed (its
+    times; a write past its customer's fair-share bound waits, with no message)."""
+    written = TaskLog(
+        **{k: v for k, v in row.items() if k not in _COMPUTED},
+        id=made.id,
+        seq=made.seq,
+        created_at=made.created_at,
+        updated_at=made.created_at,
+        deadline_at=made.deadline_at,
+        published_at=made.created_at if row.get("published") else None,
+    )
+    if fair_bound is not None and made.held:
+        written.held, written.wait_reason, written.published_at = True, FAIR_SHARE, None
+    return written
 
 
 def next_seq(session: Session) -> int:

@@ -32,18 +32,13 @@ class TaskRows:
 
     def find_by_idempotency_key(self, customer_id: str | None, key: str) -> TaskLog | None:
         """The task accepted under a customer's idempotency key, if any."""
-        stmt = select(TaskLog).where(
-            TaskLog.customer_id == customer_id, TaskLog.idempotency_key == key
-        )
         with self._sessions() as session:
-            return session.scalars(stmt).first()
+            return idempotency_holder(session, customer_id, key)
 
     def release_idempotency_key(self, task_id: str) -> None:
         """Forget the idempotency key of a task (its retention has passed)."""
         with transaction(self._sessions) as session:
-            session.execute(
-                update(TaskLog).where(TaskLog.task_id == task_id).values(idempotency_key=None)
-            )
+            forget_idempotency_key(session, task_id)
 
     def get_retry_of(self, task_id: str) -> TaskLog | None:
         """The manual retry of a task, if it was retried."""
@@ -105,3 +100,14 @@ class TaskRows:
         )
         with transaction(self._sessions) as session:
             return rowcount(session.execute(stmt)) == 1
+
+
+def idempotency_holder(session: Session, customer_id: str | None, key: str) -> TaskLog | None:
+    """The task accepted under a customer's idempotency key, as `session` sees it."""
+    stmt = select(TaskLog).where(TaskLog.customer_id == customer_id, TaskLog.idempotency_key == key)
+    return session.scalars(stmt).first()
+
+
+def forget_idempotency_key(session: Session, task_id: str) -> None:
+    """Release a task's idempotency key (its retention has passed), in `session`."""
+    session.execute(update(TaskLog).where(TaskLog.task_id == task_id).values(idempotency_key=None))

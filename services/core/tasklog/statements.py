@@ -18,6 +18,7 @@ from sqlalchemy import (
     Text,
     and_,
     bindparam,
+    case,
     exists,
     func,
     insert,
@@ -85,15 +86,8 @@ def earlier_unfinished() -> ColumnElement[bool]:
 SERVER_TIMES = frozenset({"at", "deadline_s", "published", "finished"})
 
 
-@functools.cache
-def insert_task(names: tuple[str, ...]) -> DriverStatement:
-    """The INSERT of an accepted task with these columns (without `seq`, the database
-    draws it), built once per set of columns.
-
-    `at` stands for the acceptance time (`created_at`, `updated_at`; the database's unless
-    given), `deadline_s` for a deadline that many seconds after it, `published` and
-    `finished` for `published_at` and `finished_at` at that time.
-    """
+def accepted_columns(names: tuple[str, ...]) -> dict[str, Any]:
+    """The values of an accepted task's INSERT with these names (see `insert_task`)."""
     at = clock("at")
     values: dict[str, Any] = {
         name: bindparam(name, type_=TABLE.c[name].type)
@@ -107,8 +101,23 @@ def insert_task(names: tuple[str, ...]) -> DriverStatement:
         values["published_at"] = at
     if "finished" in names:
         values["finished_at"] = at
-    returned = (TABLE.c.id, TABLE.c.seq, TABLE.c.created_at, TABLE.c.deadline_at)
-    return DriverStatement(insert(TABLE).values(values).returning(*returned))
+    return values
+
+
+# What the INSERT of an accepted task gives back: what the database drew or computed.
+INSERTED = (TABLE.c.id, TABLE.c.seq, TABLE.c.created_at, TABLE.c.deadline_at)
+
+
+@functools.cache
+def insert_task(names: tuple[str, ...]) -> DriverStatement:
+    """The INSERT of an accepted task with these columns (without `seq`, the database
+    draws it), built once per set of columns.
+
+    `at` stands for the acceptance time (`created_at`, `updated_at`; the database's unless
+    given), `deadline_s` for a deadline that many seconds after it, `published` and
+    `finished` for `published_at` and `finished_at` at that time.
+    """
+    return DriverStatement(insert(TABLE).values(accepted_columns(names)).returning(*INSERTED))
 
 
 CLAIMED = (
@@ -123,6 +132,8 @@ CLAIMED = (
     TABLE.c.origin_task_id,
     TABLE.c.prior_keys,
     TABLE.c.updated_at,
+    TABLE.c.lost_attempts,
+    TABLE.c.customer_id,
 )
 
 
@@ -147,6 +158,12 @@ def _claim(*, ordered: bool) -> DriverStatement:
             lease_until=later(at, "lease_s"),
             lease_owner=bindparam("owner"),
             updated_at=at,
+            # A task still `processing` when claimed again had an attempt that died with its
+            # worker (its lease ran out, nobody recorded it): counted, by task id.
+            lost_attempts=case(
+                (TABLE.c.status == TaskStatus.PROCESSING, TABLE.c.lost_attempts + 1),
+                else_=TABLE.c.lost_attempts,
+            ),
         )
         .returning(*CLAIMED)
     )

@@ -10,7 +10,9 @@ Run by the scheduler every `RELEASE_INTERVAL_S`, under a Redis lock. A pass, per
    it is half-open, none while it is open;
 3. bounds the pick by the room in the queue, the batch size and the cluster-wide rate limits
    of the tasks and their downstreams (so released work is not parked again at once);
-4. releases them in acceptance order, each with one conditional UPDATE, then publishes.
+4. releases them in acceptance order, each with one conditional UPDATE, then publishes;
+5. fills what room is left with writes waiting for their fair-share turn, in round robin
+   across customers (`tracking.fairshare`).
 
 A crash between 4's UPDATE and the publish leaves the task pending without a message: the
 reconciler republishes it (its rules apply). A task released twice by mistake would still run
@@ -41,6 +43,7 @@ from services.core.tasklog.waits import (
     Released,
     WaitLog,
 )
+from services.core.tracking.fairshare import FairTurns, in_turn_order, publish_released
 
 log = logging.getLogger("services.releaser")
 
@@ -84,8 +87,10 @@ class Releaser:
         key_prefix: str,
         breakers: dict[Downstream, Breaker],
         config: ReleaseConfig,
+        turns: FairTurns | None = None,
     ) -> None:
         self._waits = waits
+        self._turns = turns
         self._celery = celery
         self._redis = redis
         self._prefix = key_prefix
@@ -115,12 +120,22 @@ class Releaser:
             chosen = self._within_limits(self._candidates(queue, now, room, allowances))[:room]
             released = self._waits.release([c.task_id for c in chosen], now)
             self._publish(released)
+            released += self._fair_turns(queue, room - len(released), now)
             if released:
                 RELEASED.labels(queue.value).inc(len(released))
                 report.released[queue.value] = len(released)
         if report.released:
             log.info("released held tasks", extra={"released": report.released})
         return report
+
+    def _fair_turns(self, queue: Queue, room: int, now: datetime | None) -> list[Released]:
+        """Queue writes waiting for their fair-share turn, in turn order."""
+        if self._turns is None:
+            return []
+        turns = self._within_limits(self._turns.turns(queue, room))
+        released = in_turn_order(self._waits.release([c.task_id for c in turns], now), turns)
+        self._publish(released)
+        return released
 
     def _candidates(
         self,
@@ -170,14 +185,4 @@ class Releaser:
         return kept
 
     def _publish(self, released: list[Released]) -> None:
-        if not released:
-            return
-        with self._celery.producer_or_acquire() as producer:
-            for task in released:
-                self._celery.send_task(
-                    task.task_name,
-                    kwargs={"payload": task.payload},
-                    task_id=task.task_id,
-                    queue=task.queue,
-                    producer=producer,
-                )
+        publish_released(self._celery, released)

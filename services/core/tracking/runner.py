@@ -15,6 +15,8 @@ never run: running it would skip what acceptance did (its place in acceptance or
 ordering, its sealed secrets, the caller-version check).
 
 Celery glue (`tracking.task`) turns the returned `Outcome` into an ack or a delayed message.
+A task that finishes hands its customer's fair-share place to the customer's next waiting
+write (`tasklog.fairshare`), which the runner gives to its `publish` callable.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,12 +43,13 @@ from services.core.errors import (
 from services.core.guards.gate import Gate, Verdict
 from services.core.retry import GiveUpReason, RetryPolicy, backoff_delay, decide
 from services.core.secrecy import Redactor, Sealer, SealError
-from services.core.taskdefs import TaskSpec
+from services.core.taskdefs import TaskSpec, UnknownTaskError, spec_for
 from services.core.tasklog import waits
+from services.core.tasklog.fairshare import FairShareLog
 from services.core.tasklog.models import TaskStatus, utcnow
 from services.core.tasklog.ordering import OrderingQueries
 from services.core.tasklog.repository import Claim, Refusal, TaskLogRepository
-from services.core.tasklog.waits import WaitLog
+from services.core.tasklog.waits import Released, WaitLog
 from services.core.tracking import unknown
 from services.core.tracking.context import (
     COUNTDOWN,
@@ -63,6 +66,14 @@ log = logging.getLogger("services.tracking")
 MAX_ERROR_CHARS = 4000
 
 
+def _task_label(task_name: str | None) -> str:
+    """A metric label for a message's task name: a declared task, or "unknown" (bounded)."""
+    try:
+        return spec_for(task_name).name if task_name else "unknown"
+    except UnknownTaskError:
+        return "unknown"
+
+
 class TaskRunner:
     """Runs one delivery of a tracked task against the task log."""
 
@@ -75,8 +86,15 @@ class TaskRunner:
         gate: Gate | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        publish: Callable[[Sequence[Released]], None] | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._repo = repo
+        # The time the runner acts at: the database's (None), or a test's own moment.
+        self._clock = clock
+        self._fair_log = FairShareLog(repo.sessions)
+        self._fair = settings.fair_share
+        self._publish = publish
         self._waits = WaitLog(repo.sessions)
         self._ordering = OrderingQueries(repo.sessions)
         self._sealer = sealer
@@ -84,6 +102,9 @@ class TaskRunner:
         self._gate = gate
         self._rng = rng
         self._sleep = sleep
+
+    def _at(self) -> datetime | None:
+        return self._clock() if self._clock is not None else None
 
     def policy(self, spec: TaskSpec) -> RetryPolicy:
         """The retry policy of a task."""
@@ -125,6 +146,11 @@ class TaskRunner:
         if not isinstance(claim, Claim):
             return self._refused(spec, claim)
         metrics.TASK_ATTEMPTS.labels(spec.name, spec.queue).inc()
+        if claim.lost_attempts >= self._settings.poison_max_lost_attempts:
+            # Its earlier deliveries died with their worker (SIGKILL, out of memory): the
+            # lease ran out with nobody to record them. Quarantined, not run once more.
+            why = f"{claim.lost_attempts} deliveries died with their worker"
+            return self._give_up(spec, claim, why, ErrorKind.PERMANENT, GiveUpReason.POISON)
         return self._attempt(spec, claim, body)
 
     def _claim(
@@ -133,7 +159,7 @@ class TaskRunner:
         ordered = spec.ordering is not None and spec.ordering.waits
         for _ in range(3):  # a blocker that finishes meanwhile is looked for once more
             claim = self._repo.claim(
-                task_id, lease_s=self.lease_s(spec), owner=owner, ordered=ordered
+                task_id, lease_s=self.lease_s(spec), owner=owner, ordered=ordered, now=self._at()
             )
             if claim is Refusal.MISSING:
                 return self._unknown(spec, task_id, message_payload, owner)
@@ -204,6 +230,7 @@ class TaskRunner:
             delay_s=recheck,
             respect_deadline=False,  # never run before an earlier write, deadline or not
             waiting_for=blocker,
+            now=self._at(),
         )
         if refusal is None:
             metrics.TASK_PARKED.labels(spec.name, waits.ORDER).inc()
@@ -223,7 +250,9 @@ class TaskRunner:
         # A breaker wait ends when its probe succeeds, which only the releaser watches.
         in_log = breaker or verdict.wait_s > self._settings.long_wait_s
         reason = verdict.reason if breaker else waits.RATE_LIMIT
-        refusal = self._waits.hold(task_id, reason=reason, delay_s=verdict.wait_s, in_log=in_log)
+        refusal = self._waits.hold(
+            task_id, reason=reason, delay_s=verdict.wait_s, in_log=in_log, now=self._at()
+        )
         if refusal is None:
             metrics.TASK_PARKED.labels(spec.name, verdict.reason).inc()
             kind = OutcomeKind.HELD if in_log else OutcomeKind.PARKED
@@ -244,19 +273,33 @@ class TaskRunner:
         return self._refused(spec, refusal)
 
     def recover_lost(
-        self, spec: TaskSpec, task_id: str, exc: BaseException, *, owner: str
+        self,
+        spec: TaskSpec,
+        task_id: str,
+        exc: BaseException,
+        *,
+        owner: str,
+        task_fault: bool = False,
     ) -> Outcome:
         """Record the attempt `owner` ran, whose process is gone, as a transient failure.
 
         Fenced on the lost attempt itself: if another delivery claimed the task since, or
         the attempt recorded its own outcome, nothing changes. A request the lost attempt
         sent may still land downstream for up to a client timeout: the retry waits that long
-        in the log (no delivery may run it sooner), so that it fences what landed.
+        in the log (no delivery may run it sooner), so that it fences what landed. With
+        `task_fault` (its process was killed or hung, not stopped by a shutdown), the loss is
+        counted; at POISON_MAX_LOST_ATTEMPTS the task fails as `poison` instead.
         """
         claim = self._repo.lost_attempt(task_id, owner=owner)
         if claim is None:
             return Outcome(OutcomeKind.STALE)
-        lost = TransientError(f"attempt lost: {type(exc).__name__}: {exc}")
+        message = f"attempt lost: {type(exc).__name__}: {exc}"
+        if task_fault:
+            count = self._repo.count_lost(task_id, attempt=claim.attempt)
+            if count is not None and count >= self._settings.poison_max_lost_attempts:
+                why = f"{message} ({count} attempts killed or hung their worker)"
+                return self._give_up(spec, claim, why, ErrorKind.PERMANENT, GiveUpReason.POISON)
+        lost = TransientError(message)
         settle = self._settings.settle_s(spec.downstreams)
         if settle <= 0:
             return self._failed_attempt(spec, claim, lost, Redactor())
@@ -271,6 +314,7 @@ class TaskRunner:
                 delay_s=delay,
                 hold=True,
                 reason=waits.IN_FLIGHT,
+                now=self._at(),
             )
         except SQLAlchemyError as db_exc:
             return self._defer(spec, task_id, "record a lost attempt", db_exc)
@@ -284,6 +328,42 @@ class TaskRunner:
         )
         return Outcome(OutcomeKind.HELD, delay_s=delay)
 
+    def quarantine(self, task_name: str | None, task_id: str | None, queue: str, why: str) -> bool:
+        """Fail a task whose message no worker can run (undecodable, or it cannot be handed
+        to the pool) as `poison`; whether its row changed.
+
+        Counted and logged (never with the message's body) even without a readable task or a
+        row: the message is dropped either way, so an operator must learn of it.
+        """
+        label = _task_label(task_name)
+        changed = False
+        if task_id is not None:
+            changed = self._repo.update_status(
+                task_id,
+                TaskStatus.FAILED,
+                error=f"poison message: {why}"[:MAX_ERROR_CHARS],
+                error_kind=ErrorKind.PERMANENT,
+                failure_reason=GiveUpReason.POISON,
+                wake_waiters=True,
+                now=self._at(),
+            )
+        metrics.TASK_DEAD_LETTERED.labels(label, queue, GiveUpReason.POISON).inc()
+        metrics.TASK_OUTCOMES.labels(label, queue, OutcomeKind.FAILED).inc()
+        log.error(
+            "poison message quarantined: the task failed for good"
+            if changed
+            else "poison message dropped (no unfinished task of its id in the log)",
+            extra={
+                "task_id": task_id,
+                "task_name": label,
+                "queue": queue,
+                "outcome": "failed",
+                "failure_reason": GiveUpReason.POISON.value,
+                "error": why[:MAX_ERROR_CHARS],
+            },
+        )
+        return changed
+
     def _settle(self, spec: TaskSpec, claim: Claim, later: WaitForInFlight) -> Outcome:
         """The body did its part; the task comes back when writes in flight have landed."""
         try:
@@ -296,6 +376,7 @@ class TaskRunner:
                 hold=True,
                 reason=waits.IN_FLIGHT,
                 counted=False,
+                now=self._at(),
             )
         except SQLAlchemyError as exc:
             return self._defer(spec, claim.task_id, "hold for writes in flight", exc)
@@ -322,7 +403,9 @@ class TaskRunner:
                 payload=message_payload,
                 budget_s=self._settings.retry_budget_s(spec.queue),
             )
-            return self._repo.claim(task_id, lease_s=self.lease_s(spec), owner=owner)
+            return self._repo.claim(
+                task_id, lease_s=self.lease_s(spec), owner=owner, now=self._at()
+            )
         parked = unknown.park(self._repo, spec, task_id, message_payload)
         if not parked:  # a row appeared meanwhile (another delivery parked it)
             return Refusal.FINISHED
@@ -356,13 +439,19 @@ class TaskRunner:
     def _succeeded(self, spec: TaskSpec, claim: Claim, result: Any) -> Outcome:
         try:
             first = self._repo.update_status(
-                claim.task_id, TaskStatus.SUCCESS, result=result, wake_waiters=_wakes(spec)
+                claim.task_id,
+                TaskStatus.SUCCESS,
+                result=result,
+                wake_waiters=_wakes(spec),
+                now=self._at(),
             )
         except SQLAlchemyError as exc:
             # The write happened but is unrecorded; running it again is harmless by design.
             return self._defer(spec, claim.task_id, "record success", exc)
         if not first:
             log.warning("task finished by another delivery first", extra={"attempt": claim.attempt})
+        else:
+            self._hand_off(spec, claim)
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.SUCCESS).inc()
         log.info("task succeeded", extra={"attempt": claim.attempt, "outcome": "success"})
         return Outcome(OutcomeKind.SUCCESS, result=result)
@@ -381,7 +470,7 @@ class TaskRunner:
                 return self._give_up(spec, claim, message, kind, GiveUpReason.PERMANENT_ERROR)
             retry_after = exc.retry_after_s if isinstance(exc, TransientError) else None
             decision = decide(
-                now=_now(claim),
+                now=self._clock() if self._clock is not None else _now(claim),
                 deadline=claim.deadline_at,
                 retries_done=claim.retry_count,
                 policy=self.policy(spec),
@@ -403,6 +492,7 @@ class TaskRunner:
                 delay_s=delay,
                 hold=hold,
                 reason=waits.IN_FLIGHT if settle > 0 else waits.BACKOFF,
+                now=self._at(),
             )
         except SQLAlchemyError as db_exc:
             return self._defer(spec, claim.task_id, "record failure", db_exc)
@@ -436,9 +526,11 @@ class TaskRunner:
             failure_reason=reason,
             attempt=claim.attempt,
             wake_waiters=_wakes(spec),
+            now=self._at(),
         )
         if not recorded:
             return self._stale(spec, claim)
+        self._hand_off(spec, claim)
         metrics.TASK_DEAD_LETTERED.labels(spec.name, spec.queue, reason).inc()
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.FAILED).inc()
         log.error(
@@ -452,6 +544,23 @@ class TaskRunner:
             },
         )
         return Outcome(OutcomeKind.FAILED)
+
+    def _hand_off(self, spec: TaskSpec, claim: Claim) -> None:
+        """Queue the customer's next write waiting for its turn: this one's place is free."""
+        customer = claim.customer_id
+        if self._publish is None or not self._fair.applies(spec.queue, customer):
+            return
+        assert customer is not None  # applies() says so
+        try:
+            released = self._fair_log.hand_off(spec.queue, customer, self._fair.bound_for(customer))
+            if released is not None:
+                self._publish([released])
+                metrics.FAIR_SHARE_HANDOFFS.labels(spec.queue).inc()
+        except SQLAlchemyError as exc:  # the task's outcome stands; the releaser gives the turn
+            log.warning(
+                "could not hand the fair-share turn on; the releaser will",
+                extra={"error": type(exc).__name__},
+            )
 
     def _stale(self, spec: TaskSpec, claim: Claim) -> Outcome:
         metrics.TASK_OUTCOMES.labels(spec.name, spec.queue, OutcomeKind.STALE).inc()

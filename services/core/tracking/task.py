@@ -6,12 +6,15 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
 from celery import Celery, Task
+from celery.worker import state as worker_state
 from celery.worker.request import Request
+from kombu.exceptions import KombuError, OperationalError
+from redis.exceptions import RedisError
 
 from services.core.celery_app import app as default_app
 from services.core.config import get_settings
@@ -22,6 +25,8 @@ from services.core.perprocess import per_process
 from services.core.secrecy import Sealer
 from services.core.taskdefs import TaskSpec
 from services.core.tasklog.repository import TaskLogRepository
+from services.core.tasklog.waits import Released
+from services.core.tracking.fairshare import publish_released
 from services.core.tracking.runner import COUNTDOWN, Body, OutcomeKind, TaskRunner
 
 log = logging.getLogger("services.tracking")
@@ -36,7 +41,23 @@ def runner() -> TaskRunner:
         sealer=Sealer(settings.secrets_key.get_secret_value()),
         settings=settings,
         gate=Gate(redis_client(settings), settings),
+        publish=publish_turns,
     )
+
+
+def publish_turns(released: Sequence[Released]) -> None:
+    """Publish writes whose fair-share turn a finished task handed on.
+
+    Their rows already say they are queued: a publish that fails leaves them pending
+    without a message, which the reconciler republishes.
+    """
+    try:
+        publish_released(default_app, released)
+    except (OperationalError, KombuError, RedisError, OSError) as exc:
+        log.warning(
+            "publish of a handed-on turn failed; left to the reconciler",
+            extra={"error": type(exc).__name__},
+        )
 
 
 def lease_owner(hostname: str | None, pid: int | None) -> str:
@@ -111,13 +132,26 @@ class TrackedRequest(Request):  # type: ignore[misc]
             return
         try:
             owner = lease_owner(self.hostname, self.worker_pid)
-            outcome = runner().recover_lost(spec, self.id, exc, owner=owner)
+            fault = self._task_fault(exc)
+            outcome = runner().recover_lost(spec, self.id, exc, owner=owner, task_fault=fault)
             if republish and outcome.kind is OutcomeKind.RETRY:
                 self.task.apply_async(
                     kwargs=self.kwargs or {}, task_id=self.id, countdown=outcome.delay_s
                 )
         except Exception:  # never break the worker's main loop; the reconciler is the net
             log.exception("could not record a lost attempt", extra={"task_id": self.id})
+
+    def _task_fault(self, exc: BaseException) -> bool:
+        """Whether the attempt's own run killed or hung its process, rather than the worker
+        stopping it (a shutdown, a cancel on a lost broker connection, a revoke)."""
+        if isinstance(exc, TimeLimitExceeded):
+            return True
+        stopping = any(
+            flag is not None and flag is not False
+            for flag in (worker_state.should_stop, worker_state.should_terminate)
+        )
+        cancelled = bool(getattr(self, "_already_cancelled", False))
+        return isinstance(exc, WorkerLostError) and not stopping and not cancelled
 
 
 class TrackedTask(Task):  # type: ignore[misc]

@@ -6,11 +6,13 @@ import logging
 
 from aiohttp import web
 
+from tools.standins.es import routes_cluster as cluster
 from tools.standins.es import routes_docs as docs
 from tools.standins.es import routes_indices as indices
 from tools.standins.es import routes_search as search
+from tools.standins.es.claim import APIS, Api
 from tools.standins.es.errors import EsError, PlainEsError
-from tools.standins.es.http import RUNTIME, Runtime, error_response, refuse_unsupported_params
+from tools.standins.es.http import RUNTIME, Runtime, check_params, error_response
 from tools.standins.faults import Handler, fault_middleware
 from tools.standins.inflight import inflight_middleware
 
@@ -45,7 +47,6 @@ async def _count_requests(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def _es_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
-        refuse_unsupported_params(request.query)
         return await handler(request)
     except EsError as exc:
         return error_response(request, exc)
@@ -79,8 +80,43 @@ async def _product_header(_request: web.Request, response: web.StreamResponse) -
     response.headers["X-Elastic-Product"] = "Elasticsearch"
 
 
+# The handler of each claimed API (`index` has one per endpoint).
+_HANDLERS: dict[str, Handler] = {
+    "info": cluster.root,
+    "ping": cluster.ping,
+    "cluster.health": cluster.cluster_health,
+    "cat.indices": cluster.cat_indices,
+    "indices.create": indices.create_index,
+    "indices.get": indices.get_index,
+    "indices.exists": indices.index_exists,
+    "indices.delete": indices.delete_index,
+    "indices.get_mapping": indices.get_mapping,
+    "indices.put_mapping": indices.put_mapping,
+    "indices.get_settings": indices.get_settings,
+    "indices.refresh": indices.refresh,
+    "index": docs.index_doc,
+    "index /{index}/_doc": docs.index_new_doc,
+    "create": docs.create_doc,
+    "get": docs.get_doc,
+    "exists": docs.doc_exists,
+    "delete": docs.delete_doc,
+    "bulk": docs.bulk,
+    "search": search.search,
+    "count": search.count,
+    "delete_by_query": search.delete_by_query,
+}
+
+
+def _claimed(api: Api, handler: Handler) -> Handler:
+    async def checked(request: web.Request) -> web.StreamResponse:
+        check_params(api, request)
+        return await handler(request)
+
+    return checked
+
+
 def build_app(state: Runtime) -> web.Application:
-    """The data application of the ES stand-in."""
+    """The data application of the ES stand-in: the claimed APIs, and nothing else."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
@@ -92,34 +128,13 @@ def build_app(state: Runtime) -> web.Application:
     )
     app[RUNTIME] = state
     app.on_response_prepare.append(_product_header)
-    route = app.router.add_route
-    route("GET", "/", indices.root)
-    route("HEAD", "/", indices.root)
-    route("GET", "/_cluster/health", indices.cluster_health)
-    route("GET", "/_cat/indices", indices.cat_indices)
-    route("GET", "/_cat/indices/{index}", indices.cat_indices)
-    route("GET", "/_mapping", indices.get_mapping)
-    for method in ("GET", "POST"):
-        route(method, "/_refresh", indices.refresh)
-        route(method, "/_search", search.search)
-        route(method, "/_count", search.count)
-        route(method, "/{index}/_refresh", indices.refresh)
-        route(method, "/{index}/_search", search.search)
-        route(method, "/{index}/_count", search.count)
-    for method in ("POST", "PUT"):
-        route(method, "/_bulk", docs.bulk)
-        route(method, "/{index}/_bulk", docs.bulk)
-        route(method, "/{index}/_mapping", indices.put_mapping)
-        route(method, "/{index}/_doc/{id}", docs.index_doc)
-        route(method, "/{index}/_create/{id}", docs.create_doc)
-    route("POST", "/{index}/_doc", docs.index_new_doc)
-    route("POST", "/{index}/_delete_by_query", search.delete_by_query)
-    route("GET", "/{index}/_mapping", indices.get_mapping)
-    route("GET", "/{index}/_doc/{id}", docs.get_doc)
-    route("HEAD", "/{index}/_doc/{id}", docs.doc_exists)
-    route("DELETE", "/{index}/_doc/{id}", docs.delete_doc)
-    route("PUT", "/{index}", indices.create_index)
-    route("HEAD", "/{index}", indices.index_exists)
-    route("GET", "/{index}", indices.get_index)
-    route("DELETE", "/{index}", indices.delete_index)
+    endpoints = [(methods, path, api) for api in APIS for methods, path in api.endpoints]
+    # Fixed paths (`/_search`) before templated ones (`/{index}`), which would swallow them.
+    endpoints.sort(key=lambda e: ("{" in e[1], -e[1].count("/")))
+    for methods, path, api in endpoints:
+        handler = _HANDLERS.get(f"{api.name} {path}", _HANDLERS[api.name])
+        for method in methods:
+            app.router.add_route(method, path, _claimed(api, handler))
+    # How a YAML test runner learns the cluster features (outside the claim otherwise).
+    app.router.add_route("GET", "/_cluster/state", cluster.cluster_state)
     return app

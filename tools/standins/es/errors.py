@@ -23,6 +23,8 @@ class EsError(Exception):
         self.reason = reason
         self.caused_by = caused_by
         self.fields = fields
+        # The `root_cause` list; by default the error itself.
+        self.root_causes: list[dict[str, Any]] | None = None
 
     def cause(self) -> dict[str, Any]:
         """The exception object, as in a bulk item's `error` or a response's `error`."""
@@ -33,8 +35,8 @@ class EsError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The whole error response body: `{"error": {...root_cause...}, "status": N}`."""
-        root = {"type": self.type, "reason": self.reason, **self.fields}
-        return {"error": {"root_cause": [root], **self.cause()}, "status": self.status}
+        roots = self.root_causes or [{"type": self.type, "reason": self.reason, **self.fields}]
+        return {"error": {"root_cause": roots, **self.cause()}, "status": self.status}
 
 
 def index_not_found(name: str) -> EsError:
@@ -64,14 +66,16 @@ def unsupported(what: str) -> EsError:
     return EsError(400, "illegal_argument_exception", f"the ES stand-in does not support {what}")
 
 
-def version_conflict(doc_id: str, detail: str, *, index: str, index_uuid: str) -> EsError:
+def version_conflict(
+    doc_id: str, detail: str, *, index: str, index_uuid: str, shard: int = 0
+) -> EsError:
     """409 `version_conflict_engine_exception` with ES's reason format."""
     return EsError(
         409,
         "version_conflict_engine_exception",
         f"[{doc_id}]: version conflict, {detail}",
         index_uuid=index_uuid,
-        shard="0",
+        shard=str(shard),
         index=index,
     )
 

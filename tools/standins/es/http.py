@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from tools.standins.es.claim import GLOBAL_PARAMS, Api
 from tools.standins.es.errors import (
     EsError,
     PlainEsError,
@@ -16,7 +17,9 @@ from tools.standins.es.errors import (
     unsupported,
     validation_failed,
 )
-from tools.standins.es.store import PRIMARY_TERM, Index, Store, WriteResult
+from tools.standins.es.filtering import filter_path
+from tools.standins.es.shard import PRIMARY_TERM, Cas, WriteResult
+from tools.standins.es.store import Index, Store
 from tools.standins.faults import FaultState
 from tools.standins.inflight import InFlight
 
@@ -25,23 +28,6 @@ COMPAT_JSON = "application/vnd.elasticsearch+json;compatible-with=8"
 JSON_TYPES = frozenset({"application/json", "application/vnd.elasticsearch+json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/vnd.elasticsearch+x-ndjson"})
 VERSION_TYPES = ("internal", "external", "external_gte")
-# Real ES parameters the stand-in does not implement; refused rather than silently ignored.
-UNSUPPORTED_PARAMS = frozenset(
-    {
-        "if_seq_no",
-        "if_primary_term",
-        "pipeline",
-        "filter_path",
-        "q",
-        "_source",
-        "_source_includes",
-        "_source_excludes",
-        "stored_fields",
-        "scroll",
-        "search_type",
-        "rest_total_hits_as_int",
-    }
-)
 
 
 @dataclass
@@ -76,12 +62,25 @@ def runtime(request: web.Request) -> Runtime:
     return request.app[RUNTIME]
 
 
+def check_params(api: Api, request: web.Request) -> None:
+    """400 naming the first query parameter the API does not take here."""
+    for name in request.query:
+        if name not in api.params and name not in GLOBAL_PARAMS:
+            raise unsupported(f"parameter [{name}] of [{api.name}]")
+
+
 def respond(request: web.Request, body: Any, status: int = 200) -> web.Response:
-    """A JSON answer in the content type the client asked for."""
+    """A JSON answer in the content type the client asked for (`filter_path`, `pretty`)."""
     accept = request.headers.get("Accept", "")
     content_type = COMPAT_JSON if "compatible-with" in accept else "application/json"
+    paths = request.query.get("filter_path")
+    if paths:
+        body = filter_path(body, paths.split(","))
+    indent = 2 if "pretty" in request.query and request.query["pretty"] != "false" else None
     return web.Response(
-        body=json.dumps(body).encode(), status=status, headers={"Content-Type": content_type}
+        body=json.dumps(body, indent=indent).encode(),
+        status=status,
+        headers={"Content-Type": content_type},
     )
 
 
@@ -127,16 +126,67 @@ def int_param(query: Mapping[str, str], name: str, default: int | None = None) -
         raise bad_request(f"Failed to parse int parameter [{name}] with value [{raw}]") from None
 
 
-def forced_refresh(query: Mapping[str, str]) -> bool:
-    """Parse `refresh`; True when ES would report `forced_refresh` (writes are visible at once)."""
+def refresh_policy(query: Mapping[str, str]) -> str:
+    """`refresh` as ES reads it: none, immediate (`true` or empty) or wait_for."""
     value = query.get("refresh")
     if value is None or value == "false":
-        return False
+        return "none"
     if value in ("", "true"):
-        return True
+        return "immediate"
     if value == "wait_for":
-        return False
+        return "wait_for"
     raise bad_request(f"Unknown value for refresh: [{value}].")
+
+
+async def apply_refresh(policy: str, store: Store, results: Iterable[WriteResult]) -> bool:
+    """Refresh what the writes touched as `policy` says; True if a refresh was forced."""
+    touched = {(r.index, r.shard): r.refresh_ticket for r in results}
+    forced = False
+    for (name, number), ticket in touched.items():
+        index = store.indices.get(name)
+        if index is None:
+            continue
+        shard = index.shard_list[number]
+        if policy == "immediate":
+            shard.refresh()
+            forced = True
+        elif policy == "wait_for":
+            forced = await shard.wait_visible(ticket) or forced
+    return forced
+
+
+def check_active_copies(raw: str | None, index: Index, shard: int = 0) -> None:
+    """`wait_for_active_shards` on one node: more than one active copy is never reached.
+
+    ES would wait `timeout` (1 minute) and then fail with 503; nothing changes here, so the
+    stand-in fails at once.
+    """
+    needed = copies_needed(raw, index)
+    if needed > 1:
+        raise EsError(
+            503,
+            "unavailable_shards_exception",
+            f"[{index.name}][{shard}] Not enough active copies to meet shard count of [{raw}] "
+            f"(have 1, needed {needed}).",
+        )
+
+
+def copies_needed(raw: str | None, index: Index) -> int:
+    """How many active copies of each shard `wait_for_active_shards` asks for."""
+    if raw is None or raw == "index-setting":
+        return 1
+    if raw == "all":
+        return index.replicas + 1
+    try:
+        needed = int(raw)
+    except ValueError:
+        raise bad_request(f"Invalid wait_for_active_shards value [{raw}]") from None
+    if needed < 0 or needed > index.replicas + 1:
+        raise bad_request(
+            f"wait_for_active_shards [{raw}] must be less than or equal to the number of copies "
+            f"of each shard [{index.replicas + 1}]"
+        )
+    return needed
 
 
 def check_version_type(value: Any) -> str:
@@ -149,60 +199,77 @@ def check_version_type(value: Any) -> str:
     return version_type
 
 
-def versioning(
-    version: Any, version_type: Any, *, create_only: bool = False
-) -> tuple[int | None, str]:
-    """Check a write's `version`/`version_type` like ES's request validation does."""
-    version_type = check_version_type(version_type)
-    if version is not None:
-        try:
-            version = int(version)
-        except (TypeError, ValueError):
-            raise bad_request(
-                f"Failed to parse long parameter [version] with value [{version}]"
-            ) from None
-    if version_type == "internal":
+def _long(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"Failed to parse long parameter [{name}] with value [{value}]") from None
+
+
+def write_cas(
+    source: Mapping[str, Any], *, create_only: bool = False, doc_id: str | None = ""
+) -> Cas:
+    """A write's `version`/`version_type`/`if_seq_no`/`if_primary_term`, checked as ES does."""
+    version_type = check_version_type(source.get("version_type"))
+    version = _long("version", source.get("version"))
+    if_seq_no = _long("if_seq_no", source.get("if_seq_no"))
+    if_primary_term = _long("if_primary_term", source.get("if_primary_term"))
+    if create_only:
+        # ES's IndexRequest checks a create's versioning first and stops at the first problem.
+        if version_type != "internal":
+            raise validation_failed(
+                "create operations only support internal versioning. use index instead"
+            )
         if version is not None:
             raise validation_failed(
-                "internal versioning can not be used for optimistic concurrency control. "
-                "Please use `if_seq_no` and `if_primary_term` instead"
+                "create operations do not support explicit versions. use index instead"
             )
-        return None, version_type
-    if create_only:
-        raise validation_failed(
-            "create operations only support internal versioning. use index instead"
-        )
-    if version is None or version < 0:
+        if if_seq_no is not None or if_primary_term is not None:
+            raise validation_failed(
+                "create operations do not support compare and set. use index instead"
+            )
+    problems = []
+    if doc_id is None and (version_type != "internal" or version is not None):
+        problems.append("an id must be provided if version type or value are set")
+    if version_type != "internal" and (version is None or version < 0):
         shown = -3 if version is None else version  # ES's Versions.MATCH_ANY
-        raise validation_failed(
+        problems.append(
             f"illegal version value [{shown}] for version type [{version_type.upper()}]"
         )
-    return version, version_type
+    if version_type == "internal" and version is not None:
+        problems.append(
+            "internal versioning can not be used for optimistic concurrency control. "
+            "Please use `if_seq_no` and `if_primary_term` instead"
+        )
+    if if_seq_no is not None and (version_type != "internal" or version is not None):
+        problems.append("compare and write operations can not use versioning")
+    if if_seq_no is not None and if_primary_term is None:
+        problems.append("ifSeqNo is set, but primary term is [0]")
+    if if_seq_no is None and if_primary_term is not None:
+        problems.append(f"ifSeqNo is unassigned, but primary term is [{if_primary_term}]")
+    if problems:
+        raise validation_failed(*problems)
+    return Cas(version, version_type, if_seq_no, if_primary_term)
 
 
-def refuse_unsupported_params(query: Mapping[str, str]) -> None:
-    """400 naming the first parameter the stand-in does not implement."""
-    for name in query:
-        if name in UNSUPPORTED_PARAMS:
-            raise unsupported(f"parameter [{name}]")
-
-
-def shards(total: int = 2) -> dict[str, int]:
+def shards_header(index: Index) -> dict[str, int]:
     """The `_shards` header of a write on a one-node cluster (replicas stay unassigned)."""
-    return {"total": total, "successful": 1, "failed": 0}
+    return {"total": index.replicas + 1, "successful": 1, "failed": 0}
 
 
-def write_body(result: WriteResult, index: Index, *, refreshed: bool = False) -> dict[str, Any]:
+def write_body(result: WriteResult, index: Index, *, forced: bool = False) -> dict[str, Any]:
     """The answer to an applied write, as ES gives it (also a bulk item, plus `status`)."""
     body: dict[str, Any] = {
         "_index": result.index,
         "_id": result.doc_id,
         "_version": result.version,
         "result": result.result,
-        "_shards": shards(index.replicas + 1),
+        "_shards": shards_header(index),
         "_seq_no": result.seq_no,
         "_primary_term": PRIMARY_TERM,
     }
-    if refreshed:
+    if forced:
         body["forced_refresh"] = True
     return body

@@ -10,7 +10,7 @@ import json
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from tools.standins.es.errors import EsError
+from tools.standins.es.errors import EsError, bad_request, unsupported
 
 INTEGER_RANGES = {
     "byte": (-(2**7), 2**7 - 1),
@@ -55,24 +55,27 @@ UNCHECKED = frozenset(
         "ip_range",
     }
 )
+# Root mapping keys the stand-in honours; the rest of ES's are refused as unsupported.
 _ROOT_KEYS = frozenset(
+    {"properties", "dynamic", "_routing", "_meta", "date_detection", "numeric_detection"}
+)
+# Real ES root keys the stand-in does not implement (an empty value is accepted).
+_UNSUPPORTED_ROOT_KEYS = frozenset(
     {
-        "properties",
-        "dynamic",
         "_source",
-        "_routing",
-        "_meta",
-        "date_detection",
-        "numeric_detection",
+        "runtime",
         "dynamic_templates",
         "dynamic_date_formats",
-        "runtime",
         "enabled",
         "subobjects",
+        "_data_stream_timestamp",
+        "_field_names",
     }
 )
+_UNSUPPORTED_FIELD_KEYS = frozenset({"copy_to", "subobjects", "runtime"})
 _DYNAMIC_VALUES = (True, False, "true", "false", "strict", "runtime")
 DEFAULT_DATE_FORMAT = "strict_date_optional_time||epoch_millis"
+TYPED_MAPPING = "_doc"
 
 
 def field_type(spec: dict[str, Any]) -> str:
@@ -80,28 +83,72 @@ def field_type(spec: dict[str, Any]) -> str:
     return str(spec.get("type", "object"))
 
 
-def _mapping_error(reason: str) -> EsError:
-    return EsError(400, "mapper_parsing_exception", f"Failed to parse mapping: {reason}")
+def _mapping_error(reason: str, cause: str | None = None) -> EsError:
+    caused_by = None if cause is None else {"type": "illegal_argument_exception", "reason": cause}
+    return EsError(
+        400, "mapper_parsing_exception", f"Failed to parse mapping: {reason}", caused_by=caused_by
+    )
 
 
-def _check_properties(properties: object, path: str) -> None:
+def _expand(properties: dict[str, Any]) -> dict[str, Any]:
+    """Dotted field names as the objects they stand for: `a.b` is `b` inside object `a`."""
+    expanded: dict[str, Any] = {}
+    for name, spec in properties.items():
+        if name == "":
+            raise _mapping_error(
+                "field name cannot be an empty string", "field name cannot be an empty string"
+            )
+        parts = name.split(".")
+        if "." in name and not any(parts):
+            raise _mapping_error(
+                "field name cannot contain only dots", "field name cannot contain only dots"
+            )
+        if "" in parts:
+            reason = (
+                "field name starting or ending with a [.] makes object resolution ambiguous: "
+                f"[{name}]"
+            )
+            raise _mapping_error(reason, reason)
+        node = {"properties": {parts[-1]: spec}} if len(parts) > 1 else None
+        for part in reversed(parts[1:-1]):
+            node = {"properties": {part: node}}
+        target = parts[0]
+        value = spec if node is None else node
+        if target in expanded and isinstance(value, dict) and isinstance(expanded[target], dict):
+            _merge_into(expanded[target], value, target)
+        else:
+            expanded[target] = value
+    return expanded
+
+
+def _check_properties(properties: object, path: str) -> dict[str, Any]:
     if not isinstance(properties, dict):
         raise _mapping_error(f"Expected map for property [properties] on field [{path}]")
-    for name, spec in properties.items():
+    checked: dict[str, Any] = {}
+    for name, spec in _expand(properties).items():
         full = f"{path}.{name}" if path else name
         if not isinstance(spec, dict):
             raise _mapping_error(f"Expected map for property [{name}] on field [{full}]")
-        _check_field(spec, full)
+        checked[name] = _check_field(spec, name, full)
+    return checked
 
 
-def _check_field(spec: dict[str, Any], full: str) -> None:
+def _check_field(spec: dict[str, Any], name: str, full: str) -> dict[str, Any]:
     ftype = field_type(spec)
     if ftype not in VALIDATED and ftype not in UNCHECKED:
-        raise _mapping_error(f"No handler for type [{ftype}] declared on field [{full}]")
+        raise _mapping_error(
+            f"The mapper type [{ftype}] declared on field [{name}] does not exist. It might have "
+            "been created within a future version or requires a plugin to be installed. Check "
+            "the documentation."
+        )
+    for key in _UNSUPPORTED_FIELD_KEYS & set(spec):
+        raise unsupported(f"mapping parameter [{key}] (on field [{full}])")
+    checked = dict(spec)
     if ftype in OBJECTS:
         if spec.get("dynamic", True) not in _DYNAMIC_VALUES:
             raise _mapping_error(f"unknown dynamic value [{spec['dynamic']}] on field [{full}]")
-        _check_properties(spec.get("properties", {}), full)
+        if "properties" in spec:
+            checked["properties"] = _check_properties(spec["properties"], full)
     if ftype == "scaled_float" and "scaling_factor" not in spec:
         raise _mapping_error("Field [scaling_factor] is required")
     if ftype == "dense_vector" and "dims" in spec:
@@ -111,36 +158,46 @@ def _check_field(spec: dict[str, Any], full: str) -> None:
                 f"The number of dimensions should be in the range [1, 4096] but was [{dims}]"
             )
     if "fields" in spec:
-        _check_properties(spec["fields"], full)
+        checked["fields"] = _check_properties(spec["fields"], full)
+    return checked
 
 
-def check_mappings(mappings: object) -> dict[str, Any]:
-    """Validate a mapping definition (the `mappings` object); a private copy of it."""
+def check_mappings(mappings: object, *, typed_allowed: bool = True) -> dict[str, Any]:
+    """Validate a mapping definition (the `mappings` object); a private, expanded copy of it."""
     if not isinstance(mappings, dict):
         raise _mapping_error("mappings must be an object")
-    unknown = sorted(set(mappings) - _ROOT_KEYS)
+    if list(mappings) == [TYPED_MAPPING] and isinstance(mappings[TYPED_MAPPING], dict):
+        if not typed_allowed:
+            raise bad_request("Types cannot be provided in put mapping requests")
+        return check_mappings(mappings[TYPED_MAPPING])  # ES 8 still reads a create's wrapper
+    for key in sorted(_UNSUPPORTED_ROOT_KEYS & set(mappings)):
+        if mappings[key] not in ({}, [], None):
+            raise unsupported(f"mapping parameter [{key}]")
+    unknown = sorted(set(mappings) - _ROOT_KEYS - _UNSUPPORTED_ROOT_KEYS)
     if unknown:
         listed = ", ".join(f"{key} : {json.dumps(mappings[key])}" for key in unknown)
         raise _mapping_error(f"Root mapping definition has unsupported parameters:  [{listed}]")
     if mappings.get("dynamic", True) not in _DYNAMIC_VALUES:
         raise _mapping_error(f"unknown dynamic value [{mappings['dynamic']}]")
-    _check_properties(mappings.get("properties", {}), "")
-    return copy.deepcopy(mappings)
+    checked = {k: copy.deepcopy(v) for k, v in mappings.items() if k in _ROOT_KEYS}
+    if "properties" in mappings:
+        checked["properties"] = _check_properties(mappings["properties"], "")
+    return checked
 
 
 def merge_mappings(current: dict[str, Any], update: object) -> dict[str, Any]:
     """`current` with `update` merged in (PUT _mapping); changing a field's type is refused."""
     merged = copy.deepcopy(current)
-    _merge_into(merged, check_mappings(update), "")
+    _merge_into(merged, check_mappings(update, typed_allowed=False), "")
     return merged
 
 
 def _merge_into(target: dict[str, Any], update: dict[str, Any], path: str) -> None:
     for key, value in update.items():
-        if key != "properties":
+        if key not in ("properties", "fields"):
             target[key] = value
             continue
-        properties = target.setdefault("properties", {})
+        properties = target.setdefault(key, {})
         for name, spec in value.items():
             full = f"{path}.{name}" if path else name
             old = properties.get(name)

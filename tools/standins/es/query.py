@@ -1,28 +1,31 @@
-"""Query DSL subset compiled into predicates over `(doc_id, _source)`.
+"""Query DSL subset compiled, per index, into predicates over `(doc_id, doc)`.
 
-Supported: `match_all`, `term`, `terms`, `range`, `ids`, `exists`, `constant_score` and
-`bool` (`must`, `filter`, `must_not`, `should`, `minimum_should_match`). Values compare by the
-field's mapped type: numbers numerically (numeric strings included), booleans and dates by
-value, everything else by its exact text. Text fields are NOT analysed: a `term` on a `text`
-field matches the whole original value, where real ES would match one lower-cased token.
-A field without a mapping matches nothing, as in ES.
+Supported: `match_all`, `match_none`, `term`, `terms`, `range`, `ids`, `exists`,
+`constant_score` and `bool` (`must`, `filter`, `must_not`, `should`, `minimum_should_match`).
+Values compare by the field's mapped type: numbers numerically (numeric strings included),
+booleans and dates by value, everything else by its exact text. Text fields are NOT analysed:
+a `term` on a `text` field matches the whole original value, where real ES would match one
+lower-cased token. A field without a mapping matches nothing, as in ES. The metadata fields
+answer as ES's do: `_id`, `_index` (with `*` patterns), `_routing` and `_seq_no` can be
+queried, `_version` only with `exists`, and `_source` not at all.
 """
 
 from __future__ import annotations
 
-import json
+import fnmatch
 import operator
 from collections.abc import Callable
-from datetime import UTC, datetime
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import Any
 
 from tools.standins.es.errors import EsError, unsupported
-from tools.standins.es.mapping import INTEGER_RANGES, NUMERIC, field_type, lookup_field, to_decimal
+from tools.standins.es.mapping import field_type, lookup_field
+from tools.standins.es.shard import Doc
+from tools.standins.es.values import comparable, values_at
 
-Predicate = Callable[[str, dict[str, Any]], bool]
+Predicate = Callable[[str, Doc], bool]
 # Queries real ES has that the stand-in does not: refused, never silently ignored.
-_KNOWN_UNSUPPORTED = frozenset(
+KNOWN_UNSUPPORTED_QUERIES = frozenset(
     {
         "match",
         "match_phrase",
@@ -65,58 +68,6 @@ def _parsing(reason: str) -> EsError:
     return EsError(400, "parsing_exception", reason)
 
 
-def values_at(source: Any, parts: list[str]) -> list[Any]:
-    """Every value at a dotted path in `_source`, through arrays and dotted keys."""
-    if not parts:
-        if isinstance(source, list):
-            return [v for item in source for v in values_at(item, [])]
-        return [] if source is None else [source]
-    if isinstance(source, list):
-        return [v for item in source for v in values_at(item, parts)]
-    if not isinstance(source, dict):
-        return []
-    found: list[Any] = []
-    for split in range(1, len(parts) + 1):
-        key = ".".join(parts[:split])
-        if key in source:
-            found.extend(values_at(source[key], parts[split:]))
-    return found
-
-
-def _date_millis(value: Any) -> Decimal | None:
-    number = to_decimal(value)
-    if number is not None or not isinstance(value, str):
-        return number
-    text = value.strip()
-    if len(text) == 4 and text.isdigit():
-        text += "-01-01"
-    elif len(text) == 7:
-        text += "-01"
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return Decimal(str(moment.timestamp())) * 1000
-
-
-def _comparable(value: Any, ftype: str) -> Any:
-    """A value in the form its field type compares by; None if it cannot be one."""
-    if isinstance(value, dict | list):
-        return None
-    if ftype in NUMERIC:
-        number = to_decimal(value)
-        if number is not None and ftype in INTEGER_RANGES:
-            return Decimal(int(number))
-        return number
-    if ftype == "boolean":
-        return {True: True, "true": True, False: False, "false": False, "": False}.get(value)
-    if ftype in ("date", "date_nanos"):
-        return _date_millis(value)
-    return value if isinstance(value, str) else json.dumps(value)
-
-
 def _single_field(kind: str, body: object) -> tuple[str, Any]:
     if not isinstance(body, dict):
         raise _parsing(f"[{kind}] query malformed, no start_object after query name")
@@ -130,39 +81,95 @@ def _single_field(kind: str, body: object) -> tuple[str, Any]:
     return fields[0], body[fields[0]]
 
 
-class _Compiler:
-    def __init__(self, mappings: dict[str, Any]) -> None:
-        self.mappings = mappings
+@dataclass(frozen=True)
+class Target:
+    """What a query is compiled against: one index's name, mappings and limits."""
 
-    def field(self, path: str) -> tuple[Callable[[dict[str, Any]], list[Any]], str | None]:
+    index: str = ""
+    mappings: dict[str, Any] | None = None
+    index_uuid: str = "_na_"
+    max_terms_count: int = 65_536
+    max_result_window: int = 10_000
+
+
+def _shard_error(target: Target, reason: str) -> EsError:
+    return EsError(
+        400, "query_shard_exception", reason, index_uuid=target.index_uuid, index=target.index
+    )
+
+
+def _metadata_values(target: Target, name: str, doc_id: str, doc: Doc) -> list[Any]:
+    values: dict[str, list[Any]] = {
+        "_id": [doc_id],
+        "_index": [target.index],
+        "_routing": [] if doc.routing is None else [doc.routing],
+        "_seq_no": [doc.seq_no],
+        "_version": [doc.version],
+    }
+    return values[name]
+
+
+# Metadata fields a query may name, with the type their values compare as.
+_METADATA_TYPES = {"_id": "keyword", "_index": "keyword", "_routing": "keyword", "_seq_no": "long"}
+_NOT_SEARCHABLE = {"_source": "The _source field is not searchable"}
+_TERM_ONLY_EXISTS = {"_version": "The _version field is not searchable"}
+
+
+class _Compiler:
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.mappings = target.mappings or {}
+
+    def field(self, path: str) -> tuple[Callable[[str, Doc], list[Any]], str | None]:
+        """How to read a field's values, and its type (None: unmapped, matches nothing)."""
+        if path in _METADATA_TYPES:
+            return (
+                lambda doc_id, doc: _metadata_values(self.target, path, doc_id, doc)
+            ), _METADATA_TYPES[path]
         source_path, spec = lookup_field(self.mappings, path)
         parts = source_path.split(".")
         ftype = None if spec is None else field_type(spec)
-        return (lambda source: values_at(source, parts)), ftype
+        return (lambda _id, doc: values_at(doc.source, parts)), ftype
+
+    def _searchable(self, path: str, query: str) -> None:
+        reason = _NOT_SEARCHABLE.get(path) or (
+            _TERM_ONLY_EXISTS.get(path) if query != "exists" else None
+        )
+        if reason is not None:
+            raise _shard_error(self.target, reason)
 
     def compile(self, query: object) -> Predicate:
         if query is None or query == {}:
-            return lambda _id, _source: True
+            return lambda _id, _doc: True
         if not isinstance(query, dict) or len(query) != 1:
             raise _parsing("a query must be an object with exactly one query name")
         ((kind, body),) = query.items()
         method = getattr(self, f"_q_{kind}", None)
         if method is None:
-            if kind in _KNOWN_UNSUPPORTED:
+            if kind in KNOWN_UNSUPPORTED_QUERIES:
                 raise unsupported(f"query [{kind}]")
             raise _parsing(f"unknown query [{kind}]")
         predicate: Predicate = method(body)
         return predicate
 
     def _q_match_all(self, body: object) -> Predicate:
-        return lambda _id, _source: True
+        return lambda _id, _doc: True
+
+    def _q_match_none(self, body: object) -> Predicate:
+        return lambda _id, _doc: False
 
     def _q_ids(self, body: object) -> Predicate:
         values = body.get("values") if isinstance(body, dict) else None
         if not isinstance(values, list):
             raise _parsing("[ids] query requires a [values] array")
+        if self.target.mappings is not None and len(values) > self.target.max_result_window:
+            raise _shard_error(
+                self.target,
+                "failed to create query: Too many ids specified, allowed max result window is "
+                f"[{self.target.max_result_window}]",
+            )
         wanted = {str(v) for v in values}
-        return lambda doc_id, _source: doc_id in wanted
+        return lambda doc_id, _doc: doc_id in wanted
 
     def _q_term(self, body: object) -> Predicate:
         path, spec = _single_field("term", body)
@@ -174,7 +181,7 @@ class _Compiler:
             insensitive, spec = bool(spec.get("case_insensitive", False)), spec["value"]
         if isinstance(spec, list):
             raise _parsing("[term] query does not support array of values")
-        return self._equals(path, [spec], insensitive)
+        return self._equals(path, [spec], insensitive, "term")
 
     def _q_terms(self, body: object) -> Predicate:
         path, values = _single_field("terms", body)
@@ -182,19 +189,33 @@ class _Compiler:
             raise unsupported("terms lookup")
         if not isinstance(values, list):
             raise _parsing("[terms] query requires an array of values")
-        return self._equals(path, values, False)
+        if self.target.mappings is not None and len(values) > self.target.max_terms_count:
+            raise _shard_error(
+                self.target,
+                f"failed to create query: The number of terms [{len(values)}] used in the Terms "
+                f"Query request has exceeded the allowed maximum of "
+                f"[{self.target.max_terms_count}]. This maximum can be set by changing the "
+                "[index.max_terms_count] index level setting.",
+            )
+        return self._equals(path, values, False, "terms")
 
-    def _equals(self, path: str, wanted: list[Any], insensitive: bool) -> Predicate:
+    def _equals(self, path: str, wanted: list[Any], insensitive: bool, query: str) -> Predicate:
+        self._searchable(path, query)
+        if path == "_index":
+            patterns = [str(v).lower() if insensitive else str(v) for v in wanted]
+            name = self.target.index.lower() if insensitive else self.target.index
+            hit = any(fnmatch.fnmatchcase(name, p) for p in patterns)
+            return lambda _id, _doc: hit
         read, ftype = self.field(path)
         if ftype is None:
-            return lambda _id, _source: False
-        keys = {_comparable(v, ftype) for v in wanted} - {None}
+            return lambda _id, _doc: False
+        keys = {comparable(v, ftype) for v in wanted} - {None}
         if insensitive:
             keys = {k.lower() if isinstance(k, str) else k for k in keys}
 
-        def matches(_id: str, source: dict[str, Any]) -> bool:
-            for value in read(source):
-                key = _comparable(value, ftype)
+        def matches(doc_id: str, doc: Doc) -> bool:
+            for value in read(doc_id, doc):
+                key = comparable(value, ftype)
                 if insensitive and isinstance(key, str):
                     key = key.lower()
                 if key is not None and key in keys:
@@ -210,28 +231,34 @@ class _Compiler:
         unknown = set(bounds) - set(_RANGE_OPS) - {"boost", "_name"}
         if unknown:
             raise unsupported(f"range option [{sorted(unknown)[0]}]")
+        self._searchable(path, "range")
+        if path in ("_id", "_index", "_version"):
+            raise _shard_error(
+                self.target,
+                f"failed to create query: Field [{path}] of type [{path}] does not support range "
+                "queries",
+            )
         read, ftype = self.field(path)
         if ftype is None:
-            return lambda _id, _source: False
+            return lambda _id, _doc: False
         checks = []
         for op, raw in bounds.items():
             if op not in _RANGE_OPS or raw is None:
                 continue
             if isinstance(raw, str) and raw.startswith("now"):
                 raise unsupported("date math in range queries")
-            bound = _comparable(raw, ftype)
+            bound = comparable(raw, ftype)
             if bound is None:
-                raise EsError(
-                    400,
-                    "query_shard_exception",
+                raise _shard_error(
+                    self.target,
                     f"failed to create query: cannot compare [{path}] of type [{ftype}] "
                     f"with [{raw}]",
                 )
             checks.append((_RANGE_OPS[op], bound))
 
-        def matches(_id: str, source: dict[str, Any]) -> bool:
-            for value in read(source):
-                key = _comparable(value, ftype)
+        def matches(doc_id: str, doc: Doc) -> bool:
+            for value in read(doc_id, doc):
+                key = comparable(value, ftype)
                 if key is not None and all(compare(key, bound) for compare, bound in checks):
                     return True
             return False
@@ -242,10 +269,13 @@ class _Compiler:
         path = body.get("field") if isinstance(body, dict) else None
         if not isinstance(path, str):
             raise _parsing("[exists] must be provided with a [field]")
+        self._searchable(path, "exists")
+        if path in ("_id", "_index", "_seq_no", "_version"):
+            return lambda _id, _doc: True
         read, ftype = self.field(path)
         if ftype is None:
-            return lambda _id, _source: False
-        return lambda _id, source: bool(read(source))
+            return lambda _id, _doc: False
+        return lambda doc_id, doc: bool(read(doc_id, doc))
 
     def _q_constant_score(self, body: object) -> Predicate:
         if not isinstance(body, dict) or "filter" not in body:
@@ -279,19 +309,24 @@ class _Compiler:
         except (TypeError, ValueError):
             raise unsupported(f"minimum_should_match [{minimum}]") from None
 
-        def matches(doc_id: str, source: dict[str, Any]) -> bool:
-            if not all(p(doc_id, source) for p in required):
+        def matches(doc_id: str, doc: Doc) -> bool:
+            if not all(p(doc_id, doc) for p in required):
                 return False
-            if any(p(doc_id, source) for p in excluded):
+            if any(p(doc_id, doc) for p in excluded):
                 return False
-            return sum(1 for p in optional if p(doc_id, source)) >= minimum
+            return sum(1 for p in optional if p(doc_id, doc)) >= minimum
 
         return matches
 
 
-def compile_query(query: object, mappings: dict[str, Any]) -> Predicate:
-    """A predicate for `query` over documents with `mappings`; 400 for what it cannot run."""
-    return _Compiler(mappings).compile(query)
+def check_query(query: object) -> None:
+    """Refuse a query ES could not parse (before any index is looked at)."""
+    _Compiler(Target()).compile(query)
+
+
+def compile_query(query: object, target: Target) -> Predicate:
+    """A predicate for `query` over one index's documents; 400 for what it cannot run."""
+    return _Compiler(target).compile(query)
 
 
 def is_filter_only(query: object) -> bool:

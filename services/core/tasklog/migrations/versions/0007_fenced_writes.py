@@ -2,7 +2,7 @@
 by customer
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0009
 Create Date: 2026-12-06
 
 - `task_log.origin_seq`: the place in acceptance order of the write a redrive re-sends (a
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
