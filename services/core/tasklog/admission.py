@@ -88,7 +88,7 @@ def admitting_insert(names: tuple[str, ...]) -> DriverStatement:
         held=wait,
         wait_reason=case((wait, literal(FAIR_SHARE)), else_=null()),
         # Noted as published in the same commit unless it waits: it has no message then.
-        published_at=case((wait, null()), else_=clock("at") if "published" in names else null()),
+        published_at=case((wait, null()), else_=clock("at")) if "published" in names else null(),
     )
     return DriverStatement(
         insert(_TABLE).values(values).add_cte(verdict).returning(*INSERTED, _TABLE.c.held)
