@@ -216,6 +216,7 @@ class TaskLogRepository(TaskRows):
             failure_reason=reason,
             retry_count=0,
             attempts=0,
+            lost_attempts=0,
             held=False,
             at=None,
             deadline_s=0.0,
