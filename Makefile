@@ -31,7 +31,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 
-.PHONY: up test lint migrate install token chaos bench clean celery-exporter dashboards kube-models nca checkov test-es-rest
+.PHONY: up test test-model-long lint migrate install token chaos bench clean celery-exporter dashboards kube-models nca checkov test-es-rest
 
 $(RUN_STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed; set PYTHON=python3.11 (or newer)")'
@@ -77,6 +77,15 @@ lint: $(STAMP) $(CHECKOV_STAMP)
 test: lint $(CELERY_EXPORTER_STAMP) $(KUBE_STAMP) $(NCA_STAMP)
 	@tools/ensure-services.sh redis postgres prometheus alertmanager wrk
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## The model-based ordering test at a nightly size (hours):
+## make test-model-long [MODEL_EXAMPLES=1000] [MODEL_STEPS=14] [MODEL_SEED=n]
+MODEL_EXAMPLES ?= 1000
+MODEL_STEPS ?= 14
+test-model-long: $(STAMP)
+	@tools/ensure-services.sh redis postgres
+	MODEL_EXAMPLES=$(MODEL_EXAMPLES) MODEL_STEPS=$(MODEL_STEPS) $(if $(MODEL_SEED),MODEL_SEED=$(MODEL_SEED)) \
+		$(PY) -m pytest -p no:cacheprovider -s tests/integration/test_ordering_model.py
 
 ## Elasticsearch's YAML REST tests: against the stand-in, and against the cluster at
 ## ELASTICSEARCH_URL when set (an empty, disposable one); the summary comes last.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import urlsplit
@@ -15,7 +16,7 @@ from services.core.addresses import is_loopback, is_this_machine
 from services.core.fairness import FairShare, parse_weights
 from services.core.rates import parse_limits
 from services.core.secrecy import key_bytes, split_keys
-from services.core.taskdefs import Queue
+from services.core.taskdefs import Downstream, Queue
 
 # A Fernet key that is public by construction: fine on a laptop, refused in production.
 DEV_SECRETS_KEY = "ZGV2ZWxvcG1lbnQtb25seS1rZXktZG8tbm90LXVzZSE="
@@ -433,6 +434,17 @@ class Settings(BaseSettings):
     def processing_stale_s(self) -> float:
         """After this long a 'processing' task without a message is lost, not running."""
         return float(self.task_time_limit_s + self.broker_visibility_timeout_s + 60)
+
+    def settle_s(self, downstreams: Iterable[Downstream]) -> float:
+        """How long a write sent to these downstreams may still land after its sender
+        stopped waiting for it (died, or gave up): their client timeouts. The retry of an
+        attempt lost with its process waits that long in the log first, so that what it
+        fences (the delete memory) comes after anything the lost attempt sent."""
+        timeouts = {
+            Downstream.ELASTICSEARCH: self.elasticsearch_request_timeout_s,
+            Downstream.CHATBOT: self.chatbot_read_timeout_s,
+        }
+        return max((timeouts.get(d, 0.0) for d in downstreams), default=0.0)
 
     def retry_budget_s(self, queue: Queue) -> int:
         """Seconds a task of this queue may keep retrying after it was accepted."""

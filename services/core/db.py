@@ -1,16 +1,26 @@
-"""Database engines and sessions, one engine per process and URL."""
+"""Database engines and sessions, one engine per process and URL.
+
+Every PostgreSQL connection runs READ COMMITTED, set on the session when it is opened: the
+task log's guarded transitions are written for it (a write that waited for a lock sees the
+row as the other transaction left it; the second statement of a transaction sees what
+committed before it), and a server's `default_transaction_isolation` may say otherwise
+(`repeatable read` is a common setting). A statement or transaction refused for a
+serialization failure or a deadlock is run again, a few times, instead of failing its task.
+"""
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import psycopg
+from psycopg import errors as pg_errors
 from sqlalchemy import (
     URL,
     ClauseElement,
@@ -23,13 +33,17 @@ from sqlalchemy import (
     event,
     make_url,
 )
-from sqlalchemy.exc import DBAPIError, DisconnectionError, NoResultFound
+from sqlalchemy.exc import DBAPIError, DisconnectionError, NoResultFound, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 
+T = TypeVar("T")
 _engines: dict[tuple[int, str], Engine] = {}
 # A pooled connection idle longer than this is pinged before use.
 PING_IDLE_S = 10.0
+# Runs of a statement or transaction refused for a serialization failure or a deadlock.
+CONFLICT_ATTEMPTS = 5
+_CONFLICTS = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -104,12 +118,27 @@ def _search_path(schema: str) -> Callable[[Any, Any], None]:
     return set_path
 
 
+def _read_committed(dbapi_connection: Any, _record: Any) -> None:
+    # On the session, so that it holds in autocommit mode too (each statement is then its own
+    # transaction at the session's level), whatever the server's default says.
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(
+                "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED"
+            )
+    finally:
+        dbapi_connection.autocommit = autocommit
+
+
 def _postgresql_engine(url: URL, **options: Any) -> Engine:
     engine = create_engine(url, **_pool_options(), **options)
     schema = _tasklog_schema()
     if schema:
         # insert=True: before SQLAlchemy's own first-connect queries.
         event.listen(engine, "connect", _search_path(schema), insert=True)
+    event.listen(engine, "connect", _read_committed)
     event.listen(engine, "checkin", _note_checkin)
     event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
     return engine
@@ -154,6 +183,30 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work commits on success and rolls back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether a database error is a serialization failure or a deadlock (worth a rerun)."""
+    return isinstance(getattr(exc, "orig", exc), _CONFLICTS)
+
+
+def _pause(attempt: int) -> None:
+    # Short and jittered, so that the transactions that collided do not collide again.
+    time.sleep(random.uniform(0, 0.01 * 2**attempt))
+
+
+def run_transaction(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """Run `work` in one transaction; rerun it if the database refused it for a serialization
+    failure or a deadlock (its effects were rolled back), up to CONFLICT_ATTEMPTS runs."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            with transaction(factory) as session:
+                return work(session)
+        except OperationalError as exc:
+            if not is_conflict(exc) or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            _pause(attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 _autocommit_engines: dict[Engine, Engine] = {}
@@ -278,7 +331,18 @@ class DriverStatement:
         return plan
 
     def run(self, factory: sessionmaker[Session], params: dict[str, Any]) -> DriverResult:
-        """Run the statement with `params` (extra names are ignored)."""
+        """Run the statement with `params` (extra names are ignored); rerun when refused for
+        a serialization failure or a deadlock."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return self._run(factory, params)
+            except OperationalError as exc:
+                if not is_conflict(exc) or attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+                _pause(attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _run(self, factory: sessionmaker[Session], params: dict[str, Any]) -> DriverResult:
         engine = _autocommit(factory)
         if engine.dialect.name != "postgresql":
             with engine.connect() as connection:

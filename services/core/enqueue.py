@@ -15,11 +15,10 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from services.core import metrics
 from services.core.config import Settings
-from services.core.retry import deadline_from
 from services.core.secrecy import Sealer, find_secret_fields
 from services.core.taskdefs import Queue, spec_for
 from services.core.tasklog.models import FAIR_SHARE, TaskLog, utcnow
@@ -74,12 +73,20 @@ def request_hash(task_name: str, request: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class RetryOf:
-    """The write a manual retry retries: its acceptance number and identity are kept."""
+    """The write a manual retry retries, and what the retry keeps of it.
+
+    A retry of a versioned write keeps its place (`seq`, its version); a retry of a write
+    without versions is a new write (`seq` None: drawn now) standing in the original's place
+    (`origin_seq`), which first tries the Idempotency-Keys of the write's earlier
+    incarnations (`prior_keys`).
+    """
 
     task_id: str
-    seq: int
+    seq: int | None
     origin_task_id: str
     checkpoint: dict[str, Any] | None = None
+    origin_seq: int | None = None
+    prior_keys: list[str] | None = None
 
 
 # Acceptance hooks by task name: run inside the transaction that records the task (see
@@ -111,6 +118,11 @@ class Enqueuer:
         self._clock = clock
         self._fair = settings.fair_share
 
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        """The task log's session factory (for readers deciding what to enqueue)."""
+        return self._repo.sessions
+
     def enqueue(
         self,
         task_name: str,
@@ -127,10 +139,12 @@ class Enqueuer:
         with another hash it raises IdempotencyConflict.
         """
         create = self._accepted(task_name, payload, retry_of, options)
-        spec, body, now = spec_for(task_name), create["payload"], create["now"]
+        # `now` (this process's) judges an idempotency key's age; the row's times are the
+        # database's.
+        spec, body, now = spec_for(task_name), create["payload"], create.pop("now")
         task_id = create["task_id"]
         # Noted as published in the same commit; taken back if the publish fails.
-        create["published_at"] = now
+        create["published"] = True
         try:
             row = self._repo.create(**create)
         except IntegrityError:
@@ -192,7 +206,8 @@ class Enqueuer:
             task_name=spec.name,
             queue=spec.queue,
             payload=body,
-            deadline_at=deadline_from(now, self._settings.retry_budget_s(spec.queue)),
+            # From acceptance, by the database's clock.
+            budget_s=self._settings.retry_budget_s(spec.queue),
             user_id=options.get("user_id"),
             customer_id=options.get("customer_id"),
             idempotency_key=options.get("idempotency_key"),
@@ -201,6 +216,8 @@ class Enqueuer:
             retry_of=retry_of.task_id if retry_of else None,
             seq=retry_of.seq if retry_of else None,
             origin_task_id=retry_of.origin_task_id if retry_of else None,
+            origin_seq=retry_of.origin_seq if retry_of else None,
+            prior_keys=retry_of.prior_keys if retry_of else None,
             checkpoint=retry_of.checkpoint if retry_of else None,
             order_scope=ordering.scope_of(body) if ordering else None,
             order_key=ordering.key_of(body) if ordering else None,
@@ -225,7 +242,7 @@ class Enqueuer:
         transaction usable and the hook's state of the refused row undone.
         """
         create = self._accepted(task_name, payload, None, options)
-        body, hook, now = create.pop("payload"), create.pop("before_insert"), create["now"]
+        body, hook, now = create.pop("payload"), create.pop("before_insert"), create.pop("now")
         fair_bound = create.pop("fair_bound")
         values = accepted_values(
             **create, seq_pending=session.get_bind().dialect.name == "postgresql"

@@ -44,9 +44,24 @@ class TransientError(TaskError):
         *,
         retry_after_s: float | None = None,
         downstream: Downstream | None = None,
+        in_flight: bool = False,
     ) -> None:
         super().__init__(message, downstream=downstream)
         self.retry_after_s = retry_after_s
+        # The request may have reached the downstream and still be worked on there (its
+        # answer timed out or the connection broke): it may land until a client timeout
+        # later.
+        self.in_flight = in_flight
+
+
+class WaitForInFlight(Exception):
+    """Raised by a task body that did its part and must come back in `delay_s`, when writes
+    it cannot see (sent by processes it does not know of) have landed or never will: a
+    delete-all's last sweep. Its progress is saved first; no retry is counted."""
+
+    def __init__(self, delay_s: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
 
 
 class PermanentError(TaskError):
@@ -58,6 +73,15 @@ class PermanentError(TaskError):
 def is_retryable_status(status_code: int) -> bool:
     """Whether an HTTP status from a downstream is transient."""
     return status_code in RETRYABLE_STATUS or 500 <= status_code <= 599
+
+
+def leaves_in_flight(exc: BaseException) -> bool:
+    """Whether a failed attempt may have left a request the downstream still works on: its
+    answer timed out, the connection broke after sending, or the soft time limit cut the
+    attempt short."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return True
+    return isinstance(exc, TransientError) and exc.in_flight
 
 
 def classify(exc: BaseException) -> ErrorKind:

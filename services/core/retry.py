@@ -14,6 +14,8 @@ class GiveUpReason(StrEnum):
     PERMANENT_ERROR = "permanent_error"
     DEADLINE_EXHAUSTED = "deadline_exhausted"
     MAX_RETRIES_EXHAUSTED = "max_retries_exhausted"
+    # A tracked message with no task-log row: parked for an operator, never run.
+    UNKNOWN_MESSAGE = "unknown_message"
     # A message no worker can run (it cannot be decoded or handed to the pool), or one whose
     # delivery killed or hung its worker POISON_MAX_LOST_ATTEMPTS times: quarantined.
     POISON = "poison"

@@ -45,15 +45,18 @@ class Ordering:
 
     The scope is per customer (`<scope>:<customer_id>`); the key is the payload field that
     names the entity, or None for a write that covers the whole scope (a delete-all). Two
-    writes meet when their keys are equal or either covers the scope. A later write waits
-    (in the log, spending no retries) while an earlier one it meets is unfinished.
-    `replaces`: once this write succeeded, an earlier write it meets that runs only now (a
-    manual retry of it) is obsolete and ends as superseded instead of undoing this one.
+    writes meet when their keys are equal or either covers the scope.
+    `waits`: the write is claimed only once every earlier write it meets has finished (it
+    waits in the log meanwhile, spending no retries). A catalog write does not wait (its
+    version orders it) but is waited for by a later delete-all of its scope.
+    `changes`: the write changes what it covers; a redrive of an earlier write it meets is
+    refused once it exists (a reindex, which only reads the documents, changes nothing).
     """
 
     scope: str
     key_field: str | None
-    replaces: bool
+    waits: bool = True
+    changes: bool = True
 
     def scope_of(self, payload: dict[str, object]) -> str:
         """The ordering scope of a payload."""
@@ -63,8 +66,10 @@ class Ordering:
         """The ordering key of a payload (None: the whole scope)."""
         if self.key_field is None:
             return None
-        # A document without a source has key "": it meets other such uploads and the
-        # delete-alls, never a delete-by-source (which needs a source).
+        # The API names every document's source as ChatbotMobile files it (`text:<title>`,
+        # `file:<name>`, `url:<url>`); only a text without a title has none, and ChatbotMobile
+        # files it under its own new id, which no earlier delete can name: key "" (it meets
+        # other such uploads and the delete-alls).
         return str(payload.get(self.key_field) or "")
 
 
@@ -80,8 +85,15 @@ class TaskSpec:
     # an open breaker of any of them parks the task instead of running it.
     downstreams: tuple[Downstream, ...] = ()
     optional_downstreams: tuple[tuple[str, Downstream], ...] = ()
-    # Per-entity ordering for downstreams without versions (ChatbotMobile); None: none.
+    # Per-entity ordering (ChatbotMobile writes; a catalog delete-all's wait for the earlier
+    # writes of its customer); None: none.
     ordering: Ordering | None = None
+    # Its downstream orders writes by version (Elasticsearch): a redrive keeps the write's
+    # place in acceptance order (its version), which no later write can lose to.
+    versioned: bool = False
+    # A message of it that has no task-log row is run and recorded (upkeep that beat sends
+    # without the enqueue path); any other is parked for an operator.
+    adopts_unknown: bool = False
 
     def downstreams_for(self, payload: dict[str, object]) -> tuple[Downstream, ...]:
         """The downstreams an attempt with this payload talks to."""
@@ -118,9 +130,9 @@ def all_specs() -> list[TaskSpec]:
     return list(_REGISTRY.values())
 
 
-def replacing_task_names() -> frozenset[str]:
-    """Names of the ordered writes whose success makes earlier writes they meet obsolete."""
-    return frozenset(s.name for s in _REGISTRY.values() if s.ordering and s.ordering.replaces)
+def changing_task_names() -> frozenset[str]:
+    """Names of the ordered writes that change what they cover."""
+    return frozenset(s.name for s in _REGISTRY.values() if s.ordering and s.ordering.changes)
 
 
 # Synthetic end-to-end probe, one per worker queue: API -> broker -> worker -> task log.
@@ -128,9 +140,9 @@ CANARY = {
     Queue.ES: TaskSpec("canary_es", Queue.ES),
     Queue.HTTP: TaskSpec("canary_http", Queue.HTTP),
 }
-TASKLOG_CLEANUP = TaskSpec("tasklog_cleanup", Queue.MAINTENANCE)
-STORED_FILES_CLEANUP = TaskSpec("stored_files_cleanup", Queue.MAINTENANCE)
-TASKLOG_RECONCILE = TaskSpec("tasklog_reconcile", Queue.MAINTENANCE)
+TASKLOG_CLEANUP = TaskSpec("tasklog_cleanup", Queue.MAINTENANCE, adopts_unknown=True)
+STORED_FILES_CLEANUP = TaskSpec("stored_files_cleanup", Queue.MAINTENANCE, adopts_unknown=True)
+TASKLOG_RECONCILE = TaskSpec("tasklog_reconcile", Queue.MAINTENANCE, adopts_unknown=True)
 # Untracked upkeep (beat fires it every few seconds): publishes tasks held in the log.
 TASKLOG_RELEASE = TaskSpec("tasklog_release", Queue.MAINTENANCE)
 
@@ -149,28 +161,24 @@ def _http(name: str, ordering: Ordering, soft: int = 50, hard: int = 60) -> Task
 # The ordering keys of ChatbotMobile writes, which carry no versions: documents of one
 # customer by source, FAQs of one customer by id; delete-alls, imports and reindexes cover
 # their whole scope.
-DOCUMENT_ADDED = Ordering("docs", "source", replaces=False)
-DOCUMENTS_REMOVED = Ordering("docs", "source", replaces=True)
-ALL_DOCUMENTS_REMOVED = Ordering("docs", None, replaces=True)
-ALL_DOCUMENTS_READ = Ordering("docs", None, replaces=False)
-FAQ_WRITTEN = Ordering("faq", "faq_id", replaces=True)
-# An update replaces only the fields it gives, so it does not make an earlier write obsolete.
-FAQ_CHANGED = Ordering("faq", "faq_id", replaces=False)
-ALL_FAQS_REMOVED = Ordering("faq", None, replaces=True)
-FAQS_ADDED = Ordering("faq", None, replaces=False)
+DOCUMENTS = Ordering("docs", "source")
+ALL_DOCUMENTS = Ordering("docs", None)
+ALL_DOCUMENTS_READ = Ordering("docs", None, changes=False)
+ONE_FAQ = Ordering("faq", "faq_id")
+ALL_FAQS = Ordering("faq", None)
 
 # ChatbotMobile writes (the plan's names); file work gets the plan's 120 s, imports 300 s.
-DOC_UPLOAD_TEXT = _http("doc_upload_text", DOCUMENT_ADDED)
-DOC_UPLOAD_FILE = _http("doc_upload_file", DOCUMENT_ADDED, 100, 120)
-DOC_UPLOAD_URL = _http("doc_upload_url", DOCUMENT_ADDED)
-DOC_DELETE_ALL = _http("doc_delete_all", ALL_DOCUMENTS_REMOVED)
-DOC_DELETE_BY_SOURCE = _http("doc_delete_by_source", DOCUMENTS_REMOVED)
+DOC_UPLOAD_TEXT = _http("doc_upload_text", DOCUMENTS)
+DOC_UPLOAD_FILE = _http("doc_upload_file", DOCUMENTS, 100, 120)
+DOC_UPLOAD_URL = _http("doc_upload_url", DOCUMENTS)
+DOC_DELETE_ALL = _http("doc_delete_all", ALL_DOCUMENTS)
+DOC_DELETE_BY_SOURCE = _http("doc_delete_by_source", DOCUMENTS)
 DOC_TRIGGER_REINDEX = _http("doc_trigger_reindex", ALL_DOCUMENTS_READ)
-FAQ_CREATE = _http("faq_create", FAQ_WRITTEN, 100, 120)
-FAQ_UPDATE = _http("faq_update", FAQ_CHANGED, 100, 120)
-FAQ_DELETE = _http("faq_delete", FAQ_WRITTEN)
-FAQ_DELETE_ALL = _http("faq_delete_all", ALL_FAQS_REMOVED)
-FAQ_IMPORT = _http("faq_import", FAQS_ADDED, 240, 300)
+FAQ_CREATE = _http("faq_create", ONE_FAQ, 100, 120)
+FAQ_UPDATE = _http("faq_update", ONE_FAQ, 100, 120)
+FAQ_DELETE = _http("faq_delete", ONE_FAQ)
+FAQ_DELETE_ALL = _http("faq_delete_all", ALL_FAQS)
+FAQ_IMPORT = _http("faq_import", ALL_FAQS, 240, 300)
 CHATBOT_TASKS = (
     DOC_UPLOAD_TEXT,
     DOC_UPLOAD_FILE,

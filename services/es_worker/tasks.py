@@ -27,6 +27,7 @@ def _body(kind: Kind, op: Operation) -> Body:
                 seq=ctx.seq,
                 api_key=ctx.secrets.get("api_key"),
                 progress=progress,
+                fence=ctx.may_have_written,
             )
         )
 

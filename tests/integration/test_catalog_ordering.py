@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.support.catalog import Bench, catalog_bench, new_customer
-from tests.support.procs import wait_until
+from tests.support.flow import accepted, wait_processing
 
 pytestmark = pytest.mark.slow
 
@@ -23,22 +22,6 @@ pytestmark = pytest.mark.slow
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bench]:
     with catalog_bench(tmp_path_factory.mktemp("ordering")) as started:
         yield started
-
-
-def _task(answer: Any) -> str:
-    assert answer.status_code == 202, answer.text
-    task_id: str = answer.json()["task_id"]
-    return task_id
-
-
-def _processing(bench: Bench, task_id: str) -> None:
-    wait_until(
-        lambda: (
-            (row := bench.repo.get_by_task_id(task_id)) is not None and row.status == "processing"
-        ),
-        20,
-        what=f"task {task_id} to start",
-    )
 
 
 def test_a_reimport_after_a_delete_all_keeps_items_that_carry_their_updated_at(
@@ -50,12 +33,12 @@ def test_a_reimport_after_a_delete_all_keeps_items_that_carry_their_updated_at(
         for n in range(5)
     ]
     body = {"customer_id": customer, "items": items}
-    bench.succeeded(_task(api.post("/api/v1/products/bulk-upsert", json=body)))
-    bench.succeeded(_task(api.delete("/api/v1/products", params={"customer_id": customer})))
+    bench.succeeded(accepted(api.post("/api/v1/products/bulk-upsert", json=body)))
+    bench.succeeded(accepted(api.delete("/api/v1/products", params={"customer_id": customer})))
     assert bench.items("products", customer) == {}
     # The same items again, from the same source, with the same updated_at: accepted after
     # the delete-all, so they stay.
-    again = bench.succeeded(_task(api.post("/api/v1/products/bulk-upsert", json=body)))
+    again = bench.succeeded(accepted(api.post("/api/v1/products/bulk-upsert", json=body)))
     assert again["outcomes"] == {"created": 5}
     assert set(bench.items("products", customer)) == {f"i{n}" for n in range(5)}
 
@@ -66,11 +49,11 @@ def test_an_unversioned_delete_between_versioned_upserts_does_not_hide_the_later
     api, customer = bench.api, new_customer()
     url = "/api/v1/services/s1"
     bench.succeeded(
-        _task(api.put(url, json={"customer_id": customer, "data": {"n": 7}, "version": 7}))
+        accepted(api.put(url, json={"customer_id": customer, "data": {"n": 7}, "version": 7}))
     )
-    bench.succeeded(_task(api.delete(url, params={"customer_id": customer})))
+    bench.succeeded(accepted(api.delete(url, params={"customer_id": customer})))
     last = bench.succeeded(
-        _task(api.put(url, json={"customer_id": customer, "data": {"n": 8}, "version": 8}))
+        accepted(api.put(url, json={"customer_id": customer, "data": {"n": 8}, "version": 8}))
     )
     assert last["result"] == "created"
     stored = bench.doc("services", customer, "s1")
@@ -84,12 +67,12 @@ def test_an_older_caller_version_is_refused_when_accepted_not_when_it_runs(bench
     bench.es_standin.fault(  # type: ignore[union-attr]
         "error", 3.0, status=503, match={"body_contains": "from-version-8"}
     )
-    newer = _task(
+    newer = accepted(
         api.put(url, json={"customer_id": customer, "data": {"n": "from-version-8"}, "version": 8})
     )
     # ... while the older one, accepted after it, would land first: it is refused instead.
     older = bench.succeeded(
-        _task(api.put(url, json={"customer_id": customer, "data": {"n": "v7"}, "version": 7}))
+        accepted(api.put(url, json={"customer_id": customer, "data": {"n": "v7"}, "version": 7}))
     )
     assert older["result"] == "superseded"
     assert "newer caller version" in older["reason"]
@@ -104,23 +87,21 @@ def test_an_upsert_waiting_for_embeddings_does_not_survive_a_later_delete_all(
     api, customer = bench.api, new_customer()
     bench.embeddings.fault("slow", 6.0, delay_s=3.0)
     try:
-        upsert = _task(
+        upsert = accepted(
             api.put(
                 "/api/v1/products/p1",
                 json={"customer_id": customer, "data": {"name": "lamp"}, "with_embedding": True},
             )
         )
-        _processing(bench, upsert)
-        # Accepted after the upsert; runs (on the worker's other process) while the upsert
-        # waits for its vector, before the document exists.
-        wipe = bench.succeeded(
-            _task(api.delete("/api/v1/products", params={"customer_id": customer})), 20
-        )
-        assert wipe["deleted"] == 0
+        wait_processing(bench.repo, upsert)
+        # Accepted after the upsert while it waits for its vector: the delete-all waits for
+        # it (an earlier write of its customer), then removes what it wrote.
+        wipe = accepted(api.delete("/api/v1/products", params={"customer_id": customer}))
         result = bench.succeeded(upsert, timeout_s=30)
+        wiped = bench.succeeded(wipe, timeout_s=40)
     finally:
         bench.embeddings.clear_fault()
-    assert result["result"] == "superseded"
+    assert (result["result"], wiped["deleted"]) == ("created", 1)
     assert bench.items("products", customer) == {}
 
 
@@ -130,7 +111,7 @@ def test_a_bulk_upsert_waiting_for_embeddings_does_not_survive_a_later_delete(
     api, customer = bench.api, new_customer()
     bench.embeddings.fault("slow", 6.0, delay_s=3.0)
     try:
-        bulk = _task(
+        bulk = accepted(
             api.post(
                 "/api/v1/services/bulk-upsert",
                 json={
@@ -140,9 +121,9 @@ def test_a_bulk_upsert_waiting_for_embeddings_does_not_survive_a_later_delete(
                 },
             )
         )
-        _processing(bench, bulk)
+        wait_processing(bench.repo, bulk)
         bench.succeeded(
-            _task(api.delete("/api/v1/services/s2", params={"customer_id": customer})), 20
+            accepted(api.delete("/api/v1/services/s2", params={"customer_id": customer})), 20
         )
         result = bench.succeeded(bulk, timeout_s=30)
     finally:
@@ -160,9 +141,9 @@ def test_writes_accepted_after_a_delete_all_are_never_removed_by_it(bench: Bench
         status=503,
         match={"path_prefix": f"/{bench.index('products')}/_delete_by_query"},
     )
-    wipe = _task(api.delete("/api/v1/products", params={"customer_id": customer}))
+    wipe = accepted(api.delete("/api/v1/products", params={"customer_id": customer}))
     later = bench.succeeded(
-        _task(api.put("/api/v1/products/p9", json={"customer_id": customer, "data": {}}))
+        accepted(api.put("/api/v1/products/p9", json={"customer_id": customer, "data": {}}))
     )
     assert later["result"] == "created"
     time.sleep(2.5)
@@ -176,11 +157,11 @@ def test_a_delete_all_removes_writes_search_cannot_see_yet(bench: Bench) -> None
     # refresh before its delete-by-query, as on a real cluster.
     api, customer = bench.api, new_customer()
     body = {"customer_id": customer, "data": {"name": "Lamp"}}
-    bench.succeeded(_task(api.put("/api/v1/products/p1", json=body)))
+    bench.succeeded(accepted(api.put("/api/v1/products/p1", json=body)))
     bulk = {"customer_id": customer, "items": [{"id": "p2", "data": {"name": "Desk"}}]}
-    bench.succeeded(_task(api.post("/api/v1/products/bulk-upsert", json=bulk)))
+    bench.succeeded(accepted(api.post("/api/v1/products/bulk-upsert", json=bulk)))
     result = bench.succeeded(
-        _task(api.delete("/api/v1/products", params={"customer_id": customer}))
+        accepted(api.delete("/api/v1/products", params={"customer_id": customer}))
     )
     assert result["deleted"] == 2
     assert bench.doc("products", customer, "p1") is None

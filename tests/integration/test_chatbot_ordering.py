@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.support.chatbot import ChatBench, chat_bench
+from tests.support.flow import accepted
 from tests.support.procs import wait_until
 
 pytestmark = pytest.mark.slow
@@ -33,12 +33,6 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatBench]:
 
 def _customer() -> str:
     return f"order-{uuid.uuid4().hex[:10]}"
-
-
-def _task(answer: httpx.Response) -> str:
-    assert answer.status_code == 202, answer.text
-    task_id: str = answer.json()["task_id"]
-    return task_id
 
 
 def _waiting_for(bench: ChatBench, task_id: str) -> dict[str, Any]:
@@ -62,13 +56,13 @@ def test_a_delete_accepted_while_the_create_retries_takes_effect_after_it(
 ) -> None:
     customer, question = _customer(), f"question {uuid.uuid4().hex}"
     _fail_for_a_while(bench, 3.0, method="POST", path_prefix="/v1/faqs", body_contains=question)
-    create = _task(
+    create = accepted(
         bench.api.post(
             "/api/v1/mobile-faq",
             data={"customer_id": customer, "faq_id": "f1", "question": question, "answer": "a"},
         )
     )
-    delete = _task(bench.api.delete("/api/v1/mobile-faq/f1", params={"customer_id": customer}))
+    delete = accepted(bench.api.delete("/api/v1/mobile-faq/f1", params={"customer_id": customer}))
     waiting = _waiting_for(bench, delete)
     assert waiting["reason"] == "order" and waiting["waiting_for"] == create
     bench.finished(create, 30)
@@ -88,12 +82,12 @@ def test_two_updates_of_one_faq_apply_in_acceptance_order(bench: ChatBench) -> N
         )
     )
     _fail_for_a_while(bench, 3.0, method="PUT", body_contains="first-answer")
-    first = _task(
+    first = accepted(
         bench.api.put(
             "/api/v1/mobile-faq/f1", data={"customer_id": customer, "answer": "first-answer"}
         )
     )
-    second = _task(
+    second = accepted(
         bench.api.put(
             "/api/v1/mobile-faq/f1", data={"customer_id": customer, "answer": "second-answer"}
         )
@@ -111,7 +105,7 @@ def test_an_upload_retried_after_a_later_delete_does_not_survive_it(
 ) -> None:
     customer, text = _customer(), f"text {uuid.uuid4().hex}"
     _fail_for_a_while(bench, 3.0, path_prefix="/v1/documents/text", body_contains=text)
-    upload = _task(
+    upload = accepted(
         bench.api.post(
             "/api/v1/documents/upload-text",
             json={"customer_id": customer, "text": text, "source": "site"},
@@ -120,7 +114,7 @@ def test_an_upload_retried_after_a_later_delete_does_not_survive_it(
     params = {"customer_id": customer}
     if wipe == "delete-by-source":
         params["source"] = "site"
-    delete = _task(bench.api.delete(f"/api/v1/documents/{wipe}", params=params))
+    delete = accepted(bench.api.delete(f"/api/v1/documents/{wipe}", params=params))
     assert _waiting_for(bench, delete)["waiting_for"] == upload
     assert bench.finished(upload, 30).status == "success"
     assert bench.finished(delete, 30).status == "success"
@@ -130,7 +124,7 @@ def test_an_upload_retried_after_a_later_delete_does_not_survive_it(
 def test_writes_of_other_sources_do_not_wait(bench: ChatBench) -> None:
     customer, text = _customer(), f"text {uuid.uuid4().hex}"
     _fail_for_a_while(bench, 4.0, path_prefix="/v1/documents/text", body_contains=text)
-    slow = _task(
+    slow = accepted(
         bench.api.post(
             "/api/v1/documents/upload-text",
             json={"customer_id": customer, "text": text, "source": "site"},
@@ -157,7 +151,7 @@ def test_an_earlier_write_that_failed_for_good_does_not_block_later_ones(
     bench.standin.fault(
         "error", 3.0, status=400, match={"path_prefix": "/v1/documents", "body_contains": text}
     )
-    upload = _task(
+    upload = accepted(
         bench.api.post(
             "/api/v1/documents/upload-text",
             json={"customer_id": customer, "text": text, "source": "site"},
@@ -171,3 +165,45 @@ def test_an_earlier_write_that_failed_for_good_does_not_block_later_ones(
     assert bench.succeeded(later, timeout_s=30).status == "success"
     [doc] = bench.upstream("/v1/documents", customer_id=customer)["items"]
     assert doc["title"] == "later"
+
+
+def _upload_without_source(
+    bench: ChatBench, customer: str, how: str, marker: str
+) -> tuple[str, str]:
+    """An upload that names no source; the source ChatbotMobile files it under."""
+    if how == "text":
+        answer = bench.api.post(
+            "/api/v1/documents/upload-text",
+            json={"customer_id": customer, "text": marker, "title": f"title {marker}"},
+        )
+        return accepted(answer), f"text:title {marker}"
+    if how == "url":
+        url = f"https://example.com/{marker}"
+        answer = bench.api.post(
+            "/api/v1/documents/upload-url", json={"customer_id": customer, "url": url}
+        )
+        return accepted(answer), f"url:{url}"
+    answer = bench.api.post(
+        "/api/v1/documents/upload-file",
+        data={"customer_id": customer},
+        files={"file": (f"{marker}.txt", marker.encode(), "text/plain")},
+    )
+    return accepted(answer), f"file:{marker}.txt"
+
+
+@pytest.mark.parametrize("how", ["text", "url", "file"])
+def test_a_delete_of_the_default_source_waits_for_the_upload_filed_under_it(
+    bench: ChatBench, how: str
+) -> None:
+    customer, marker = _customer(), f"m{uuid.uuid4().hex[:12]}"
+    _fail_for_a_while(bench, 3.0, path_prefix="/v1/documents", body_contains=marker)
+    upload, source = _upload_without_source(bench, customer, how, marker)
+    delete = accepted(
+        bench.api.delete(
+            "/api/v1/documents/delete-by-source", params={"customer_id": customer, "source": source}
+        )
+    )
+    assert _waiting_for(bench, delete)["waiting_for"] == upload
+    assert bench.finished(upload, 30).status == "success"
+    assert bench.finished(delete, 30).status == "success"
+    assert bench.upstream("/v1/documents", customer_id=customer)["items"] == []

@@ -1,7 +1,9 @@
-"""A manual retry keeps the identity of the write it retries.
+"""A manual retry of a ChatbotMobile write answers for what the original did.
 
-It is a new task in the log (the history stays), but ChatbotMobile sees the same request: the
-same Idempotency-Key, and an import resumes after the chunks already created.
+It is a new task in the log (the history stays) and a new write (a later place in acceptance
+order, an Idempotency-Key of its own), but it sends the original's key first: a write the
+original landed is answered from ChatbotMobile's memory instead of applied twice, and an
+import resumes after the chunks already created.
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ def test_a_retried_create_that_was_applied_replays_instead_of_conflicting(
     assert [f["faq_id"] for f in bench.upstream("/v1/faqs", customer_id=customer)["items"]] == [
         "f1"
     ]
-    # The retry sends the failed task's Idempotency-Key: ChatbotMobile answers as it did the
-    # first time instead of refusing a second create of f1 (409).
+    # The retry sends the failed task's Idempotency-Key first: ChatbotMobile answers as it did
+    # the first time instead of refusing a second create of f1 (409).
     retried = bench.succeeded(bench.api.post(f"/api/v1/tasks/{failed.task_id}/retry"))
     assert retried.result is not None and retried.result["faq_id"] == "f1"
-    assert retried.retry_of == failed.task_id and retried.seq == failed.seq
+    assert retried.retry_of == failed.task_id and retried.seq > failed.seq
+    assert retried.origin_seq == failed.seq
     assert len(bench.upstream("/v1/faqs", customer_id=customer)["items"]) == 1
 
 

@@ -536,6 +536,20 @@ def test_timeout_fault_applies_the_write_then_the_retry_replays_it(
     assert (stats["writes_applied"], stats["replays"]) == (1, 1)
 
 
+def test_drop_fault_applies_the_write_then_the_retry_replays_it(
+    api: httpx.Client, standin: Standin
+) -> None:
+    standin.fault("drop", 5)
+    with pytest.raises(httpx.RemoteProtocolError):
+        send(api, "POST", "/v1/documents/text", key="k1", json=body_of(text="x"))
+    assert standin.stats()["writes_applied"] == 1
+
+    standin.clear_fault()
+    retried = post(api, "/v1/documents/text", key="k1", text="x")
+    assert ok(retried) and retried.headers[REPLAYED] == "true"
+    assert get(api, "/v1/documents")["total"] == 1
+
+
 # --- contract conformance -------------------------------------------------------------------
 
 OPERATIONS = CONTRACT.operations()

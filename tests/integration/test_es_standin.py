@@ -384,6 +384,17 @@ def test_timeout_fault_applies_the_write_but_the_caller_times_out(
     assert standin.stats()["applied"] == {"t/1": 1}
 
 
+def test_drop_fault_applies_the_write_and_cuts_the_connection(
+    es: Elasticsearch, standin: Standin
+) -> None:
+    standin.fault("drop", 5, match={"path_prefix": "/d/_doc"})
+    with pytest.raises(elasticsearch.ConnectionError):
+        es.index(index="d", id="1", document={"n": 1})
+    standin.clear_fault()
+    assert es.get(index="d", id="1")["_source"] == {"n": 1}
+    assert standin.stats()["applied"] == {"d/1": 1}
+
+
 def test_bulk_reject_fails_odd_items_without_applying_them(
     es: Elasticsearch, standin: Standin, orders: str
 ) -> None:

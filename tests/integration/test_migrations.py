@@ -45,6 +45,8 @@ COLUMNS = {
     "seq",
     "seq_pending",
     "origin_task_id",
+    "origin_seq",
+    "prior_keys",
     "order_scope",
     "order_key",
     "held",
@@ -169,3 +171,36 @@ def test_existing_rows_keep_their_order_on_postgresql() -> None:
 
 def test_existing_rows_keep_their_order_on_sqlite(tmp_path: Path) -> None:
     _rows_keep_their_order_across_the_acceptance_sequence(f"sqlite:///{tmp_path / 'log.db'}")
+
+
+def _caller_versions_get_their_customer(url: str) -> None:
+    migrate.upgrade(url, "0006")
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO es_caller_versions (kind, doc_id, version, version_source, "
+                    "updated_at) VALUES ('products', 'c-1:item:with:colons', 7, 'version', :d)"
+                ),
+                {"d": utcnow().replace(tzinfo=None)},
+            )
+        migrate.upgrade(url)
+        with engine.connect() as conn:
+            found = conn.execute(text("SELECT customer_id FROM es_caller_versions")).all()
+        assert found == [("c-1",)]
+    finally:
+        engine.dispose()
+
+
+def test_caller_versions_get_their_customer_on_postgresql() -> None:
+    name = f"durable_mig_{uuid.uuid4().hex[:10]}"
+    url = create_pg_database(name)
+    try:
+        _caller_versions_get_their_customer(url)
+    finally:
+        drop_pg_database(name)
+
+
+def test_caller_versions_get_their_customer_on_sqlite(tmp_path: Path) -> None:
+    _caller_versions_get_their_customer(f"sqlite:///{tmp_path / 'log.db'}")

@@ -65,3 +65,22 @@ def test_hard_time_limit_is_recorded_and_retried(
     assert (row.status, row.attempts, row.retry_count) == ("success", 2, 1)
     assert row.error_message is not None and "TimeLimitExceeded" in row.error_message
     assert effects(redis, key) == [task_id]
+
+
+def test_a_hard_time_limit_is_recorded_only_once_the_attempt_is_dead(
+    settings: Settings, pg_repo: TaskLogRepository, redis: Redis, tmp_path: Path
+) -> None:
+    limits = {"TASK_SOFT_TIME_LIMIT_S": "1", "TASK_TIME_LIMIT_S": "2"}
+    worker = Worker("services.es_worker", "es", tmp_path, env=limits, concurrency=2).start()
+    try:
+        # The first attempt ignores the soft limit and SIGTERM, and notes what the task log
+        # says of it until it is killed; the second attempt runs on the other pool process.
+        task_id, key = send(settings, watch_first=True)
+        row = wait_finished(pg_repo, task_id, timeout_s=40)
+    finally:
+        worker.stop()
+    assert (row.status, row.attempts) == ("success", 2)
+    seen: list[str] = redis.lrange(trace_key("watched", key), 0, -1)  # type: ignore[assignment]
+    # While the attempt's process lived, the log never called it lost (nor let another run).
+    assert seen and set(seen) == {"processing:1"}, sorted(set(seen))
+    assert effects(redis, key) == [task_id]

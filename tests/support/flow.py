@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from redis import Redis
 
 from services.core.celery_app import make_celery_app
@@ -58,6 +59,22 @@ def wait_finished(repo: TaskLogRepository, task_id: str, timeout_s: float = 30) 
         return row if row is not None and row.is_finished else None
 
     return wait_until(finished, timeout_s, what=f"task {task_id} to finish")  # type: ignore[no-any-return]
+
+
+def accepted(answer: httpx.Response) -> str:
+    """The task id of a write the API accepted (202)."""
+    assert answer.status_code == 202, answer.text
+    task_id: str = answer.json()["task_id"]
+    return task_id
+
+
+def wait_processing(repo: TaskLogRepository, task_id: str, timeout_s: float = 20) -> None:
+    """Wait until an attempt of the task runs."""
+    wait_until(
+        lambda: (row := repo.get_by_task_id(task_id)) is not None and row.status == "processing",
+        timeout_s,
+        what=f"task {task_id} to start",
+    )
 
 
 def all_finished(repo: TaskLogRepository, task_ids: list[str]) -> list[TaskLog] | None:

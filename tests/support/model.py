@@ -2,7 +2,15 @@
 
 The model-based test sends writes one after the other, each answered before the next is sent,
 so acceptance order is send order, whatever the stack does with them afterwards (faults,
-retries, duplicates, crashes). This module says what each downstream must hold in the end.
+retries, duplicates, crashes). This module says what each downstream must hold in the end,
+and which redrives the stack must refuse.
+
+The rules it states:
+- a delete-all removes every write accepted before it (and starts caller versions over);
+- the newest accepted write of each entity wins;
+- a redrive never undoes a later accepted write: a redrive of a ChatbotMobile write is
+  refused while a write of the same entity accepted after the original has taken (or may
+  still take) effect, and otherwise is a new write accepted now.
 """
 
 from __future__ import annotations
@@ -41,8 +49,9 @@ class CatalogModel:
             self.items.pop(item, None)
 
     def delete_all(self) -> None:
-        """A delete-all accepted now."""
+        """A delete-all accepted now: every item goes, and caller versions start over."""
         self.items.clear()
+        self.caller.clear()
 
 
 @dataclass
@@ -73,6 +82,10 @@ class FaqModel:
         """A delete of every FAQ accepted now."""
         self.answers.clear()
 
+    def apply(self, op: str, faq_id: str, answer: str) -> bool:
+        """A FAQ create or update accepted now (a redrive re-sends one); False if refused."""
+        return self.create(faq_id, answer) if op == "create" else self.update(faq_id, answer)
+
 
 @dataclass
 class DocumentModel:
@@ -93,3 +106,47 @@ class DocumentModel:
     def delete_all(self) -> None:
         """A delete of every document accepted now."""
         self.documents.clear()
+
+
+@dataclass(frozen=True)
+class Write:
+    """An accepted ChatbotMobile write, as the redrive rule sees it."""
+
+    task_id: str
+    key: str | None  # the entity it writes (None: every one of its scope)
+    place: int  # acceptance order; a redrive stands in its original's place
+    takes_effect: bool  # False: ChatbotMobile refuses it (it fails, changing nothing)
+    # What a redrive re-sends: ("create" | "update", faq_id, answer); None: not redrivable.
+    resend: tuple[str, str, str] | None = None
+
+
+@dataclass
+class FaqHistory:
+    """The FAQ writes accepted so far, for the redrive rule."""
+
+    writes: dict[str, Write] = field(default_factory=dict)
+    accepted: int = 0
+
+    def accept(
+        self,
+        task_id: str,
+        key: str | None,
+        takes_effect: bool,
+        resend: tuple[str, str, str] | None = None,
+        *,
+        place: int | None = None,
+    ) -> Write:
+        """Note a write accepted now (a redrive: in its original's `place`)."""
+        self.accepted += 1
+        write = Write(task_id, key, self.accepted if place is None else place, takes_effect, resend)
+        self.writes[task_id] = write
+        return write
+
+    def later(self, task_id: str) -> list[Write]:
+        """Writes of the same FAQ (or of all FAQs) accepted after `task_id`'s original."""
+        me = self.writes[task_id]
+        return [
+            w
+            for w in self.writes.values()
+            if w.place > me.place and (w.key is None or me.key is None or w.key == me.key)
+        ]

@@ -82,6 +82,11 @@ class ModelStack:
         """Deliveries of one write that overlapped at a downstream, so far."""
         return sum(s.stats()["overlapping_writes"] for s in (self.es, self.chatbot))
 
+    def overlapped(self) -> list[str]:
+        """The latest writes whose deliveries overlapped (Elasticsearch: document and version;
+        ChatbotMobile: Idempotency-Key, a task id)."""
+        return [w for s in (self.es, self.chatbot) for w in s.stats()["overlapped_writes"]]
+
     def settled(self, task_ids: list[str], timeout_s: float, who: str) -> list[TaskLog]:
         """Faults cleared, the rows of the tasks once every one finished ([] for none)."""
         for standin in (self.es, self.chatbot):
@@ -128,8 +133,13 @@ def model_stack(
     *,
     embeddings_delay_s: float,
     settings_update: dict[str, Any] | None = None,
+    skewed_workers_s: float = 0.0,
 ) -> Iterator[ModelStack]:
-    """Start the stack with `timings` in every process's environment; stop it on exit."""
+    """Start the stack with `timings` in every process's environment; stop it on exit.
+
+    With `skewed_workers_s`, an es-worker whose clock runs that far ahead ("es-ahead") and an
+    http-worker whose clock runs that far behind ("http-behind") run beside the others.
+    """
     base = get_settings()
     with ExitStack() as stop:
         es = Standin("elasticsearch", log_dir, "--gc-deletes-s", "1")
@@ -160,6 +170,15 @@ def model_stack(
             "http": Worker("services.http_worker", "http", log_dir, env=env, include=""),
             "scheduler": scheduler(log_dir, env),
         }
+        if skewed_workers_s:
+            workers["es-ahead"] = Worker(
+                "services.es_worker", "es", log_dir, env=env, include="", concurrency=1,
+                clock_skew_s=skewed_workers_s,
+            )  # fmt: skip
+            workers["http-behind"] = Worker(
+                "services.http_worker", "http", log_dir, env=env, include="", concurrency=1,
+                clock_skew_s=-skewed_workers_s,
+            )  # fmt: skip
         for worker in workers.values():
             stop.callback(worker.stop)
             worker.launch()

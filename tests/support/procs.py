@@ -15,6 +15,7 @@ from services.core import processes
 from tools.localservices import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
+SKEW_SHIM = Path(__file__).resolve().parent / "skew"
 __all__ = ["ROOT", "RedisServer", "Worker", "free_port", "scheduler", "wait_until"]
 
 
@@ -30,6 +31,7 @@ class Worker:
         concurrency: int = 2,
         include: str = "tests.support.tasks",
         beat: bool = False,
+        clock_skew_s: float = 0.0,
     ) -> None:
         self.name = f"{queues.replace(',', '-')}-{uuid.uuid4().hex[:6]}"
         self.log_path = log_dir / f"worker-{self.name}.log"
@@ -42,6 +44,10 @@ class Worker:
             **(env or {}),
             "PYTHONPATH": str(ROOT),
         }
+        if clock_skew_s:
+            # A machine whose clock drifted: tests/support/skew/sitecustomize.py offsets it.
+            self.env["CLOCK_SKEW_S"] = str(clock_skew_s)
+            self.env["PYTHONPATH"] = f"{SKEW_SHIM}{os.pathsep}{ROOT}"
         self.args = processes.worker_command(
             app,
             queues,
@@ -55,6 +61,8 @@ class Worker:
         if include:
             self.args += ["-I", include]
         self.proc: subprocess.Popen[bytes] | None = None
+        # Where this run's lines start in the log (a restarted worker appends to it).
+        self._log_start = 0
 
     def start(self, timeout_s: float = 30) -> Worker:
         """Start and wait until the worker says it is ready."""
@@ -63,6 +71,7 @@ class Worker:
 
     def launch(self) -> Worker:
         """Start the process without waiting (several workers can then start at once)."""
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 self.args,
@@ -82,7 +91,11 @@ class Worker:
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"worker exited early; see {self.log_path}:\n{self.log()[-3000:]}")
-        return " ready." in self.log()
+        if not self.log_path.exists():
+            return False
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return b" ready." in log.read()
 
     def log(self) -> str:
         """Everything the worker printed so far."""

@@ -14,8 +14,10 @@ import signal
 import time
 from typing import Any
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
 from redis import Redis
+from sqlalchemy import make_url
 
 from services.core.config import get_settings
 from services.core.errors import PermanentError, TransientError
@@ -23,13 +25,40 @@ from services.core.taskdefs import Queue, TaskSpec, register
 from services.core.tracking import TaskContext
 from services.core.tracking.task import tracked_task
 
-TEST_EFFECT = TaskSpec("test_effect", Queue.ES)
+# Tests also publish it by hand, without a task-log row (a delayed retry held by a worker at
+# shutdown, say): like the scheduler's upkeep, it is recorded and run then.
+TEST_EFFECT = TaskSpec("test_effect", Queue.ES, adopts_unknown=True)
 register(TEST_EFFECT)
 
 
 def trace_key(kind: str, key: str) -> str:
     """Redis key of a trace list of this run."""
     return f"{get_settings().redis_key_prefix}{kind}:{key}"
+
+
+def _watch_until_killed(ctx: TaskContext, redis: Redis, key: str) -> None:
+    """Hang past every time limit, ignoring SIGTERM, noting the task's row as this attempt
+    sees it (`<status>:<attempts>` under `watched:<key>`) until the process is killed."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    url = make_url(get_settings().database_url).set(drivername="postgresql")
+    connection: psycopg.Connection[tuple[str, int]] | None = None
+    while True:
+        try:
+            if connection is None:
+                connection = psycopg.connect(url.render_as_string(hide_password=False))
+                connection.autocommit = True
+            row = connection.execute(
+                "SELECT status, attempts FROM task_log WHERE task_id = %s", (ctx.task_id,)
+            ).fetchone()
+            if row is not None:
+                redis.rpush(trace_key("watched", key), f"{row[0]}:{row[1]}")
+            time.sleep(0.005)
+        except Exception:
+            # The soft time limit arrives anywhere, mid-query too: start a new connection.
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            connection = None
 
 
 def _hang(seconds: float) -> None:
@@ -48,9 +77,13 @@ def test_effect(ctx: TaskContext, payload: dict[str, Any]) -> dict[str, Any]:
     redis.rpush(trace_key("started", key), os.getpid())
     calls = redis.incr(trace_key("calls", key))
     if calls <= payload.get("transient_failures", 0) or payload.get("always_transient"):
-        raise TransientError(f"downstream unavailable (call {calls})")
+        raise TransientError(
+            f"downstream unavailable (call {calls})", retry_after_s=payload.get("retry_after_s")
+        )
     if payload.get("permanent"):
         raise PermanentError("mapper_parsing_exception: field [price] of type [float]")
+    if calls == 1 and payload.get("watch_first"):
+        _watch_until_killed(ctx, redis, key)
     fixed = bool(redis.exists(trace_key("fixed", key)))
     if payload.get("kill_until_fixed") and not fixed:
         # As a segfault or the OOM killer would: the pool process dies mid-task.

@@ -8,10 +8,13 @@ A fault has a mode and ends by itself `duration_s` seconds after it was set:
 - `slow`: every data request waits `delay_s`, then is handled normally;
 - `timeout`: the request is applied first and its answer held `delay_s` before it is sent,
   the "write succeeded but the caller saw a timeout" case;
+- `drop`: the request is applied, then its connection is cut without an answer (the caller
+  sees the connection reset at once): "the write landed, the answer was lost", without
+  waiting for the caller's timeout;
 - stand-in specific modes (such as Elasticsearch's `bulk_reject`) that the stand-in reads
   from `FaultState.current()` itself.
 
-An `error`, `slow` or `timeout` fault may be narrowed with `match` to the requests it hits:
+An `error`, `slow`, `timeout` or `drop` fault may be narrowed with `match` to the requests it hits:
 `{"method": "PUT", "path_prefix": "/v1/faqs", "body_contains": "text"}` (each part optional),
 so a test can fail one write while the others go through.
 
@@ -35,7 +38,7 @@ from aiohttp.typedefs import Middleware
 
 log = logging.getLogger("standins")
 
-BASE_MODES = frozenset({"down", "error", "slow", "timeout"})
+BASE_MODES = frozenset({"down", "error", "slow", "timeout", "drop"})
 _FIELDS = frozenset({"mode", "duration_s", "status", "retry_after_s", "delay_s", "match"})
 _MATCH_FIELDS = frozenset({"method", "path_prefix", "body_contains"})
 
@@ -142,7 +145,7 @@ def _parse_match(raw: object, mode: str) -> tuple[tuple[str, str], ...]:
     if raw is None:
         return ()
     if mode not in BASE_MODES - {"down"}:
-        raise FaultInputError("match applies only to modes 'error', 'slow' and 'timeout'")
+        raise FaultInputError("match applies only to modes 'error', 'slow', 'timeout' and 'drop'")
     if not isinstance(raw, dict) or not raw:
         raise FaultInputError("match must be a non-empty object")
     unknown = sorted(set(raw) - _MATCH_FIELDS)
@@ -203,6 +206,13 @@ def fault_middleware(faults: FaultState, render_error: ErrorRenderer) -> Middlew
         if fault.mode == "timeout":
             response = await handler(request)
             await asyncio.sleep(fault.delay_s)
+            return response
+        if fault.mode == "drop":
+            response = await handler(request)
+            # Applied; the connection is cut (RST) before a byte of the answer is sent.
+            transport = request.transport
+            if transport is not None:
+                transport.abort()
             return response
         return await handler(request)
 

@@ -30,12 +30,15 @@ class InFlight:
         self._now: Counter[str] = Counter()
         self.overlaps = 0
         self.most = 0
+        # The writes that overlapped, latest last (a bounded list, for a test to name them).
+        self.overlapped: list[str] = []
 
     def enter(self, key: str) -> None:
         """A request of write `key` started."""
         self._now[key] += 1
         if self._now[key] > 1:
             self.overlaps += 1
+            self.overlapped = [*self.overlapped[-19:], key]
         self.most = max(self.most, self._now[key])
 
     def leave(self, key: str) -> None:
@@ -46,11 +49,16 @@ class InFlight:
 
     def stats(self) -> dict[str, Any]:
         """The counters `GET /stats` shows."""
-        return {"overlapping_writes": self.overlaps, "most_in_flight_per_write": self.most}
+        return {
+            "overlapping_writes": self.overlaps,
+            "most_in_flight_per_write": self.most,
+            "overlapped_writes": list(self.overlapped),
+        }
 
     def reset(self) -> None:
         """Forget the counters (requests in flight stay counted)."""
         self.overlaps = 0
+        self.overlapped = []
         self.most = max(self._now.values(), default=0)
 
 

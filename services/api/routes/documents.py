@@ -14,6 +14,7 @@ from services.api.routing import ThreadedRoute
 from services.api.schemas import CustomerField, CustomerQuery, QueuedResponse, Strict, Text, errors
 from services.api.uploads import check_upload, queue_with_files, store
 from services.core import taskdefs as t
+from services.core.chatbot.sources import file_source, text_source, url_source
 from services.core.ids import CUSTOMER_ID_PATTERN
 from services.core.secrecy import URL_CREDENTIALS, split_credentials
 
@@ -70,13 +71,11 @@ def upload_text(
             f"text is over {runtime.settings.upload_text_max_chars} characters; "
             "upload it as a file",
         )
-    return _queue(
-        runtime,
-        principal,
-        idempotency_key,
-        t.DOC_UPLOAD_TEXT.name,
-        body.model_dump(exclude_none=True),
-    )
+    payload = body.model_dump(exclude_none=True)
+    source = text_source(body.source, body.title)
+    if source is not None:
+        payload["source"] = source
+    return _queue(runtime, principal, idempotency_key, t.DOC_UPLOAD_TEXT.name, payload)
 
 
 @router.post("/documents/upload-file", status_code=status.HTTP_202_ACCEPTED)
@@ -98,7 +97,11 @@ def upload_file(
         idempotency_key,
         t.DOC_UPLOAD_FILE.name,
         [stored],
-        lambda files: {"customer_id": customer_id, "file": files[0], "source": source},
+        lambda files: {
+            "customer_id": customer_id,
+            "file": files[0],
+            "source": file_source(source, files[0]["filename"]),
+        },
         {"customer_id": customer_id, "source": source, "filename": file.filename},
     )
 
@@ -115,6 +118,8 @@ def upload_url(
     # `user:password@` in the URL is a secret: sealed apart from the payload (the task log,
     # the broker message, status answers), put back by the worker for ChatbotMobile.
     payload["url"], credentials = split_credentials(payload["url"])
+    # Filed under its URL (without the credentials) unless the caller names a source.
+    payload["source"] = url_source(body.source, payload["url"])
     return accept(
         runtime,
         principal,

@@ -13,7 +13,13 @@ from services.api.routing import ThreadedRoute
 from services.api.schemas import Moment, QueuedResponse, Text, errors
 from services.api.validation import unprocessable
 from services.core.auth import Principal
-from services.core.operations.redrive import AlreadyRetried, NotFailed, redrive, retry_failed
+from services.core.operations.redrive import (
+    AlreadyRetried,
+    LaterWrite,
+    NotFailed,
+    redrive,
+    retry_failed,
+)
 from services.core.retry import GiveUpReason
 from services.core.secrecy import Sealer
 from services.core.tasklog.models import TaskLog, TaskStatus
@@ -79,7 +85,8 @@ class TaskStatusAnswer(BaseModel):
     deadline_at: datetime
     retry_of: str | None
     retried_as: str | None = None
-    # Acceptance order: the version domain of the write (kept by a manual retry).
+    # Acceptance order: the version domain of the write (kept by a manual retry of a catalog
+    # write; a retried ChatbotMobile write is a new write and gets a new one).
     seq: int
     # Set while the task waits in the task log (no broker message).
     waiting: Waiting | None = None
@@ -227,9 +234,12 @@ class RedriveAnswer(BaseModel):
     dry_run: bool
     matched: int
     retried: list[dict[str, str]]
+    # Failed tasks left alone: a later write of the same entity would be undone (`reason`);
+    # present only when there are any.
+    refused: list[dict[str, str]] | None = None
 
 
-@router.post("/retry-failed")
+@router.post("/retry-failed", response_model_exclude_none=True)
 def retry_failed_tasks(
     body: RedriveBody, runtime: RuntimeDep, principal: PrincipalDep
 ) -> RedriveAnswer:
@@ -253,7 +263,12 @@ def retry_failed_tasks(
         limit=body.max,
         dry_run=body.dry_run,
     )
-    return RedriveAnswer(dry_run=report.dry_run, matched=report.matched, retried=report.retried)
+    return RedriveAnswer(
+        dry_run=report.dry_run,
+        matched=report.matched,
+        retried=report.retried,
+        refused=report.refused or None,
+    )
 
 
 @router.get("/{task_id}/status")
@@ -270,11 +285,12 @@ class RetryAnswer(QueuedResponse):
 
 @router.post("/{task_id}/retry", status_code=status.HTTP_202_ACCEPTED)
 def retry_task(task_id: TaskId, runtime: RuntimeDep, principal: PrincipalDep) -> RetryAnswer:
-    """Queue a failed task again as a new task linked to it; 409 if it is not failed."""
+    """Queue a failed task again as a new task linked to it; 409 if it is not failed, was
+    retried already, or a later write of the same entity would be undone."""
     row = _visible(runtime, principal, task_id)
     sealer = Sealer(runtime.settings.secrets_key.get_secret_value())
     try:
         accepted = retry_failed(runtime.enqueuer, sealer, row)
-    except (NotFailed, AlreadyRetried) as exc:
+    except (NotFailed, AlreadyRetried, LaterWrite) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     return RetryAnswer(**QueuedResponse.for_task(accepted).model_dump(), retry_of=task_id)

@@ -7,6 +7,7 @@ the API answers for a read that fails this way (502, 503 or 504).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -22,23 +23,39 @@ from services.core.observability.downstream import observed
 from services.core.taskdefs import Downstream
 
 BODY_CHARS = 500
+# The contract's header on an answer replayed from ChatbotMobile's idempotency memory.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 class ChatbotUnavailable(TransientError):
     """ChatbotMobile could not take the request now."""
 
-    def __init__(self, message: str, *, gateway_status: int, retry_after_s: float | None = None):
-        super().__init__(message, retry_after_s=retry_after_s, downstream=Downstream.CHATBOT)
+    def __init__(
+        self,
+        message: str,
+        *,
+        gateway_status: int,
+        retry_after_s: float | None = None,
+        in_flight: bool = False,
+    ):
+        super().__init__(
+            message,
+            retry_after_s=retry_after_s,
+            downstream=Downstream.CHATBOT,
+            in_flight=in_flight,
+        )
         self.gateway_status = gateway_status
 
 
 class ChatbotRejected(PermanentError):
-    """ChatbotMobile refused the request for good."""
+    """ChatbotMobile refused the request for good (`replayed`: the answer it remembered
+    under the request's Idempotency-Key)."""
 
-    def __init__(self, message: str, *, upstream_status: int) -> None:
+    def __init__(self, message: str, *, upstream_status: int, replayed: bool = False) -> None:
         super().__init__(message, downstream=Downstream.CHATBOT)
         self.upstream_status = upstream_status
         self.gateway_status = 404 if upstream_status == 404 else 502
+        self.replayed = replayed
 
 
 class ChatbotClient:
@@ -81,11 +98,17 @@ class ChatbotClient:
                 call.answered(response.status_code)
         except httpx.TimeoutException as exc:
             raise ChatbotUnavailable(
-                f"ChatbotMobile timed out ({type(exc).__name__})", gateway_status=504
+                f"ChatbotMobile timed out ({type(exc).__name__})",
+                gateway_status=504,
+                # Sent, but unanswered: ChatbotMobile may still be applying it.
+                in_flight=not isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout),
             ) from exc
         except httpx.TransportError as exc:
             raise ChatbotUnavailable(
-                f"ChatbotMobile is unreachable ({type(exc).__name__})", gateway_status=503
+                f"ChatbotMobile is unreachable ({type(exc).__name__})",
+                gateway_status=503,
+                # Broken after the request went out: ChatbotMobile may still apply it.
+                in_flight=not isinstance(exc, httpx.ConnectError),
             ) from exc
         if response.status_code < 400:
             return response
@@ -95,12 +118,31 @@ class ChatbotClient:
             raise ChatbotUnavailable(
                 message, gateway_status=gateway, retry_after_s=retry_after_s(response.headers)
             )
-        raise ChatbotRejected(message, upstream_status=response.status_code)
+        replayed = response.headers.get(REPLAYED_HEADER, "").lower() == "true"
+        raise ChatbotRejected(message, upstream_status=response.status_code, replayed=replayed)
 
-    def write(self, method: str, path: str, key: str, **kwargs: Any) -> dict[str, Any]:
-        """A write with its Idempotency-Key; the JSON answer."""
-        body: dict[str, Any] = self.request(method, path, idempotency_key=key, **kwargs).json()
-        return body
+    def write(
+        self, method: str, path: str, keys: str | Sequence[str], **kwargs: Any
+    ) -> dict[str, Any]:
+        """A write with its Idempotency-Key; the JSON answer.
+
+        Several keys (a redrive: the keys of the write's earlier incarnations, then its own)
+        are tried in order: an earlier key answers for what was done under it (a write that
+        landed is not applied twice); a refusal remembered under it is that incarnation's
+        answer, not this write's, and the next key is tried.
+        """
+        tried = (keys,) if isinstance(keys, str) else tuple(keys)
+        for n, key in enumerate(tried):
+            try:
+                body: dict[str, Any] = self.request(
+                    method, path, idempotency_key=key, **kwargs
+                ).json()
+            except ChatbotRejected as exc:
+                if exc.replayed and n < len(tried) - 1:
+                    continue
+                raise
+            return body
+        raise ValueError("a write needs at least one Idempotency-Key")
 
     def read(self, path: str, **params: Any) -> httpx.Response:
         """A read with query parameters."""

@@ -1,8 +1,8 @@
 """What each ChatbotMobile task does: one contract call (or a chunked series) per task.
 
-Every write sends `Idempotency-Key`: the task id (a manual retry sends the id of the task it
-retries, `ctx.idempotency_key`), or that id and the chunk number for imports, so a retry after
-"applied, but the answer was lost" changes nothing, however it was retried.
+Every write sends `Idempotency-Key`: the task id, or that id and the chunk number for imports,
+so a retry after "applied, but the answer was lost" changes nothing. A redrive tries the keys
+of the write's earlier incarnations first, then its own (`ctx.idempotency_keys`).
 """
 
 from __future__ import annotations
@@ -51,34 +51,36 @@ def _fields(payload: dict[str, Any], *names: str) -> dict[str, Any]:
 
 def upload_text(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = _fields(p, "customer_id", "title", "text", "source")
-    return env.client.write("POST", "/v1/documents/text", ctx.idempotency_key, json=body)
+    return env.client.write("POST", "/v1/documents/text", ctx.idempotency_keys, json=body)
 
 
 def upload_file(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = {**env.attachment(p["file"]), **_fields(p, "customer_id", "source")}
-    return env.client.write("POST", "/v1/documents/file", ctx.idempotency_key, json=body)
+    return env.client.write("POST", "/v1/documents/file", ctx.idempotency_keys, json=body)
 
 
 def upload_url(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = _fields(p, "customer_id", "url", "source")
     # The URL's `user:password` was sealed apart from the payload at acceptance.
     body["url"] = with_credentials(body["url"], ctx.secrets.get(URL_CREDENTIALS))
-    return env.client.write("POST", "/v1/documents/url", ctx.idempotency_key, json=body)
+    return env.client.write("POST", "/v1/documents/url", ctx.idempotency_keys, json=body)
 
 
 def delete_all_documents(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     params = {"customer_id": p["customer_id"]}
-    return env.client.write("DELETE", "/v1/documents", ctx.idempotency_key, params=params)
+    return env.client.write("DELETE", "/v1/documents", ctx.idempotency_keys, params=params)
 
 
 def delete_by_source(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     params = _fields(p, "customer_id", "source")
-    return env.client.write("DELETE", "/v1/documents/by-source", ctx.idempotency_key, params=params)
+    return env.client.write(
+        "DELETE", "/v1/documents/by-source", ctx.idempotency_keys, params=params
+    )
 
 
 def trigger_reindex(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     body = {"customer_id": p["customer_id"]}
-    return env.client.write("POST", "/v1/graphrag/reindex", ctx.idempotency_key, json=body)
+    return env.client.write("POST", "/v1/graphrag/reindex", ctx.idempotency_keys, json=body)
 
 
 def _faq_body(env: HttpEnv, p: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +91,12 @@ def _faq_body(env: HttpEnv, p: dict[str, Any]) -> dict[str, Any]:
 
 
 def faq_create(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
-    return env.client.write("POST", "/v1/faqs", ctx.idempotency_key, json=_faq_body(env, p))
+    return env.client.write("POST", "/v1/faqs", ctx.idempotency_keys, json=_faq_body(env, p))
 
 
 def faq_update(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     path = f"/v1/faqs/{p['faq_id']}"
-    return env.client.write("PUT", path, ctx.idempotency_key, json=_faq_body(env, p))
+    return env.client.write("PUT", path, ctx.idempotency_keys, json=_faq_body(env, p))
 
 
 def faq_delete(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -102,7 +104,7 @@ def faq_delete(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, A
         return env.client.write(
             "DELETE",
             f"/v1/faqs/{p['faq_id']}",
-            ctx.idempotency_key,
+            ctx.idempotency_keys,
             params={"customer_id": p["customer_id"]},
         )
     except ChatbotRejected as exc:
@@ -113,7 +115,7 @@ def faq_delete(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, A
 
 def faq_delete_all(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
     params = {"customer_id": p["customer_id"]}
-    return env.client.write("DELETE", "/v1/faqs", ctx.idempotency_key, params=params)
+    return env.client.write("DELETE", "/v1/faqs", ctx.idempotency_keys, params=params)
 
 
 def faq_import(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +134,7 @@ def faq_import(env: HttpEnv, ctx: TaskContext, p: dict[str, Any]) -> dict[str, A
         answer = env.client.write(
             "POST",
             "/v1/faqs/import",
-            f"{ctx.idempotency_key}:{number}",
+            [f"{key}:{number}" for key in ctx.idempotency_keys],
             json={
                 "customer_id": p["customer_id"],
                 "rows": rows[number * size : (number + 1) * size],

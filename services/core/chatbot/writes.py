@@ -30,6 +30,7 @@ from services.core.chatbot.intake import (
     check_id,
     check_text,
 )
+from services.core.chatbot.sources import file_source, text_source, url_source
 from services.core.config import get_settings
 from services.core.outbox.queuing import QueueOptions
 
@@ -75,7 +76,8 @@ async def doc_upload_text(
         "customer_id": check_id("customer_id", customer_id, CUSTOMER),
         "text": check_text("text", text, writes.settings.upload_text_max_chars),
         "title": check_text("title", title, 500, required=False),
-        "source": check_text("source", source, 500, required=False),
+        # The source ChatbotMobile files it under, named now (`chatbot.sources`).
+        "source": text_source(check_text("source", source, 500, required=False), title),
     }
     return await writes.queue(t.DOC_UPLOAD_TEXT, payload, **options)
 
@@ -93,7 +95,7 @@ async def doc_upload_url(
     payload = {
         "customer_id": check_id("customer_id", customer_id, CUSTOMER),
         "url": url,
-        "source": check_text("source", source, 500, required=False),
+        "source": url_source(check_text("source", source, 500, required=False), url),
     }
     writes = chatbot_writes()
     return await writes.queue(t.DOC_UPLOAD_URL, payload, **options)
@@ -111,7 +113,11 @@ async def doc_upload_file(
     source = check_text("source", source, 500, required=False)
     writes = chatbot_writes()
     task_id, files = await writes.store([file])
-    payload = {"customer_id": customer_id, "file": files[0], "source": source}
+    payload = {
+        "customer_id": customer_id,
+        "file": files[0],
+        "source": file_source(source, files[0]["filename"]),
+    }
     return await writes.queue(t.DOC_UPLOAD_FILE, payload, **options, task_id=task_id)
 
 

@@ -135,6 +135,8 @@ def redrive_command(
     )
     for item in report.retried:
         click.echo(f"{item['task_id']} -> {item['retried_as']}")
+    for item in report.refused:
+        click.echo(f"{item['task_id']} not retried: {item['reason']}")
     verb = "would retry" if dry_run else "retried"
     done = report.matched if dry_run else len(report.retried)
     click.echo(f"matched={report.matched} {verb}={done}")

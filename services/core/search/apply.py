@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.core.errors import WaitForInFlight
 from services.core.search.catalog import Kind, Operation
 from services.core.search.versions import write_version
 from services.core.search.writer import SUPERSEDED, BulkProgress, CatalogWriter, Item
@@ -22,8 +23,13 @@ async def execute(
     seq: int,
     api_key: str | None = None,
     progress: BulkProgress | None = None,
+    fence: bool = False,
 ) -> dict[str, Any]:
-    """Carry out a catalog payload accepted as number `seq` against Elasticsearch."""
+    """Carry out a catalog payload accepted as number `seq` against Elasticsearch.
+
+    `fence`: an earlier attempt may have written unseen (see `writer`). A delete-all sweeps
+    once, raises WaitForInFlight, and sweeps again when called after that wait.
+    """
     customer = payload["customer_id"]
     progress = progress or BulkProgress()
     version = write_version(payload, seq)
@@ -33,7 +39,12 @@ async def execute(
     if op is Operation.UPSERT:
         item = Item(payload["item_id"], payload["data"], version)
         return await writer.upsert(
-            kind, customer, item, with_embedding=payload["with_embedding"], api_key=api_key
+            kind,
+            customer,
+            item,
+            with_embedding=payload["with_embedding"],
+            api_key=api_key,
+            fence=fence,
         )
     if op is Operation.DELETE:
         return await writer.delete(kind, customer, payload["item_id"], version)
@@ -49,6 +60,7 @@ async def execute(
             progress,
             with_embedding=payload["with_embedding"],
             api_key=api_key,
+            fence=fence,
         )
     if op is Operation.BULK_DELETE:
         return await writer.bulk_delete(
@@ -59,4 +71,21 @@ async def execute(
             progress,
             refused=frozenset(payload.get("superseded_ids") or ()),
         )
-    return await writer.delete_all(kind, customer, version)
+    return await _delete_all(writer, kind, customer, version, progress)
+
+
+async def _delete_all(
+    writer: CatalogWriter, kind: Kind, customer: str, version: int, progress: BulkProgress
+) -> dict[str, Any]:
+    swept = progress.steps.get("swept")
+    if swept is None:
+        first = await writer.delete_all(kind, customer, version)
+        progress.steps["swept"] = int(first["deleted"])
+        progress.persist()
+        raise WaitForInFlight(
+            writer.settle_s,
+            "delete-all swept once; it sweeps again once the writes in flight when it "
+            "started have landed",
+        )
+    last = await writer.delete_all(kind, customer, version, again=True)
+    return {**last, "deleted": int(swept) + int(last["deleted"])}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from services.core.taskdefs import Downstream, Queue, TaskSpec, register
+from services.core.taskdefs import Downstream, Ordering, Queue, TaskSpec, register
 
 
 class Operation(StrEnum):
@@ -44,6 +44,10 @@ class Kind:
             time_limit_s=hard,
             downstreams=(Downstream.ELASTICSEARCH,),
             optional_downstreams=(("with_embedding", Downstream.EMBEDDINGS),),
+            # Every write of a customer's items is in one scope, so that a delete-all waits
+            # for the earlier ones still unfinished; the others are ordered by version.
+            ordering=Ordering(f"es_{self.plural}", None, waits=op is Operation.DELETE_ALL),
+            versioned=True,
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import ClientConnectorError
 from elastic_transport import ConnectionError as EsConnectionError
 from elastic_transport import ConnectionTimeout, TransportError
 from elasticsearch import ApiError
@@ -41,8 +42,13 @@ def as_task_error(exc: Exception) -> TaskError:
             )
         return PermanentError(message, downstream=ES)
     if isinstance(exc, ConnectionTimeout | EsConnectionError):
+        # Unless the connection was refused (nothing was sent), the request may have gone
+        # out and Elasticsearch may still be applying it (an answer timed out or cut off).
+        refused = isinstance(exc.__cause__ or exc.__context__, ClientConnectorError)
         return TransientError(
-            f"elasticsearch unreachable: {type(exc).__name__}: {exc}", downstream=ES
+            f"elasticsearch unreachable: {type(exc).__name__}: {exc}",
+            downstream=ES,
+            in_flight=not refused,
         )
     if isinstance(exc, TransportError):
         return TransientError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ def make_writer(settings: Settings) -> CatalogWriter:
         deletes=DeleteMemory(session_factory(settings.database_url)),
         embeddings=embeddings,
         embed_fields=settings.embedding_fields,
+        settle_s=settings.elasticsearch_request_timeout_s,
     )
 
 
@@ -43,8 +45,21 @@ class WorkerRuntime:
         self.writer = make_writer(settings)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine to completion on this process's loop."""
-        return self.loop.run_until_complete(coro)
+        """Run a coroutine to completion on this process's loop.
+
+        Cut short (the soft time limit's exception arrives in the loop), it is cancelled
+        before the exception goes on: left pending, it would resume inside the next task
+        run on this loop and write outside any attempt.
+        """
+        task = self.loop.create_task(coro)
+        try:
+            return self.loop.run_until_complete(task)
+        except BaseException:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    self.loop.run_until_complete(task)
+            raise
 
 
 @per_process

@@ -14,12 +14,13 @@ from typing import Any
 
 from services.core.config import Settings
 from services.core.enqueue import Enqueuer
+from services.core.errors import WaitForInFlight
 from services.core.outbox.binding import CallerTransaction
 from services.core.outbox.queuing import Queuing
 from services.core.search import apply, payloads
 from services.core.search.catalog import Kind, Operation
 from services.core.search.runtime import make_writer
-from services.core.search.writer import CatalogWriter
+from services.core.search.writer import BulkProgress, CatalogWriter
 
 
 class CatalogService:
@@ -71,7 +72,7 @@ class CatalogService:
                     "take an idempotency key; queue the write (async_mode=True) instead"
                 )
             seq, payload = await asyncio.to_thread(self.enqueuer().reserve, task_name, payload)
-            return await apply.execute(self._writer(), kind, op, payload, seq=seq, api_key=api_key)
+            return await self._write_now(kind, op, payload, seq, api_key)
         accepted = await self._queuing.queue(
             task_name,
             payload,
@@ -81,6 +82,18 @@ class CatalogService:
             session=session,
         )
         return {"status": "queued", "task_id": accepted.task_id}
+
+    async def _write_now(
+        self, kind: Kind, op: Operation, payload: dict[str, Any], seq: int, api_key: str | None
+    ) -> dict[str, Any]:
+        progress = BulkProgress()
+        while True:
+            try:
+                return await apply.execute(
+                    self._writer(), kind, op, payload, seq=seq, api_key=api_key, progress=progress
+                )
+            except WaitForInFlight as later:  # a delete-all's second sweep, done now
+                await asyncio.sleep(later.delay_s)
 
     async def upsert(
         self,

@@ -11,7 +11,7 @@ it may still run, so tombstones older than every open or failed task are pruned.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import (
     ARRAY,
@@ -30,9 +30,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from services.core.db import DriverStatement, rowcount, transaction
+from services.core.db import DriverStatement, rowcount, run_transaction
 from services.core.search.versions import SEQ_VERSION_BASE
-from services.core.tasklog.models import Base, UTCDateTime, utcnow
+from services.core.tasklog.clock import db_now, seconds_after
+from services.core.tasklog.models import Base, UTCDateTime
 
 
 class Tombstone(Base):
@@ -84,33 +85,35 @@ class DeleteMemory:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def _keep_max(self, session: Session, model: type[Base], rows: list[dict[str, object]]) -> None:
+    def _keep_max(self, model: type[Base], rows: list[dict[str, object]]) -> None:
         if not rows:
             return
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        table = model.metadata.tables[model.__tablename__]
-        stmt = insert(table).values(rows)
-        greatest = func.greatest if dialect == "postgresql" else func.max
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[c.name for c in table.primary_key.columns],
-                set_={
-                    "version": greatest(table.c.version, stmt.excluded.version),
-                    "updated_at": stmt.excluded.updated_at,
-                },
+
+        def record(session: Session) -> None:
+            dialect = session.get_bind().dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            table = model.metadata.tables[model.__tablename__]
+            stmt = insert(table).values([{**r, "updated_at": db_now()} for r in rows])
+            greatest = func.greatest if dialect == "postgresql" else func.max
+            session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[c.name for c in table.primary_key.columns],
+                    set_={
+                        "version": greatest(table.c.version, stmt.excluded.version),
+                        "updated_at": stmt.excluded.updated_at,
+                    },
+                )
             )
-        )
+
+        run_transaction(self._sessions, record)
 
     def record_deletes(self, index: str, doc_ids: Iterable[str], version: int) -> None:
         """Remember that these documents were deleted at `version` (keeps the newest)."""
-        now = utcnow()
+        # In one order everywhere, so that two bulk deletes never lock rows crosswise.
         rows: list[dict[str, object]] = [
-            {"index_name": index, "doc_id": d, "version": version, "updated_at": now}
-            for d in dict.fromkeys(doc_ids)
+            {"index_name": index, "doc_id": d, "version": version} for d in sorted(set(doc_ids))
         ]
-        with transaction(self._sessions) as session:
-            self._keep_max(session, Tombstone, rows)
+        self._keep_max(Tombstone, rows)
 
     def record_delete_all(self, index: str, customer_id: str, version: int) -> None:
         """Remember that all of a customer's documents up to `version` were deleted."""
@@ -118,10 +121,8 @@ class DeleteMemory:
             "index_name": index,
             "customer_id": customer_id,
             "version": version,
-            "updated_at": utcnow(),
         }
-        with transaction(self._sessions) as session:
-            self._keep_max(session, DeleteWatermark, [row])
+        self._keep_max(DeleteWatermark, [row])
 
     def deleted_versions(self, index: str, customer_id: str, doc_ids: list[str]) -> dict[str, int]:
         """For each document, the newest delete version that covers it (absent: none)."""
@@ -145,7 +146,7 @@ class DeleteMemory:
         Tombstones of versions from before the acceptance-order rule go once every task of
         that time is gone (`legacy_before`: the longest retention plus the retry budget).
         """
-        quiet = utcnow() - timedelta(seconds=quiet_s)
+        quiet = seconds_after(db_now(), -quiet_s)
         current = delete(Tombstone).where(
             Tombstone.version >= SEQ_VERSION_BASE,
             Tombstone.version < below,
@@ -154,5 +155,7 @@ class DeleteMemory:
         legacy = delete(Tombstone).where(
             Tombstone.version < SEQ_VERSION_BASE, Tombstone.updated_at < legacy_before
         )
-        with transaction(self._sessions) as session:
-            return rowcount(session.execute(current)) + rowcount(session.execute(legacy))
+        return run_transaction(
+            self._sessions,
+            lambda session: rowcount(session.execute(current)) + rowcount(session.execute(legacy)),
+        )

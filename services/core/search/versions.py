@@ -2,9 +2,9 @@
 
 Every write (upsert, delete, bulk item, delete-all) is versioned by its place in acceptance
 order: `seq`, drawn from one monotonic sequence in the task log when the write is accepted
-(and kept by a manual retry). Elasticsearch gets `SEQ_VERSION_BASE + seq` as its external
-version, so whatever order retries arrive in, the write accepted last wins, and tombstones
-and delete-all watermarks compare numbers of the same kind.
+(and kept by a manual retry of a catalog write). Elasticsearch gets `SEQ_VERSION_BASE + seq`
+as its external version, so whatever order retries arrive in, the write accepted last wins,
+and tombstones and delete-all watermarks compare numbers of the same kind.
 
 A caller's `version` (or the item's `updated_at`) is a number of another kind and is never
 compared with those. It only refuses, at acceptance, a write older than one the caller sent

@@ -11,6 +11,14 @@ between (while the upsert waited for embeddings, say) left a tombstone or waterm
 upsert then deletes what it wrote, at the delete's version. A delete-all refreshes the index
 after recording its watermark, so every upsert indexed before the watermark is visible to
 its delete-by-query, and every one indexed after sees the watermark in its second check.
+
+"May have written" is fenced too. What an attempt writes is known before it starts (its
+keys from the payload, its version from the acceptance number; the claim that starts it is
+committed first): when an earlier attempt may have written and lost its answer (`fence`),
+every exit, "superseded" ones included, deletes at the covering delete's version what that
+attempt may have left. Such a delete only carries out what the delete memory already says,
+so it is harmless where nothing was written. A delete-all sweeps a second time once the
+writes in flight when it started have landed or never will (the client timeout later).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from services.core.tasklog.models import utcnow
 
 T = TypeVar("T")
 SUPERSEDED = "superseded"
+WRITTEN = ("created", "updated")
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ class BulkProgress:
     done: dict[str, str] = field(default_factory=dict)
     errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     save: Callable[[dict[str, Any]], None] = lambda _: None
+    # Steps of a write that is not per item (a delete-all's first sweep).
+    steps: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_checkpoint(
@@ -62,7 +73,12 @@ class BulkProgress:
     ) -> BulkProgress:
         """Progress restored from a task checkpoint."""
         checkpoint = checkpoint or {}
-        return cls(dict(checkpoint.get("done", {})), dict(checkpoint.get("errors", {})), save)
+        return cls(
+            dict(checkpoint.get("done", {})),
+            dict(checkpoint.get("errors", {})),
+            save,
+            dict(checkpoint.get("steps", {})),
+        )
 
     def settled(self, key: str) -> bool:
         """Whether an item needs no more work."""
@@ -70,7 +86,10 @@ class BulkProgress:
 
     def persist(self) -> None:
         """Save the progress so far."""
-        self.save({"done": self.done, "errors": self.errors})
+        saved: dict[str, Any] = {"done": self.done, "errors": self.errors}
+        if self.steps:
+            saved["steps"] = self.steps
+        self.save(saved)
 
     def summary(self, total: int) -> dict[str, Any]:
         """The task result of a bulk write."""
@@ -106,6 +125,7 @@ class CatalogWriter:
         embeddings: EmbeddingProvider,
         embed_fields: list[str],
         clock: Callable[[], datetime] = utcnow,
+        settle_s: float = 10.0,
     ) -> None:
         self._client = client
         self._indices = indices
@@ -113,6 +133,8 @@ class CatalogWriter:
         self._embeddings = embeddings
         self._embed_fields = embed_fields
         self._clock = clock
+        # The client timeout: how long a write sent may still land after it was sent.
+        self.settle_s = settle_s
 
     async def ensure_indices(self) -> list[str]:
         """Create the catalog indices that are missing."""
@@ -154,12 +176,19 @@ class CatalogWriter:
         *,
         with_embedding: bool = False,
         api_key: str | None = None,
+        fence: bool = False,
     ) -> dict[str, Any]:
-        """Index one item unless a newer write or delete already happened."""
+        """Index one item unless a newer write or delete already happened.
+
+        With `fence`, an earlier attempt may have written it unseen: a delete recorded since
+        removes that too, whichever way this attempt ends.
+        """
         index = await _es(self._indices.ensure(kind))
         key = doc_id(customer_id, item.item_id)
         deleted_at = self._deletes.deleted_versions(index, customer_id, [key]).get(key)
         if deleted_at is not None and deleted_at >= item.version:
+            if fence:
+                await self._delete_at(index, customer_id, key, deleted_at)
             return {"result": SUPERSEDED, "reason": "deleted by a newer delete", "id": key}
         [vector] = await self._vectors([item], with_embedding, api_key)
         try:
@@ -174,10 +203,31 @@ class CatalogWriter:
                 )
             )
         except ConflictError:
-            return {"result": SUPERSEDED, "reason": "a newer version is stored", "id": key}
+            # An equal or newer version is stored: perhaps this very write, by an earlier
+            # attempt whose answer was lost. A delete recorded since must still remove it.
+            await self._undo_if_deleted(index, customer_id, {key: item.version})
+            return {
+                "result": SUPERSEDED,
+                "reason": "an equal or newer version is stored",
+                "id": key,
+            }
         if await self._undo_if_deleted(index, customer_id, {key: item.version}):
             return {"result": SUPERSEDED, "reason": "deleted by a later delete", "id": key}
         return {"result": answer["result"], "id": key, "version": item.version}
+
+    async def _delete_versioned(self, index: str, customer_id: str, key: str, version: int) -> None:
+        """Delete a document at `version`: ConflictError if a newer one is stored."""
+        await _es(
+            self._client.delete(
+                index=index, id=key, version=version, version_type="external", routing=customer_id
+            )
+        )
+
+    async def _delete_at(self, index: str, customer_id: str, key: str, version: int) -> None:
+        """Delete a document at a delete's version: removes what an older write left, never
+        a newer write (a conflict), and is a no-op where nothing is stored."""
+        with contextlib.suppress(ConflictError, NotFoundError):
+            await self._delete_versioned(index, customer_id, key, version)
 
     async def _undo_if_deleted(
         self, index: str, customer_id: str, written: dict[str, int]
@@ -194,16 +244,7 @@ class CatalogWriter:
             if later is None or later <= version:
                 continue
             # A conflict means a newer write is stored; not found, the delete got there first.
-            with contextlib.suppress(ConflictError, NotFoundError):
-                await _es(
-                    self._client.delete(
-                        index=index,
-                        id=key,
-                        version=later,
-                        version_type="external",
-                        routing=customer_id,
-                    )
-                )
+            await self._delete_at(index, customer_id, key, later)
             undone.add(key)
         return undone
 
@@ -215,25 +256,24 @@ class CatalogWriter:
         key = doc_id(customer_id, item_id)
         self._deletes.record_deletes(index, [key], version)
         try:
-            await _es(
-                self._client.delete(
-                    index=index,
-                    id=key,
-                    version=version,
-                    version_type="external",
-                    routing=customer_id,
-                )
-            )
+            await self._delete_versioned(index, customer_id, key, version)
         except ConflictError:
             return {"result": SUPERSEDED, "reason": "a newer version is stored", "id": key}
         except NotFoundError:
             return {"result": "not_found", "id": key, "version": version}
         return {"result": "deleted", "id": key, "version": version}
 
-    async def delete_all(self, kind: Kind, customer_id: str, version: int) -> dict[str, Any]:
-        """Delete a customer's items written before `version`; newer ones stay."""
+    async def delete_all(
+        self, kind: Kind, customer_id: str, version: int, *, again: bool = False
+    ) -> dict[str, Any]:
+        """Delete a customer's items written before `version`; newer ones stay.
+
+        `again`: the sweep once the writes in flight at the first one have landed (the
+        watermark is recorded already).
+        """
         index = await _es(self._indices.ensure(kind))
-        self._deletes.record_delete_all(index, customer_id, version)
+        if not again:
+            self._deletes.record_delete_all(index, customer_id, version)
         # Make every upsert indexed before the watermark visible to the delete-by-query (ES
         # searches the last refreshed view); later ones see the watermark and undo themselves.
         await _es(self._client.indices.refresh(index=index))
@@ -266,8 +306,13 @@ class CatalogWriter:
         *,
         with_embedding: bool = False,
         api_key: str | None = None,
+        fence: bool = False,
     ) -> dict[str, Any]:
-        """Index many items; only items not yet settled are sent."""
+        """Index many items; only items not yet settled are sent.
+
+        With `fence`, an earlier attempt may have written any of them unseen: a delete
+        recorded since removes those too.
+        """
         index = await _es(self._indices.ensure(kind))
         pending = [i for i in items if not progress.settled(doc_id(customer_id, i.item_id))]
         keys = [doc_id(customer_id, i.item_id) for i in pending]
@@ -294,11 +339,13 @@ class CatalogWriter:
             )
             operations.append(self._document(customer_id, item, vector))
         await self._send_bulk(operations, progress, "index")
-        # Every item this task wrote, in this attempt or an earlier one, is checked again.
+        # Every item this task wrote, in this attempt or an earlier one, is checked again;
+        # with `fence`, every item an earlier attempt may have written.
         written = {
             doc_id(customer_id, i.item_id): i.version
             for i in items
-            if progress.done.get(doc_id(customer_id, i.item_id)) in ("created", "updated")
+            if not i.refused
+            and (fence or progress.done.get(doc_id(customer_id, i.item_id)) in WRITTEN)
         }
         for key in await self._undo_if_deleted(index, customer_id, written):
             progress.done[key] = SUPERSEDED

@@ -34,12 +34,14 @@ from sqlalchemy import (
 )
 
 from services.core.db import DriverStatement
+from services.core.tasklog.clock import clock
 from services.core.tasklog.models import (
     FAIR_COUNTED_SQL,
     FAIR_SHARE,
     FAIR_WAITING_SQL,
     TaskLog,
 )
+from services.core.tasklog.statements import INSERTED, accepted_columns
 
 _TABLE = cast(Table, TaskLog.__table__)
 # Columns the statement computes instead of taking them from the caller.
@@ -77,8 +79,8 @@ def admitting_insert(names: tuple[str, ...]) -> DriverStatement:
     )
     verdict = select(or_(busy.scalar_subquery() >= bound, earlier).label("wait")).cte("verdict")
     wait = select(verdict.c.wait).scalar_subquery()
-    values: dict[str, object] = {
-        name: bindparam(name, type_=_TABLE.c[name].type) for name in names if name not in _DECIDED
+    values = {
+        name: value for name, value in accepted_columns(names).items() if name not in _DECIDED
     }
     values.update(
         customer_id=customer,
@@ -86,13 +88,8 @@ def admitting_insert(names: tuple[str, ...]) -> DriverStatement:
         held=wait,
         wait_reason=case((wait, literal(FAIR_SHARE)), else_=null()),
         # Noted as published in the same commit unless it waits: it has no message then.
-        published_at=case(
-            (wait, null()), else_=bindparam("published_at", type_=_TABLE.c.published_at.type)
-        ),
+        published_at=case((wait, null()), else_=clock("at")) if "published" in names else null(),
     )
     return DriverStatement(
-        insert(_TABLE)
-        .values(values)
-        .add_cte(verdict)
-        .returning(_TABLE.c.id, _TABLE.c.seq, _TABLE.c.held)
+        insert(_TABLE).values(values).add_cte(verdict).returning(*INSERTED, _TABLE.c.held)
     )

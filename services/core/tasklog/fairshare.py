@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.core.db import DriverStatement, single_statement
 from services.core.taskdefs import Queue
 from services.core.tasklog.admission import counted_rows
+from services.core.tasklog.clock import clock
 from services.core.tasklog.models import (
     FAIR_COUNTED_SQL,
     FAIR_WAITING_SQL,
@@ -63,7 +64,8 @@ _WAITING_CUSTOMERS = text(
 # A finished task's customer gets its next waiting write queued, if the customer is under
 # its bound. The row is locked (SKIP LOCKED: two finishing tasks hand on two different
 # writes) and still waiting when updated (a release pass may have taken it meanwhile).
-_AT = bindparam("at", type_=_TABLE.c.updated_at.type)
+# The database's clock unless a time is given (tasklog.clock).
+_AT = clock("at")
 _CUSTOMER: BindParameter[str] = bindparam("fair_customer", type_=_TABLE.c.customer_id.type)
 _QUEUE: BindParameter[str] = bindparam("fair_queue", type_=_TABLE.c.queue.type)
 _BOUND = bindparam("bound", type_=Integer())
@@ -145,7 +147,7 @@ class FairShareLog:
             return [Candidate(int(r.seq), r.task_id, r.task_name) for r in session.execute(stmt)]
 
     def hand_off(
-        self, queue: Queue | str, customer: str, bound: int, now: datetime
+        self, queue: Queue | str, customer: str, bound: int, now: datetime | None = None
     ) -> Released | None:
         """Queue the customer's next waiting write if it is under `bound`; it, to publish."""
         params = {"fair_queue": str(queue), "fair_customer": customer, "bound": bound, "at": now}

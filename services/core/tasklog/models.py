@@ -35,6 +35,10 @@ class TaskStatus(StrEnum):
 
 
 TERMINAL = frozenset({TaskStatus.SUCCESS, TaskStatus.FAILED})
+# The wait of a retry whose earlier attempt may still have a request in flight downstream
+# (its process died mid-call, or a delete-all's last sweep): no delivery may run it before
+# it is due, whoever sends it.
+IN_FLIGHT = "in_flight"
 UNFINISHED_SQL = "status NOT IN ('success', 'failed')"
 # Fair share (services/core/fairness.py). What counts against a customer's bound: unfinished
 # and not waiting for its turn or for an earlier write of its entity (an ordering wait ends
@@ -69,6 +73,17 @@ class UTCDateTime(TypeDecorator[datetime]):
 def utcnow() -> datetime:
     """Now, in UTC."""
     return datetime.now(UTC)
+
+
+def idempotency_keys(
+    task_id: str, origin_task_id: str | None, prior_keys: list[str] | None
+) -> tuple[str, ...]:
+    """The keys a write sends downstream, tried in order: a redrive that is a new write tries
+    those of its earlier incarnations first, then its own; a retry that keeps its original's
+    place sends the original's key only."""
+    if prior_keys is not None:
+        return (*prior_keys, task_id)
+    return (origin_task_id or task_id,)
 
 
 class Base(DeclarativeBase):
@@ -140,12 +155,18 @@ class TaskLog(Base):
     # write it retries, and `origin_task_id` names that write (its idempotency key downstream).
     seq: Mapped[int] = mapped_column(BigInteger, TASK_SEQ, nullable=False)
     origin_task_id: Mapped[str | None] = mapped_column(String(64))
-    # Per-entity ordering (taskdefs.Ordering): writes of one scope whose keys meet take effect
-    # in `seq` order. A NULL key covers the whole scope (a delete-all, an import).
+    # A redrive of a write without versions (ChatbotMobile) is a new write at a new `seq`; it
+    # answers for the original's place (`origin_seq`: a write is later than it when its own
+    # original place is), and first tries the Idempotency-Keys an earlier incarnation may
+    # have used (`prior_keys`, oldest first) before its own.
+    origin_seq: Mapped[int | None] = mapped_column(BigInteger)
+    prior_keys: Mapped[list[str] | None] = mapped_column(JSON)
     # Accepted inside a caller's own transaction (the outbox): its `seq` is drawn again when
     # that transaction commits, so that acceptance order is commit order (migration 0010).
     # Server default only: the API's INSERT does not carry it.
     seq_pending: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # Per-entity ordering (taskdefs.Ordering): writes of one scope whose keys meet take effect
+    # in `seq` order. A NULL key covers the whole scope (a delete-all, an import).
     order_scope: Mapped[str | None] = mapped_column(String(300))
     order_key: Mapped[str | None] = mapped_column(String(600))
     # Waiting in the log with no broker message; the scheduler's releaser publishes it when it
@@ -181,11 +202,11 @@ class TaskLog(Base):
             sqlite_where=text(f"order_scope IS NOT NULL AND {UNFINISHED_SQL}"),
         ),
         Index(
-            "ix_task_log_order_done",
+            "ix_task_log_order_scope",
             "order_scope",
             "seq",
-            postgresql_where=text("order_scope IS NOT NULL AND status = 'success'"),
-            sqlite_where=text("order_scope IS NOT NULL AND status = 'success'"),
+            postgresql_where=text("order_scope IS NOT NULL"),
+            sqlite_where=text("order_scope IS NOT NULL"),
         ),
         Index(
             "ix_task_log_held_seq",
@@ -252,6 +273,16 @@ class TaskLog(Base):
     def is_finished(self) -> bool:
         """Whether the task reached a terminal status."""
         return self.status in TERMINAL
+
+    @property
+    def place(self) -> int:
+        """Its place in acceptance order as the write it is (a redrive: its original's)."""
+        return self.origin_seq if self.origin_seq is not None else self.seq
+
+    @property
+    def idempotency_keys(self) -> tuple[str, ...]:
+        """The Idempotency-Keys its downstream writes carry, in the order they are tried."""
+        return idempotency_keys(self.task_id, self.origin_task_id, self.prior_keys)
 
     @property
     def idempotency_origin(self) -> str:

@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from celery import Celery
@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from services.core.db import rowcount, transaction
 from services.core.guards.lock import RedisLock
 from services.core.taskdefs import Queue, queue_keys
-from services.core.tasklog.models import TaskLog, TaskStatus, utcnow
+from services.core.tasklog.clock import clock, seconds_after
+from services.core.tasklog.models import TaskLog, TaskStatus
 
 log = logging.getLogger("services.reconciler")
 
@@ -108,9 +109,10 @@ class Reconciler:
         self._processing_stale_s = processing_stale_s
         self._batch = batch
 
-    def _candidates(self, now: datetime) -> list[TaskLog]:
-        quiet = now - timedelta(seconds=self._stale_s)
-        stuck = now - timedelta(seconds=self._processing_stale_s)
+    def _candidates(self, now: datetime | None) -> list[TaskLog]:
+        # Cut-offs by the database's clock (the times compared were written by others).
+        quiet = seconds_after(clock("at"), -self._stale_s)
+        stuck = seconds_after(clock("at"), -self._processing_stale_s)
         stmt = (
             select(TaskLog)
             .where(
@@ -129,9 +131,9 @@ class Reconciler:
             .limit(self._batch)
         )
         with self._sessions() as session:
-            return list(session.scalars(stmt))
+            return list(session.scalars(stmt, {"at": now}))
 
-    def _touch_if_unchanged(self, row: TaskLog, now: datetime) -> bool:
+    def _touch_if_unchanged(self, row: TaskLog, now: datetime | None) -> bool:
         stmt = (
             update(TaskLog)
             .where(
@@ -139,23 +141,24 @@ class Reconciler:
                 TaskLog.status == row.status,
                 TaskLog.updated_at == row.updated_at,
             )
-            .values(updated_at=now, published_at=now)
+            .values(updated_at=clock("at"), published_at=clock("at"))
         )
         with transaction(self._sessions) as session:
-            return rowcount(session.execute(stmt)) == 1
+            return rowcount(session.execute(stmt, {"at": now})) == 1
 
     def run_once(self, now: datetime | None = None, lock_ttl_s: int = 300) -> ReconcileReport:
-        """One reconciliation pass; `ran` is False when another pass holds the lock."""
+        """One reconciliation pass (at the database's time unless `now` is given); `ran` is
+        False when another pass holds the lock."""
         lock = RedisLock(self._redis, f"{self._prefix}{LOCK_KEY}")
         token = lock.acquire(lock_ttl_s)
         if token is None:
             return ReconcileReport(ran=False)
         try:
-            return self._pass(now or utcnow())
+            return self._pass(now)
         finally:
             lock.release(token)
 
-    def _pass(self, now: datetime) -> ReconcileReport:
+    def _pass(self, now: datetime | None) -> ReconcileReport:
         candidates = self._candidates(now)
         report = ReconcileReport(ran=True, candidates=len(candidates))
         if not candidates:

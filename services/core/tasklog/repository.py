@@ -5,6 +5,9 @@ on one task can neither lose an update nor move a finished task back:
 - nothing leaves a terminal status (success, failed);
 - one live attempt per task: a claim takes a lease (the hard time limit plus a margin), and
   no other delivery may claim the task while the lease lasts;
+- ordering is part of the claim: an ordered write is claimed only while no earlier write it
+  meets is unfinished, in the claim statement itself;
+- one clock: leases, due times and wake-ups are the database's `now()` plus a duration;
 - `attempts` is a fencing token: a delivery that claimed attempt N may mark the task
   retrying or failed only while attempt N is still the one processing, so a stale delivery
   cannot overwrite the state of a newer one, and one attempt's outcome is recorded once;
@@ -14,59 +17,54 @@ on one task can neither lose an update nor move a finished task back:
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, Required, TypedDict, Unpack, cast
+from typing import Any, Required, TypedDict, Unpack
 
-from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
-    Table,
-    and_,
-    bindparam,
-    case,
-    delete,
-    func,
-    insert,
-    or_,
-    select,
-    update,
-)
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from services.core.db import DriverStatement, rowcount, single_statement, transaction
+from services.core.db import DriverStatement, rowcount, run_transaction, single_statement
 from services.core.tasklog.admission import admitting_insert
+from services.core.tasklog.clock import clock, db_now
 from services.core.tasklog.models import (
     FAIR_SHARE,
+    IN_FLIGHT,
     TASK_SEQ,
     TERMINAL,
     SeqCounter,
     TaskLog,
     TaskStatus,
-    utcnow,
+    idempotency_keys,
+)
+from services.core.tasklog.rows import TaskRows, forget_idempotency_key, idempotency_holder
+from services.core.tasklog.statements import (
+    CLAIM,
+    CLAIM_ORDERED,
+    claimable,
+    insert_task,
+    retrying,
+    running,
+    status_change,
 )
 
-# Plain comparisons, not IN lists: SQLAlchemy expands an IN list on every execution, even
-# of a statement built once.
-_UNFINISHED = and_(*(TaskLog.status != s.value for s in sorted(TERMINAL)))
-
-
-def _running(attempt: int) -> ColumnElement[bool]:
-    # The outcome of an attempt belongs to that attempt while it runs, and is recorded once.
-    return and_(TaskLog.status == TaskStatus.PROCESSING, TaskLog.attempts == attempt)
-
-
-def claimable(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
-    """Rows a delivery may take: waiting, or processing under a lease that ran out."""
-    lapsed = and_(
-        TaskLog.status == TaskStatus.PROCESSING,
-        or_(TaskLog.lease_until.is_(None), TaskLog.lease_until <= now),
-    )
-    waiting = or_(TaskLog.status == TaskStatus.PENDING, TaskLog.status == TaskStatus.RETRYING)
-    return or_(waiting, lapsed)
+__all__ = [
+    "AcceptedColumns",
+    "BeforeInsert",
+    "Claim",
+    "Refusal",
+    "TaskLogRepository",
+    "accepted_values",
+    "claimable",
+    "forget_idempotency_key",
+    "idempotency_holder",
+    "insert_accepted",
+    "next_seq",
+]
 
 
 class Refusal(StrEnum):
@@ -77,6 +75,8 @@ class Refusal(StrEnum):
     BUSY = "busy"  # another delivery runs it under a live lease
     DEADLINE = "deadline"  # putting it off would pass its deadline: run it now
     BLOCKER_DONE = "blocker_done"  # the write it would wait for has finished meanwhile
+    BLOCKED = "blocked"  # an earlier write it meets is unfinished: it must wait for it
+    NOT_DUE = "not_due"  # it waits for an earlier attempt's requests to settle
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,12 @@ class Claim:
     seq: int = 0
     # The task downstream idempotency keys derive from (a manual retry's original).
     origin_task_id: str = ""
+    # The database's time when the attempt was claimed (the clock of its deadline).
+    claimed_at: datetime | None = None
+    # The Idempotency-Keys downstream writes carry, tried in order (see TaskLog).
+    idempotency_keys: tuple[str, ...] = ()
+    # This process's monotonic clock when the claim was read (to count from `claimed_at`).
+    claimed_mono: float = 0.0
     # Attempts that killed or hung their worker, this claim's predecessor included.
     lost_attempts: int = 0
     # Whose write it is (fair share hands its place on when it finishes).
@@ -111,102 +117,32 @@ class BeforeInsert:
     run: Callable[[Session, dict[str, Any]], dict[str, Any]]
 
 
-# One statement on the table (not the ORM entity, whose bulk-insert machinery costs more
-# than the statement), its parameters passed apart: compiled once, not per request.
-_TABLE = cast(Table, TaskLog.__table__)
+# What an accepted row's INSERT computes (statements.insert_task) rather than stores as given.
+_COMPUTED = frozenset({"at", "deadline_s", "published", "deadline_at", "seq"})
 
 
-@functools.cache
-def _insert(names: tuple[str, ...]) -> DriverStatement:
-    """The INSERT of an accepted task with these columns (without `seq`, the database
-    draws it), built once per set of columns."""
-    values = {name: bindparam(name, type_=_TABLE.c[name].type) for name in names}
-    return DriverStatement(insert(_TABLE).values(values).returning(_TABLE.c.id, _TABLE.c.seq))
-
-
-# The claim, built once (a statement built per call spends a worker's time on SQLAlchemy's
-# cache keys): a new attempt under a lease, for a row that may be taken now.
-_AT = bindparam("at", type_=_TABLE.c.updated_at.type)
-_CLAIM = DriverStatement(
-    update(_TABLE)
-    .where(_TABLE.c.task_id == bindparam("claimed"), claimable(_AT))
-    .values(
-        status=TaskStatus.PROCESSING,
-        attempts=_TABLE.c.attempts + 1,
-        next_attempt_at=None,
-        held=False,
-        wait_reason=None,
-        waiting_for=None,
-        lease_until=bindparam("lease_until", type_=_TABLE.c.lease_until.type),
-        lease_owner=bindparam("owner"),
-        updated_at=_AT,
-        # A task still `processing` when claimed again had an attempt that died with its
-        # worker (its lease ran out, nobody recorded it): counted, by task id.
-        lost_attempts=case(
-            (_TABLE.c.status == TaskStatus.PROCESSING, _TABLE.c.lost_attempts + 1),
-            else_=_TABLE.c.lost_attempts,
-        ),
+def _claim_of(task_id: str, row: Any, claimed_at: datetime | None) -> Claim:
+    return Claim(
+        task_id=task_id,
+        task_name=row.task_name,
+        attempt=row.attempts,
+        retry_count=row.retry_count,
+        payload=row.payload,
+        sealed_secrets=row.sealed_secrets,
+        deadline_at=row.deadline_at,
+        checkpoint=row.checkpoint,
+        seq=row.seq,
+        origin_task_id=row.origin_task_id or task_id,
+        claimed_at=claimed_at,
+        idempotency_keys=idempotency_keys(task_id, row.origin_task_id, row.prior_keys),
+        claimed_mono=time.monotonic(),
+        lost_attempts=row.lost_attempts,
+        customer_id=row.customer_id,
     )
-    .returning(
-        _TABLE.c.task_name,
-        _TABLE.c.attempts,
-        _TABLE.c.retry_count,
-        _TABLE.c.payload,
-        _TABLE.c.sealed_secrets,
-        _TABLE.c.deadline_at,
-        _TABLE.c.checkpoint,
-        _TABLE.c.seq,
-        _TABLE.c.origin_task_id,
-        _TABLE.c.lost_attempts,
-        _TABLE.c.customer_id,
-    )
-)
 
 
-@functools.cache
-def _status_change(
-    status: TaskStatus, *, guarded: bool, with_error: bool, with_reason: bool
-) -> DriverStatement:
-    """The statement of one kind of status change, built once per kind (see _CLAIM)."""
-    at = bindparam("at", type_=_TABLE.c.updated_at.type)
-    values: dict[str, Any] = {"status": status, "updated_at": at}
-    if status in TERMINAL:
-        values.update(
-            finished_at=at,
-            next_attempt_at=None,
-            held=False,
-            wait_reason=None,
-            waiting_for=None,
-            lease_until=None,
-        )
-    if status == TaskStatus.SUCCESS:
-        values.update(
-            result=bindparam("result", type_=_TABLE.c.result.type),
-            error_kind=None,
-            failure_reason=None,
-        )
-    if with_error:
-        values.update(error_message=bindparam("error"), error_kind=bindparam("error_kind"))
-    if with_reason:
-        values["failure_reason"] = bindparam("failure_reason")
-    stmt = update(_TABLE).where(_TABLE.c.task_id == bindparam("changed"), _UNFINISHED)
-    if guarded:
-        stmt = stmt.where(
-            _TABLE.c.status == TaskStatus.PROCESSING, _TABLE.c.attempts == bindparam("attempt")
-        )
-    return DriverStatement(stmt.values(**values))
-
-
-class TaskLogRepository:
+class TaskLogRepository(TaskRows):
     """Task-log access; each method is its own short transaction."""
-
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        """The session factory, for readers that share this database."""
-        return self._sessions
 
     def create(
         self,
@@ -218,10 +154,11 @@ class TaskLogRepository:
     ) -> TaskLog:
         """Record an accepted task as pending (IntegrityError on a used key or retried task).
 
-        `seq` is drawn from the acceptance sequence unless given (a manual retry keeps the
-        number of the task it retries). With `fair_bound`, the task waits for its turn in the
-        log (`held`, fair_share) when its customer has that much outstanding on its queue, or
-        earlier writes of its wait already (`tasklog.admission`).
+        The deadline is `deadline_at`, or `budget_s` after acceptance by the database's
+        clock. `seq` is drawn from the acceptance sequence unless given (a manual retry of a
+        catalog write keeps the number of the task it retries). With `fair_bound`, the task
+        waits for its turn in the log (`held`, fair_share) when its customer has that much
+        outstanding on its queue, or earlier writes of its wait already (`tasklog.admission`).
         """
         values = accepted_values(**columns)
         # One INSERT commits on its own; a hook's statements (or SQLite's counter) and the
@@ -229,8 +166,10 @@ class TaskLogRepository:
         sqlite = self._sessions.kw["bind"].dialect.name == "sqlite"
         hook = before_insert if before_insert and before_insert.applies(payload) else None
         if hook is not None or ("seq" not in values and sqlite):
-            with transaction(self._sessions) as session:
-                return insert_accepted(session, values, payload, hook, fair_bound)
+            return run_transaction(
+                self._sessions,
+                lambda session: insert_accepted(session, values, payload, hook, fair_bound),
+            )
         row = {**values, "payload": payload}
         made = _insert_of(row, fair_bound).run(self._sessions, _params(row, fair_bound)).one()
         return _accepted_row(row, made, fair_bound)
@@ -239,26 +178,55 @@ class TaskLogRepository:
         self, payload: dict[str, Any], before_insert: BeforeInsert | None = None
     ) -> tuple[int, dict[str, Any]]:
         """A fresh acceptance number for a write done without a task, with its hook run."""
-        with transaction(self._sessions) as session:
+
+        def draw(session: Session) -> tuple[int, dict[str, Any]]:
+            stored = payload
             if before_insert is not None and before_insert.applies(payload):
-                payload = before_insert.run(session, payload)
-            return next_seq(session), payload
+                stored = before_insert.run(session, payload)
+            return next_seq(session), stored
 
-    def oldest_open_seq(self, queue: str) -> int | None:
-        """The lowest `seq` of a task of `queue` that may still run: unfinished, or failed
-        (a manual retry keeps its number)."""
-        stmt = select(func.min(TaskLog.seq)).where(
-            TaskLog.queue == queue, TaskLog.status != TaskStatus.SUCCESS
+        return run_transaction(self._sessions, draw)
+
+    def park(
+        self,
+        *,
+        task_id: str,
+        task_name: str,
+        queue: str,
+        payload: dict[str, Any],
+        reason: str,
+        error: str,
+        customer_id: str | None = None,
+        order_scope: str | None = None,
+        order_key: str | None = None,
+    ) -> bool:
+        """Record a task that must not run as failed for `reason`, for an operator to see
+        (and redrive); False if a row of that task exists already."""
+        row: dict[str, Any] = dict(
+            task_id=task_id,
+            task_name=task_name,
+            queue=queue,
+            payload=payload,
+            customer_id=customer_id,
+            order_scope=order_scope,
+            order_key=order_key,
+            status=TaskStatus.FAILED,
+            error_message=error,
+            error_kind="permanent",
+            failure_reason=reason,
+            retry_count=0,
+            attempts=0,
+            lost_attempts=0,
+            held=False,
+            at=None,
+            deadline_s=0.0,
+            finished=True,
         )
-        with self._sessions() as session:
-            return session.scalar(stmt)
-
-    def mark_unpublished(self, task_id: str) -> None:
-        """Note that the task's message did not reach the broker after all."""
-        with transaction(self._sessions) as session:
-            session.execute(
-                update(TaskLog).where(TaskLog.task_id == task_id).values(published_at=None)
-            )
+        try:
+            insert_task(tuple(row)).run(self._sessions, row)
+        except IntegrityError:
+            return False
+        return True
 
     def claim(
         self,
@@ -267,40 +235,43 @@ class TaskLogRepository:
         now: datetime | None = None,
         lease_s: float = 3600.0,
         owner: str | None = None,
+        ordered: bool = False,
     ) -> Claim | Refusal:
-        """Start a new attempt under a lease, or say why this delivery may not."""
-        at = now or utcnow()
-        params = {
-            "claimed": task_id,
-            "at": at,
-            "lease_until": at + timedelta(seconds=lease_s),
-            "owner": owner,
-        }
-        row = _CLAIM.run(self._sessions, params).one_or_none()
-        if row is None:
-            return self.refusal(task_id)
-        return Claim(
-            task_id=task_id,
-            task_name=row.task_name,
-            attempt=row.attempts,
-            retry_count=row.retry_count,
-            payload=row.payload,
-            sealed_secrets=row.sealed_secrets,
-            deadline_at=row.deadline_at,
-            checkpoint=row.checkpoint,
-            seq=row.seq,
-            origin_task_id=row.origin_task_id or task_id,
-            lost_attempts=row.lost_attempts,
-            customer_id=row.customer_id,
-        )
+        """Start a new attempt under a lease, or say why this delivery may not.
 
-    def refusal(self, task_id: str) -> Refusal:
-        """Why a task cannot be claimed now: missing, finished or busy."""
+        With `ordered`, only while no earlier write the task meets is unfinished
+        (Refusal.BLOCKED otherwise).
+        """
+        params = {"claimed": task_id, "at": now, "lease_s": lease_s, "owner": owner}
+        statement = CLAIM_ORDERED if ordered else CLAIM
+        row = statement.run(self._sessions, params).one_or_none()
+        if row is None:
+            return self.refusal(task_id, now=now, ordered=ordered)
+        return _claim_of(task_id, row, row.updated_at)
+
+    def refusal(
+        self, task_id: str, *, now: datetime | None = None, ordered: bool = False
+    ) -> Refusal:
+        """Why a task cannot be claimed now: missing, finished, busy, not due, or (an
+        ordered write that could otherwise be claimed) blocked by an earlier write."""
+        at = clock("at")
+        stmt = select(
+            TaskLog.status,
+            (TaskLog.lease_until > at).label("leased"),
+            claimable(at).label("free"),
+            ((TaskLog.wait_reason == IN_FLIGHT) & (TaskLog.next_attempt_at > at)).label("early"),
+        ).where(TaskLog.task_id == task_id)
         with single_statement(self._sessions) as session:
-            status = session.scalar(select(TaskLog.status).where(TaskLog.task_id == task_id))
-        if status is None:
+            row = session.execute(stmt, {"at": now}).one_or_none()
+        if row is None:
             return Refusal.MISSING
-        return Refusal.FINISHED if status in TERMINAL else Refusal.BUSY
+        if row.status in TERMINAL:
+            return Refusal.FINISHED
+        if row.early:
+            return Refusal.NOT_DUE
+        if ordered and row.free:
+            return Refusal.BLOCKED
+        return Refusal.BUSY
 
     def save_progress(
         self,
@@ -312,14 +283,14 @@ class TaskLogRepository:
         total: int | None = None,
     ) -> bool:
         """Record what the running attempt has done so far; False if it is no longer current."""
-        values: dict[str, Any] = {"updated_at": utcnow()}
+        values: dict[str, Any] = {"updated_at": db_now()}
         if checkpoint is not None:
             values["checkpoint"] = checkpoint
         if done is not None:
             values["progress_done"] = done
         if total is not None:
             values["progress_total"] = total
-        stmt = update(TaskLog).where(TaskLog.task_id == task_id, _running(attempt)).values(**values)
+        stmt = update(TaskLog).where(TaskLog.task_id == task_id, running(attempt)).values(**values)
         with single_statement(self._sessions) as session:
             return rowcount(session.execute(stmt)) == 1
 
@@ -340,15 +311,16 @@ class TaskLogRepository:
 
         With `attempt`, a non-success change applies only while that attempt is current.
         With `wake_waiters`, tasks held until this one finished become due in the same
-        transaction, so no wake-up is lost between the two.
+        transaction: its second statement sees every hold committed before the first one
+        took the row (READ COMMITTED), so no wake-up is lost between the two.
         """
-        stmt = _status_change(
+        stmt = status_change(
             status, guarded=attempt is not None and status != TaskStatus.SUCCESS,
             with_error=error is not None, with_reason=failure_reason is not None,
         )  # fmt: skip
         params = {
             "changed": task_id,
-            "at": now or utcnow(),
+            "at": now,
             "result": result,
             "error": error,
             "error_kind": error_kind,
@@ -357,160 +329,94 @@ class TaskLogRepository:
         }
         if not (wake_waiters and status in TERMINAL):
             return stmt.run(self._sessions, params).rowcount == 1
-        with transaction(self._sessions) as session:
+
+        def finish(session: Session) -> bool:
             changed = rowcount(session.connection().execute(stmt.statement, params)) == 1
             if changed:
                 session.execute(
                     update(TaskLog)
                     .where(TaskLog.held, TaskLog.waiting_for == task_id)
-                    .values(next_attempt_at=params["at"])
+                    .values(next_attempt_at=clock("at")),
+                    {"at": now},
                 )
-        return changed
+            return changed
+
+        return run_transaction(self._sessions, finish)
 
     def mark_retrying(
         self,
         task_id: str,
         *,
         attempt: int,
-        error: str,
-        error_kind: str,
-        next_attempt_at: datetime,
+        error: str | None,
+        error_kind: str | None,
+        next_attempt_at: datetime | None = None,
+        delay_s: float = 0.0,
         hold: bool = False,
+        reason: str | None = None,
+        counted: bool = True,
         now: datetime | None = None,
     ) -> bool:
-        """Record a failed attempt that will be retried; counts the retry in the same step.
+        """Record a failed attempt that will be retried (`counted`: as a retry, in the same
+        step), due at `next_attempt_at` or `delay_s` from now by the database's clock. An
+        `error` of None keeps the last one (an attempt that did not fail, but must wait).
 
         With `hold`, the retry waits in the log (no broker message) until the releaser
-        publishes it at `next_attempt_at`.
+        publishes it when due; `reason` says why (default: backoff).
         """
-        stmt = (
-            update(TaskLog)
-            .where(TaskLog.task_id == task_id, _running(attempt))
-            .values(
-                status=TaskStatus.RETRYING,
-                retry_count=TaskLog.retry_count + 1,
-                error_message=error,
-                error_kind=error_kind,
-                next_attempt_at=next_attempt_at,
-                held=hold,
-                wait_reason="backoff" if hold else None,
-                lease_until=None,
-                updated_at=now or utcnow(),
-            )
-        )
-        with single_statement(self._sessions) as session:
-            return rowcount(session.execute(stmt)) == 1
+        params = {
+            "changed": task_id,
+            "attempt": attempt,
+            "error": error,
+            "error_kind": error_kind,
+            "due": next_attempt_at,
+            "delay_s": delay_s,
+            "held": hold,
+            "reason": (reason or "backoff") if hold else None,
+            "at": now,
+        }
+        return retrying(counted=counted).run(self._sessions, params).rowcount == 1
 
     def lost_attempt(self, task_id: str, *, owner: str) -> Claim | None:
         """The attempt `owner` was running, if it still is the task's live attempt."""
-        stmt = select(TaskLog).where(
+        stmt = select(TaskLog, db_now().label("now")).where(
             TaskLog.task_id == task_id,
             TaskLog.status == TaskStatus.PROCESSING,
             TaskLog.lease_owner == owner,
         )
         with self._sessions() as session:
-            row = session.scalars(stmt).first()
-        if row is None:
+            found = session.execute(stmt).first()
+        if found is None:
             return None
-        return Claim(
-            task_id=task_id,
-            task_name=row.task_name,
-            attempt=row.attempts,
-            retry_count=row.retry_count,
-            payload=row.payload,
-            sealed_secrets=row.sealed_secrets,
-            deadline_at=row.deadline_at,
-            checkpoint=row.checkpoint,
-            seq=row.seq,
-            origin_task_id=row.idempotency_origin,
-            lost_attempts=row.lost_attempts,
-            customer_id=row.customer_id,
-        )
+        row, now = found
+        return _claim_of(task_id, row, now)
 
     def count_lost(self, task_id: str, *, attempt: int) -> int | None:
         """Count attempt `attempt` as lost with its worker; the task's count, or None if the
         attempt is no longer the one processing."""
         stmt = (
             update(TaskLog)
-            .where(TaskLog.task_id == task_id, _running(attempt))
+            .where(TaskLog.task_id == task_id, running(attempt))
             .values(lost_attempts=TaskLog.lost_attempts + 1)
             .returning(TaskLog.lost_attempts)
         )
-        with transaction(self._sessions) as session:
-            return session.scalar(stmt)
-
-    def increment_retry(self, task_id: str) -> bool:
-        """Count one more retry of an unfinished task."""
-        stmt = (
-            update(TaskLog)
-            .where(TaskLog.task_id == task_id, _UNFINISHED)
-            .values(retry_count=TaskLog.retry_count + 1, updated_at=utcnow())
-        )
-        with transaction(self._sessions) as session:
-            return rowcount(session.execute(stmt)) == 1
-
-    def get_by_task_id(self, task_id: str) -> TaskLog | None:
-        """The row of a task, if any."""
-        with single_statement(self._sessions) as session:
-            return session.scalars(select(TaskLog).where(TaskLog.task_id == task_id)).first()
-
-    def find_by_idempotency_key(self, customer_id: str | None, key: str) -> TaskLog | None:
-        """The task accepted under a customer's idempotency key, if any."""
-        with self._sessions() as session:
-            return idempotency_holder(session, customer_id, key)
-
-    def release_idempotency_key(self, task_id: str) -> None:
-        """Forget the idempotency key of a task (its retention has passed)."""
-        with transaction(self._sessions) as session:
-            forget_idempotency_key(session, task_id)
-
-    def get_retry_of(self, task_id: str) -> TaskLog | None:
-        """The manual retry of a task, if it was retried."""
-        with self._sessions() as session:
-            return session.scalars(select(TaskLog).where(TaskLog.retry_of == task_id)).first()
-
-    def get_failed_tasks(self, limit: int = 100) -> Sequence[TaskLog]:
-        """Failed tasks, most recently updated first."""
-        stmt = (
-            select(TaskLog)
-            .where(TaskLog.status == TaskStatus.FAILED)
-            .order_by(TaskLog.updated_at.desc(), TaskLog.id.desc())
-            .limit(limit)
-        )
-        with self._sessions() as session:
-            return session.scalars(stmt).all()
-
-    def get_user_tasks(self, user_id: str, limit: int = 50) -> Sequence[TaskLog]:
-        """A user's tasks, newest first."""
-        stmt = (
-            select(TaskLog)
-            .where(TaskLog.user_id == user_id)
-            .order_by(TaskLog.created_at.desc(), TaskLog.id.desc())
-            .limit(limit)
-        )
-        with self._sessions() as session:
-            return session.scalars(stmt).all()
-
-    def delete_finished_before(self, *, status: TaskStatus, before: datetime) -> int:
-        """Drop finished rows of `status` that finished before `before`; how many went."""
-        if status not in TERMINAL:
-            raise ValueError("only finished tasks may be deleted")
-        stmt = delete(TaskLog).where(TaskLog.status == status, TaskLog.finished_at < before)
-        with transaction(self._sessions) as session:
-            return rowcount(session.execute(stmt))
+        return run_transaction(self._sessions, lambda session: session.scalar(stmt))
 
 
 class AcceptedColumns(TypedDict, total=False):
     """What accepting a task gives its row (`accepted_values`); the rest are defaults.
 
-    Without `seq` the database draws it; with `seq_pending` it draws it again when the
-    transaction that writes the row commits (migration 0010). `now` is the acceptance time.
+    The deadline is `deadline_at`, or `budget_s` after acceptance. Without `seq` the database
+    draws it; with `seq_pending` it draws it again when the transaction that writes the row
+    commits (migration 0010). `now` is the acceptance time (None: the database's clock);
+    `published`: the message is noted as published at that time.
     """
 
     task_id: Required[str]
     task_name: Required[str]
     queue: Required[str]
-    deadline_at: Required[datetime]
+    deadline_at: datetime | None
+    budget_s: float | None
     user_id: str | None
     customer_id: str | None
     idempotency_key: str | None
@@ -519,10 +425,12 @@ class AcceptedColumns(TypedDict, total=False):
     retry_of: str | None
     seq: int | None
     origin_task_id: str | None
+    origin_seq: int | None
+    prior_keys: list[str] | None
     order_scope: str | None
     order_key: str | None
     checkpoint: dict[str, Any] | None
-    published_at: datetime | None
+    published: bool
     now: datetime | None
     seq_pending: bool
 
@@ -532,7 +440,6 @@ _GIVEN = (
     "task_id",
     "task_name",
     "queue",
-    "deadline_at",
     "user_id",
     "customer_id",
     "idempotency_key",
@@ -540,17 +447,20 @@ _GIVEN = (
     "request_hash",
     "retry_of",
     "origin_task_id",
+    "origin_seq",
+    "prior_keys",
     "order_scope",
     "order_key",
     "checkpoint",
-    "published_at",
 )
 
 
 def accepted_values(**columns: Unpack[AcceptedColumns]) -> dict[str, Any]:
-    """The columns of an accepted task's row, its payload apart (see AcceptedColumns)."""
-    at = columns.get("now") or utcnow()
+    """The values of an accepted task's INSERT, its payload apart (see AcceptedColumns and
+    statements.insert_task for the times it computes)."""
     given: dict[str, Any] = dict(columns)
+    if (given.get("deadline_at") is None) == (given.get("budget_s") is None):
+        raise ValueError("give the deadline as deadline_at or budget_s, one of them")
     values = {name: given.get(name) for name in _GIVEN}
     values.update(
         status=TaskStatus.PENDING,
@@ -558,12 +468,17 @@ def accepted_values(**columns: Unpack[AcceptedColumns]) -> dict[str, Any]:
         attempts=0,
         lost_attempts=0,
         held=False,
-        created_at=at,
-        updated_at=at,
+        at=given.get("now"),
     )
-    if columns.get("seq") is not None:
-        values["seq"] = columns["seq"]
-    if columns.get("seq_pending"):
+    if given.get("deadline_at") is not None:
+        values["deadline_at"] = given["deadline_at"]
+    else:
+        values["deadline_s"] = given["budget_s"]
+    if given.get("published"):
+        values["published"] = True
+    if given.get("seq") is not None:
+        values["seq"] = given["seq"]
+    if given.get("seq_pending"):
         values["seq_pending"] = True
     return values
 
@@ -593,7 +508,7 @@ def insert_accepted(
 
 def _insert_of(row: dict[str, Any], fair_bound: int | None) -> DriverStatement:
     # The plain INSERT, or the one that also decides the customer's fair-share turn.
-    return _insert(tuple(row)) if fair_bound is None else admitting_insert(tuple(row))
+    return insert_task(tuple(row)) if fair_bound is None else admitting_insert(tuple(row))
 
 
 def _params(row: dict[str, Any], fair_bound: int | None) -> dict[str, Any]:
@@ -601,22 +516,20 @@ def _params(row: dict[str, Any], fair_bound: int | None) -> dict[str, Any]:
 
 
 def _accepted_row(row: dict[str, Any], made: Any, fair_bound: int | None) -> TaskLog:
-    # The row as written: a write past its customer's bound waits, with no message.
-    written = {**row, "id": made.id, "seq": made.seq}
+    """The TaskLog of an accepted row: what was given, and what the INSERT computed (its
+    times; a write past its customer's fair-share bound waits, with no message)."""
+    written = TaskLog(
+        **{k: v for k, v in row.items() if k not in _COMPUTED},
+        id=made.id,
+        seq=made.seq,
+        created_at=made.created_at,
+        updated_at=made.created_at,
+        deadline_at=made.deadline_at,
+        published_at=made.created_at if row.get("published") else None,
+    )
     if fair_bound is not None and made.held:
-        written.update(held=True, wait_reason=FAIR_SHARE, published_at=None)
-    return TaskLog(**written)
-
-
-def idempotency_holder(session: Session, customer_id: str | None, key: str) -> TaskLog | None:
-    """The task accepted under a customer's idempotency key, as `session` sees it."""
-    stmt = select(TaskLog).where(TaskLog.customer_id == customer_id, TaskLog.idempotency_key == key)
-    return session.scalars(stmt).first()
-
-
-def forget_idempotency_key(session: Session, task_id: str) -> None:
-    """Release a task's idempotency key (its retention has passed), in `session`."""
-    session.execute(update(TaskLog).where(TaskLog.task_id == task_id).values(idempotency_key=None))
+        written.held, written.wait_reason, written.published_at = True, FAIR_SHARE, None
+    return written
 
 
 def next_seq(session: Session) -> int:

@@ -3,10 +3,11 @@
 Run by the scheduler every `RELEASE_INTERVAL_S`, under a Redis lock. A pass, per queue:
 1. leaves alone a queue that already has `RELEASE_QUEUE_DEPTH` messages waiting (a drained
    backlog never floods Redis; workers take from the list as fast as they can);
-2. picks held tasks that are due: any close to its deadline (it gets its last attempt there,
-   ordering waits excepted), backoffs, rate-limit windows and ordering waits whose time has
-   come, and tasks waiting for a breaker that now lets work through: all of them when it is
-   closed, one (its probe) when it is half-open, none while it is open;
+2. picks held tasks that are due (by the database's clock): any close to its deadline (it
+   gets its last attempt there, ordering and in-flight waits excepted), backoffs, rate-limit
+   windows, ordering and in-flight waits whose time has come, and tasks waiting for a
+   breaker that now lets work through: all of them when it is closed, one (its probe) when
+   it is half-open, none while it is open;
 3. bounds the pick by the room in the queue, the batch size and the cluster-wide rate limits
    of the tasks and their downstreams (so released work is not parked again at once);
 4. releases them in acceptance order, each with one conditional UPDATE, then publishes;
@@ -24,7 +25,7 @@ import logging
 import math
 from collections import Counter as Tally
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from celery import Celery
 from prometheus_client import Counter
@@ -35,7 +36,6 @@ from services.core.guards.lock import RedisLock
 from services.core.guards.ratelimit import Rate
 from services.core.health import waiting_messages
 from services.core.taskdefs import Downstream, Queue, UnknownTaskError, spec_for
-from services.core.tasklog.models import utcnow
 from services.core.tasklog.waits import (
     BREAKER_REASONS,
     TIMED_REASONS,
@@ -99,16 +99,17 @@ class Releaser:
         self._lock = RedisLock(redis, f"{key_prefix}{LOCK_KEY}")
 
     def run_once(self, now: datetime | None = None) -> ReleaseReport:
-        """One pass; `ran` is False when another pass holds the lock."""
+        """One pass (at the database's time unless `now` is given); `ran` is False when
+        another pass holds the lock."""
         token = self._lock.acquire(ttl_s=max(60.0, self._config.interval_s * 10))
         if token is None:
             return ReleaseReport(ran=False)
         try:
-            return self._pass(now or utcnow())
+            return self._pass(now)
         finally:
             self._lock.release(token)
 
-    def _pass(self, now: datetime) -> ReleaseReport:
+    def _pass(self, now: datetime | None) -> ReleaseReport:
         report = ReleaseReport(ran=True)
         depths = waiting_messages(self._redis, self._prefix)
         allowances = {d: b.releasable() for d, b in self._breakers.items()}
@@ -127,7 +128,7 @@ class Releaser:
             log.info("released held tasks", extra={"released": report.released})
         return report
 
-    def _fair_turns(self, queue: Queue, room: int, now: datetime) -> list[Released]:
+    def _fair_turns(self, queue: Queue, room: int, now: datetime | None) -> list[Released]:
         """Queue writes waiting for their fair-share turn, in turn order."""
         if self._turns is None:
             return []
@@ -137,11 +138,15 @@ class Releaser:
         return released
 
     def _candidates(
-        self, queue: Queue, now: datetime, room: int, allowances: dict[Downstream, int | None]
+        self,
+        queue: Queue,
+        now: datetime | None,
+        room: int,
+        allowances: dict[Downstream, int | None],
     ) -> list[Candidate]:
         found: dict[str, Candidate] = {}
-        soon = now + timedelta(seconds=self._config.deadline_margin_s)
-        for c in self._waits.near_deadline(queue.value, soon, room):
+        margin = self._config.deadline_margin_s
+        for c in self._waits.near_deadline(queue.value, margin, room, now=now):
             found[c.task_id] = c
         for reason in TIMED_REASONS:
             for c in self._waits.due(queue.value, reason, now, room):

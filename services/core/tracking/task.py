@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,13 +65,44 @@ def lease_owner(hostname: str | None, pid: int | None) -> str:
     return f"{hostname}:{pid}"
 
 
+# How long the main process waits to see a pool process gone before it records its attempt
+# as lost; past it, the attempt is left to its lease.
+GONE_WAIT_S = 5.0
+
+
+def confirm_gone(pid: int, *, kill: bool, wait_s: float = GONE_WAIT_S) -> bool:
+    """Whether pool process `pid` (a child of this process) has exited; with `kill`, it is
+    sent SIGKILL first. An exited child not yet reaped counts as gone (it runs nothing
+    more), and it is left for billiard to reap (WNOWAIT)."""
+    if kill:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return True
+    if not hasattr(os, "waitid"):  # not on this platform: the signal is all we can go by
+        return kill
+    until = time.monotonic() + wait_s
+    while True:
+        try:
+            exited = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return True  # reaped already
+        if exited is not None:
+            return True
+        if time.monotonic() > until:
+            return False
+        time.sleep(0.005)
+
+
 class TrackedRequest(Request):  # type: ignore[misc]
     """A request in the worker's main process that records attempts lost with their process.
 
     When a pool process dies mid-task (hard time limit, killed, cancelled on a lost broker
     connection) its attempt could record nothing, and its lease would keep a redelivery out
     until it runs out. The main process knows which pool process ran it, so it records that
-    attempt, and only that one, as a transient failure before Celery requeues or acks.
+    attempt, and only that one, as a transient failure before Celery requeues or acks, once
+    that process is confirmed gone: billiard reports a hard time limit before it kills the
+    process, so the process is killed here first (a retry must not run beside it).
     """
 
     def on_timeout(self, soft: bool, timeout: float) -> None:
@@ -90,6 +123,12 @@ class TrackedRequest(Request):  # type: ignore[misc]
     def _record_lost(self, exc: BaseException, *, republish: bool) -> None:
         spec: TaskSpec | None = getattr(self.task, "tracked_spec", None)
         if spec is None or self.worker_pid is None:
+            return
+        if not confirm_gone(self.worker_pid, kill=isinstance(exc, TimeLimitExceeded)):
+            log.error(
+                "the process of a lost attempt is still there; its lease will end the attempt",
+                extra={"task_id": self.id},
+            )
             return
         try:
             owner = lease_owner(self.hostname, self.worker_pid)
